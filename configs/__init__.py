@@ -1,0 +1,1 @@
+"""YAML presets shipped with streamrestore (installed as the package streamrestore.configs)."""

@@ -1,0 +1,1 @@
+"""Network definitions that spandrel does not provide, rebuilt from the ncnn graphs we convert."""

@@ -1,0 +1,185 @@
+"""Command line: parses arguments, calls the library, turns errors into one line and an exit code.
+
+Exit codes: 0 success, 2 bad option/chain/preset, 3 input not found, 4 not a media file, 5 no video
+stream, 6 truncated input, 7 damaged input with --strict, 8 unknown stage, 9 broken plugin,
+10 output not writable, 11 disk full, 12 weights, 13 a stage failed, 70 internal error, 130 Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import traceback
+from pathlib import Path
+from typing import Sequence
+
+from . import __version__
+from .errors import ConfigError, Interrupted, StreamRestoreError
+
+INTERNAL_ERROR = 70
+
+CHAIN_HELP = (
+    "stages separated by commas, e.g. 'denoise,sr4'; options as NAME:KEY=VALUE[:KEY=VALUE], "
+    "e.g. 'denoise:strength=12,sr4:method=bicubic'; a preset name or .yaml file also works"
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="streamrestore", description="Restore and remaster video files and streams.")
+    parser.add_argument("--version", action="version", version=f"streamrestore {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="restore a video, stream or image")
+    run.add_argument("input", help="video/image file, '-' for standard input, or a tcp/udp/rtsp/http URL")
+    what = run.add_mutually_exclusive_group(required=True)
+    what.add_argument("--chain", help=CHAIN_HELP)
+    what.add_argument("--config", metavar="YAML", help="a preset file (see configs/), or a bundled preset's name")
+    run.add_argument("-o", "--output", help="output path ('-' for standard output); default NAME.restored.EXT beside the input")
+    run.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    run.add_argument("--codec", help="video encoder (libx264 default, libx265, ffv1, libsvtav1, …)")
+    run.add_argument("--crf", type=float, help="constant quality for x264/x265/AV1 (default 18; lower is better)")
+    run.add_argument("--preset", help="encoder speed preset (x264/x265 default: medium)")
+    run.add_argument("--pix-fmt", help="output pixel format (default: the source's chroma layout and bit depth)")
+    run.add_argument("--encoder-threads", type=int, help="encoder threads (default 0 = automatic)")
+    run.add_argument("--format", help="container for -o - (mpegts default, matroska, mp4 = fragmented)")
+    run.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    run.add_argument("--batch", type=int, default=4, help="frames per batch through the stages (default 4)")
+    run.add_argument("--strict", action="store_true", help="fail on damaged frames instead of repairing them")
+    run.add_argument("--timeout", type=float, default=15.0, help="seconds to wait on a network input (default 15)")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    run.add_argument("--debug", action="store_true", help="show a traceback on errors")
+
+    stages = commands.add_parser("stages", help="list the available stages, aliases and presets")
+    stages.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        if args.command == "stages":
+            print(list_stages())
+            return 0
+        return run_command(args)
+    except KeyboardInterrupt:
+        return _fail(Interrupted("interrupted; the partial output was removed"), args.debug)
+    except StreamRestoreError as error:
+        return _fail(error, args.debug)
+    except BrokenPipeError:
+        return 0 if args.output == "-" else _fail(StreamRestoreError("output pipe closed"), args.debug)
+    except Exception as error:  # the last resort: still one line, unless --debug
+        if args.debug:
+            traceback.print_exc()
+        print(f"streamrestore: internal error: {type(error).__name__}: {error} (run with --debug for details)",
+              file=sys.stderr)
+        return INTERNAL_ERROR
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _fail(error: StreamRestoreError, debug: bool) -> int:
+    if debug:
+        traceback.print_exception(error)
+    message = str(error).replace("\n", " ")
+    print(f"streamrestore: error: {message}", file=sys.stderr)
+    return error.exit_code
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from .pipeline import IMAGE_SUFFIXES
+
+    chain = args.config if args.config else args.chain
+    if args.config and not args.config.endswith((".yaml", ".yml")):
+        from .presets import available_presets
+
+        if args.config not in available_presets():
+            raise ConfigError(f"--config {args.config!r}: no such preset (bundled: {', '.join(available_presets())})")
+    if Path(args.input).suffix.lower() in IMAGE_SUFFIXES:
+        return _run_image(args, chain)
+    return _run_video(args, chain)
+
+
+def _run_image(args: argparse.Namespace, chain: str) -> int:
+    from .output import OutputTarget
+    from .pipeline import read_image, restore_image, write_image
+
+    source = Path(args.input)
+    destination = args.output or str(source.with_name(f"{source.stem}.restored.png"))
+    target = OutputTarget(destination, args.input, overwrite=args.overwrite)
+    restored = restore_image(read_image(source), chain, device=args.device)
+    try:
+        write_image(target.temporary, restored)
+        target.commit()
+    except BaseException:
+        target.abort()
+        raise
+    if not args.quiet:
+        print(f"wrote {destination} ({restored.shape[1]}×{restored.shape[0]})", file=sys.stderr)
+    return 0
+
+
+def _run_video(args: argparse.Namespace, chain: str) -> int:
+    from tqdm import tqdm
+
+    from .pipeline import restore_video
+
+    bar: list[tqdm] = []
+
+    def on_start(reader) -> None:
+        info = reader.info
+        if not args.quiet:
+            print(f"{args.input}: {info.width}×{info.height} {info.pix_fmt}, {info.color.describe()}", file=sys.stderr)
+        bar.append(tqdm(total=info.frame_count, unit="frame", disable=args.quiet, file=sys.stderr,
+                        dynamic_ncols=True, desc="restoring"))
+
+    try:
+        report = restore_video(
+            args.input, args.output, chain, overwrite=args.overwrite, codec=args.codec, crf=args.crf,
+            preset=args.preset, pix_fmt=args.pix_fmt, encoder_threads=args.encoder_threads, format=args.format,
+            device=args.device, batch_size=args.batch, strict=args.strict, timeout=args.timeout,
+            on_start=on_start, on_frames=lambda n: bar and bar[0].update(n),
+        )
+    finally:
+        if bar:
+            bar[0].close()
+    if report.damaged_frames:
+        print(f"streamrestore: warning: {report.damaged_frames} damaged frame(s) in the input; "
+              f"{report.repaired_frames} replaced by the previous good frame (frame count kept)", file=sys.stderr)
+    if not args.quiet and report.output != "-":
+        fps = report.frames / report.seconds if report.seconds else 0.0
+        print(f"wrote {report.output}: {report.frames} frames, {report.width}×{report.height} {report.pix_fmt}, "
+              f"{report.color}, {report.seconds:.1f} s ({fps:.2f} fps)", file=sys.stderr)
+    return 0
+
+
+def list_stages() -> str:
+    from .presets import available_presets
+    from .registry import Registry
+
+    registry = Registry()
+    lines = ["stages:"]
+    for name, spec in sorted(registry.specs.items()):
+        caps = spec.build({}).capabilities
+        temporal = f", window -{caps.frames_before}/+{caps.frames_after}" if caps.is_temporal else ""
+        lines.append(f"  {name:<14} [{spec.package}] {spec.summary}")
+        lines.append(f"  {'':<14} scale ×{caps.scale}{temporal}, dtypes {'/'.join(caps.dtypes)}, "
+                     f"devices {'/'.join(caps.devices)}, size multiple {caps.size_multiple}, "
+                     f"{'tileable' if caps.tileable else 'not tiled'}")
+        if spec.options:
+            lines.append(f"  {'':<14} options: {spec.factory.describe_options()}")
+    lines.append("aliases:")
+    for name, alias in sorted(registry.aliases.items()):
+        settings = "".join(f":{k}={v}" for k, v in alias.settings.items())
+        lines.append(f"  {name:<14} -> {alias.target}{settings}  ({alias.summary})")
+    lines.append("presets: " + ", ".join(available_presets()))
+    for name, reason in sorted(registry.broken.items()):
+        lines.append(f"broken plugin {name}: {reason}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

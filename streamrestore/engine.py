@@ -1,0 +1,155 @@
+"""Runs decode, the stage chain and encode at the same time, with bounded queues between them.
+
+    decoder thread ──frames──▶ [queue] ──▶ main thread: batch → stages ──▶ [queue] ──▶ encoder thread
+         └── audio/subtitle packets, copied straight to the muxer ───────────────────────────┘
+
+PyAV releases the GIL while decoding and encoding, so the three overlap; the queues are bounded,
+so memory stays flat however long the input is, and a frame leaves the pipeline as soon as the
+stages release it (the pipeline never waits for the end of the input). A failure in any thread stops
+the others and is raised in the caller's thread; Ctrl-C in the caller's thread does the same.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+
+from .frames import FrameBatch, image_to_tensor, tensor_to_images
+from .media.reader import DecodedFrame, MediaReader
+from .media.writer import MediaWriter
+from .runner import ChainRunner
+
+_END = object()
+_POLL_SECONDS = 0.1
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    batch_size: int = 4
+    queue_frames: int = 16
+    """Decoded frames waiting for the stages (bounds host memory together with batch_size)."""
+    queue_batches: int = 4
+    """Restored batches waiting for the encoder."""
+
+
+class _Stopped(Exception):
+    """Raised inside a worker when another part of the pipeline failed or the user interrupted."""
+
+
+class _Pipeline:
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.failures: list[BaseException] = []
+
+    def put(self, q: queue.Queue, item: Any) -> None:
+        while True:
+            if self.stop.is_set():
+                raise _Stopped
+            try:
+                q.put(item, timeout=_POLL_SECONDS)
+                return
+            except queue.Full:
+                continue
+
+    def get(self, q: queue.Queue, block: bool = True) -> Any:
+        while True:
+            if self.stop.is_set():
+                raise _Stopped
+            try:
+                return q.get(timeout=_POLL_SECONDS) if block else q.get_nowait()
+            except queue.Empty:
+                if not block:
+                    raise
+                continue
+
+    def worker(self, name: str, body: Callable[[], None]) -> threading.Thread:
+        def run() -> None:
+            try:
+                body()
+            except _Stopped:
+                pass
+            except BaseException as error:  # handed to the caller's thread, which raises it
+                self.failures.append(error)
+                self.stop.set()
+
+        thread = threading.Thread(target=run, name=f"streamrestore-{name}", daemon=True)
+        thread.start()
+        return thread
+
+
+def run(
+    reader: MediaReader,
+    runner: ChainRunner,
+    writer: MediaWriter,
+    output_dtype: np.dtype,
+    settings: EngineSettings = EngineSettings(),
+    on_frames: Callable[[int], None] = lambda count: None,
+) -> None:
+    """Push every frame of ``reader`` through ``runner`` into ``writer``; raises the first failure."""
+    pipe = _Pipeline()
+    decoded: queue.Queue = queue.Queue(maxsize=settings.queue_frames)
+    restored: queue.Queue = queue.Queue(maxsize=settings.queue_batches)
+
+    def decode() -> None:
+        for frame in reader.frames(writer.copy_packet):
+            pipe.put(decoded, frame)
+        pipe.put(decoded, _END)
+
+    def encode() -> None:
+        while (item := pipe.get(restored)) is not _END:
+            images, stamps = item
+            for image, pts in zip(images, stamps):
+                writer.write_frame(image, pts)
+            on_frames(len(stamps))
+
+    threads = [pipe.worker("decode", decode), pipe.worker("encode", encode)]
+    try:
+        for batch in _batches(pipe, decoded, settings.batch_size):
+            result = runner.push(batch)
+            if result is not None:
+                pipe.put(restored, (tensor_to_images(result.pixels, output_dtype), result.pts))
+        for result in runner.flush():
+            pipe.put(restored, (tensor_to_images(result.pixels, output_dtype), result.pts))
+        pipe.put(restored, _END)
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(_POLL_SECONDS)
+    except _Stopped:
+        pass
+    except BaseException:
+        pipe.stop.set()
+        _join(threads)
+        raise
+    if pipe.failures:
+        _join(threads)
+        raise pipe.failures[0]
+
+
+def _batches(pipe: _Pipeline, decoded: queue.Queue, size: int) -> Iterator[FrameBatch]:
+    """Group decoded frames into batches: wait for one, then take what is ready, up to ``size``."""
+    finished = False
+    while not finished:
+        frames: list[DecodedFrame] = []
+        item = pipe.get(decoded)
+        while item is not _END:
+            frames.append(item)
+            if len(frames) == size:
+                break
+            try:
+                item = pipe.get(decoded, block=False)
+            except queue.Empty:
+                break
+        finished = item is _END
+        if frames:
+            pixels = torch.cat([image_to_tensor(f.rgb) for f in frames])
+            yield FrameBatch(pixels, tuple(f.pts for f in frames))
+
+
+def _join(threads: list[threading.Thread]) -> None:
+    for thread in threads:
+        thread.join(timeout=5)

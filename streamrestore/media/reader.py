@@ -1,0 +1,268 @@
+"""Opens an input (file, stdin or network URL) and yields its video frames as RGB arrays, in order.
+
+Audio and subtitle packets are handed untouched to a callback as they are demuxed, so they can be
+copied packet for packet while the video goes through the stages.
+
+Damaged input policy: every video packet the container carries becomes exactly one output frame.
+A packet the decoder cannot turn into a frame (corrupt data) is replaced by a copy of the previous
+good frame at that packet's own timestamp, and counted in ``damaged_frames``; frames the decoder
+flags as corrupt (concealed errors) are kept as decoded and counted too. An input that ends before
+the frames its container announces is reported as truncated.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Callable, Iterator
+
+import av
+import av.error
+import numpy as np
+
+from ..errors import InputNotFoundError, MediaError, NoVideoStreamError, TruncatedInputError
+from .color import ColorDescription, describe_source, frame_to_rgb
+
+STDIO = "-"
+_NETWORK_PREFIXES = ("tcp://", "udp://", "rtp://", "rtsp://", "rtmp://", "http://", "https://", "srt://")
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the writer and the progress bar need to know about the source video."""
+
+    width: int
+    height: int
+    time_base: Fraction
+    average_rate: Fraction | None
+    frame_count: int | None
+    """Frames announced by the container, or estimated from duration × rate (None: unknown)."""
+    frame_count_exact: bool
+    pix_fmt: str
+    bit_depth: int
+    color: ColorDescription
+    rotation: int
+    sample_aspect_ratio: Fraction | None
+    codec: str
+
+
+@dataclass(frozen=True)
+class DecodedFrame:
+    rgb: np.ndarray
+    """H×W×3 RGB, uint8 for 8-bit sources and uint16 for deeper ones."""
+    pts: int | None
+    repaired: bool = False
+
+
+def is_network_url(source: str) -> bool:
+    return source.startswith(_NETWORK_PREFIXES)
+
+
+class MediaReader:
+    """One input container: its video stream, the streams to copy, and a frame generator."""
+
+    def __init__(self, source: str, timeout: float = 15.0) -> None:
+        self.source = source
+        self.damaged_frames = 0
+        self.repaired_frames = 0
+        self.frames_read = 0
+        self._read_error: av.error.FFmpegError | None = None
+        self._flushed = False
+        self.container = _open_input(source, timeout)
+        try:
+            if not self.container.streams.video:
+                raise NoVideoStreamError(f"{_label(source)} has no video stream")
+            self.video = self.container.streams.video[0]
+            self.video.thread_type = "AUTO"
+            self.passthrough = [
+                s for s in self.container.streams if s.type in ("audio", "subtitle") and s.index != self.video.index
+            ]
+            self._first = self._first_frame()
+            self.info = self._describe(self._first)
+        except BaseException:
+            self.container.close()
+            raise
+
+    # -- opening ---------------------------------------------------------------------------------
+    def _first_frame(self) -> av.VideoFrame:
+        """Decode ahead to the first frame: colour, rotation and size come from it, not from guesses."""
+        self._demuxed = self.container.demux(self.video, *self.passthrough)
+        self._early_packets: list[av.Packet] = []
+        self._pending_frames: list[av.VideoFrame] = []
+        self._pending_pts: list[int] = []
+        for packet in self._safe_demux():
+            if packet.stream.index != self.video.index:
+                self._early_packets.append(packet)
+                continue
+            frames = self._decode(packet)
+            if frames:
+                self._pending_frames.extend(frames)
+                return frames[0]
+        for frame in self._decode(None):
+            self._pending_frames.append(frame)
+        if not self._pending_frames:
+            raise MediaError(f"{_label(self.source)}: no decodable video frame")
+        return self._pending_frames[0]
+
+    def _describe(self, first: av.VideoFrame) -> VideoInfo:
+        stream = self.video
+        rate = stream.average_rate or stream.guessed_rate
+        count = stream.frames or None
+        exact = count is not None
+        if count is None and rate:
+            seconds = None
+            if stream.duration is not None and stream.time_base is not None:
+                seconds = float(stream.duration * stream.time_base)
+            elif self.container.duration:
+                seconds = self.container.duration / av.time_base
+            if seconds:
+                count = max(1, round(seconds * float(rate)))
+        bits = max(c.bits for c in first.format.components)
+        return VideoInfo(
+            width=first.width,
+            height=first.height,
+            time_base=stream.time_base or Fraction(1, 90000),
+            average_rate=Fraction(rate) if rate else None,
+            frame_count=count,
+            frame_count_exact=exact,
+            pix_fmt=first.format.name,
+            bit_depth=bits,
+            color=describe_source(first),
+            rotation=int(first.rotation or 0),
+            sample_aspect_ratio=stream.sample_aspect_ratio,
+            codec=stream.codec_context.name,
+        )
+
+    # -- decoding --------------------------------------------------------------------------------
+    def _safe_demux(self) -> Iterator[av.Packet]:
+        # Pull with next() rather than `yield from`: closing this wrapper (as _first_frame does when
+        # it stops early) must not close PyAV's demux generator, which frames() continues.
+        while True:
+            try:
+                packet = next(self._demuxed)
+            except StopIteration:
+                return
+            except av.error.FFmpegError as error:
+                # A read error part-way (truncated file, dropped connection) ends the input; the
+                # frame count check at the end says whether frames are missing.
+                self._read_error = error
+                return
+            yield packet
+
+    def _decode(self, packet: av.Packet | None) -> list[av.VideoFrame]:
+        if packet is None:
+            if self._flushed:
+                return []  # FFmpeg answers a second flush with EOF
+            self._flushed = True
+        else:
+            if packet.pts is not None and not packet.is_discard and packet.size > 0:
+                bisect.insort(self._pending_pts, packet.pts)
+        try:
+            return list(self.video.decode(packet))
+        except (av.error.InvalidDataError, av.error.PatchWelcomeError, av.error.UndefinedError):
+            return []  # the packet stays in _pending_pts and is repaired when a later frame passes it
+
+    def frames(self, on_packet: Callable[[av.Packet], None]) -> Iterator[DecodedFrame]:
+        """Yield every video frame (repairing damaged ones) and pass other packets to ``on_packet``."""
+        rgb_format = "rgb48le" if self.info.bit_depth > 8 else "rgb24"
+        last: DecodedFrame | None = None
+
+        def emit(frame: av.VideoFrame) -> Iterator[DecodedFrame]:
+            nonlocal last
+            pts = frame.pts
+            if pts is None and last is not None and last.pts is not None and self.info.average_rate:
+                pts = last.pts + round(1 / (self.info.average_rate * self.info.time_base))
+            rgb = frame_to_rgb(frame, self.info.color, rgb_format).to_ndarray()
+            for lost in self._take_lost(pts):
+                yield self._repair(last.rgb if last is not None else rgb, lost)
+            if frame.is_corrupt:
+                self.damaged_frames += 1
+            last = DecodedFrame(rgb, pts)
+            self.frames_read += 1
+            yield last
+
+        for packet in self._early_packets:
+            on_packet(packet)
+        self._early_packets = []
+        for frame in self._pending_frames:
+            yield from emit(frame)
+        self._pending_frames = []
+        for packet in self._safe_demux():
+            if packet.stream.index != self.video.index:
+                if packet.size > 0:
+                    on_packet(packet)
+                continue
+            for frame in self._decode(packet if packet.size > 0 else None):
+                yield from emit(frame)
+        for frame in self._decode(None):
+            yield from emit(frame)
+        if last is not None:
+            for lost in self._take_lost(None):
+                yield self._repair(last.rgb, lost)
+        self._check_complete()
+
+    def _take_lost(self, pts: int | None) -> list[int]:
+        """Timestamps of packets that should have become frames before ``pts`` (all, at the end)."""
+        if pts is None:
+            lost, self._pending_pts = self._pending_pts, []
+            return lost
+        cut = bisect.bisect_left(self._pending_pts, pts)
+        lost = self._pending_pts[:cut]
+        # The frame at `pts` itself has arrived: drop its packet (and exact duplicates) from pending.
+        end = bisect.bisect_right(self._pending_pts, pts)
+        del self._pending_pts[:end]
+        return lost
+
+    def _repair(self, rgb: np.ndarray, pts: int) -> DecodedFrame:
+        self.damaged_frames += 1
+        self.repaired_frames += 1
+        self.frames_read += 1
+        return DecodedFrame(rgb, pts, repaired=True)
+
+    def _check_complete(self) -> None:
+        expected = self.info.frame_count if self.info.frame_count_exact else None
+        if expected is not None and self.frames_read < expected:
+            raise TruncatedInputError(
+                f"{_label(self.source)} is truncated: {self.frames_read} of {expected} frames are readable"
+            )
+        if self._read_error is not None and expected is None:
+            raise TruncatedInputError(f"{_label(self.source)}: reading stopped early: {self._read_error}")
+
+    def close(self) -> None:
+        self.container.close()
+
+
+def _label(source: str) -> str:
+    return "standard input" if source == STDIO else repr(source)
+
+
+def _open_input(source: str, timeout: float) -> av.container.InputContainer:
+    if source == STDIO:
+        target = "pipe:0"
+    elif is_network_url(source):
+        target = source
+    else:
+        if not os.path.exists(source):
+            raise InputNotFoundError(f"input not found: {source!r}")
+        if os.path.isdir(source):
+            raise MediaError(f"input {source!r} is a directory, not a media file")
+        target = source
+    try:
+        return av.open(target, mode="r", timeout=(timeout, timeout))
+    except av.error.FFmpegError as error:
+        raise MediaError(_open_failure(source, error)) from None
+
+
+def _open_failure(source: str, error: av.error.FFmpegError) -> str:
+    reason = getattr(error, "strerror", None) or str(error)
+    if source == STDIO:
+        return (
+            f"cannot read standard input as media ({reason}); a plain MP4 keeps its index at the end, which "
+            "a pipe cannot seek to: send MPEG-TS, Matroska or fragmented MP4 instead "
+            "(e.g. ffmpeg -i in.mp4 -c copy -f mpegts -)"
+        )
+    if is_network_url(source):
+        return f"cannot open stream {source!r}: {reason}"
+    return f"{source!r} is not a readable media file ({reason})"

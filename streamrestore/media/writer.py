@@ -1,0 +1,241 @@
+"""Encodes restored RGB frames at their source timestamps and copies every other stream untouched.
+
+Audio and subtitle packets are remuxed as they are (payloads bit-identical, language and title kept);
+the video stream keeps the source's time base, per-frame timestamps (VFR included), colour tags,
+rotation and sample aspect ratio. Two threads feed one output container (copied packets from the
+decoder thread, encoded packets from the encoder thread), so muxing goes through a lock; FFmpeg's
+interleaving muxer puts the packets in order.
+"""
+
+from __future__ import annotations
+
+import errno
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import av
+import av.error
+import numpy as np
+
+from ..errors import ConfigError, DiskFullError, OutputError
+from .color import ColorDescription, is_rgb_format, rgb_to_frame
+from .reader import VideoInfo
+
+DEFAULT_CODEC = "libx264"
+DEFAULT_CRF = 18
+DEFAULT_PRESET = "medium"
+_CRF_CODECS = {"libx264", "libx265", "libsvtav1", "libvpx-vp9", "libaom-av1"}
+_PRESET_CODECS = {"libx264", "libx265", "libsvtav1"}
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    """The user's encoder choices; None means 'derive a sensible value from the source'."""
+
+    codec: str = DEFAULT_CODEC
+    crf: float | None = DEFAULT_CRF
+    preset: str | None = DEFAULT_PRESET
+    pix_fmt: str | None = None
+    threads: int = 0
+    options: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OutputVideo:
+    """Everything the video encoder is opened with."""
+
+    width: int
+    height: int
+    pix_fmt: str
+    color: ColorDescription
+    source: VideoInfo
+
+
+def choose_pix_fmt(settings: EncodeSettings, source: VideoInfo, width: int, height: int) -> str:
+    """Keep the source's chroma layout and bit depth where the codec allows; never fail on odd sizes."""
+    supported = _codec_formats(settings.codec)
+    if settings.pix_fmt is not None:
+        if supported and settings.pix_fmt not in supported:
+            raise ConfigError(
+                f"--pix-fmt {settings.pix_fmt} is not supported by {settings.codec} (supported: {', '.join(supported)})"
+            )
+        if _subsampled(settings.pix_fmt) and (width % 2 or height % 2):
+            raise ConfigError(
+                f"--pix-fmt {settings.pix_fmt} needs an even frame size, but the output is {width}×{height}; "
+                "use a 4:4:4 format (e.g. yuv444p)"
+            )
+        return settings.pix_fmt
+    deep = source.bit_depth > 8
+    if is_rgb_format(source.pix_fmt):
+        layout = "444" if settings.codec == "ffv1" else "420"
+    elif "444" in source.pix_fmt:
+        layout = "444"
+    elif "422" in source.pix_fmt or source.pix_fmt in ("nv16", "yuyv422", "uyvy422"):
+        layout = "422"
+    else:
+        layout = "420"
+    if layout != "444" and (width % 2 or height % 2):
+        # 4:2:0 and 4:2:2 need even sizes; 4:4:4 keeps the exact frame size instead of cropping a pixel.
+        layout = "444"
+    wanted = f"yuv{layout}p" + ("10le" if deep else "")
+    if not supported or wanted in supported:
+        return wanted
+    same_depth = [f for f in supported if f.startswith("yuv") and ("10le" in f) == deep]
+    for candidate in same_depth + list(supported):
+        if not _subsampled(candidate) or (width % 2 == 0 and height % 2 == 0):
+            return candidate
+    return supported[0]
+
+
+def _subsampled(pix_fmt: str) -> bool:
+    return any(tag in pix_fmt for tag in ("420", "422", "nv12", "nv21", "nv16", "411", "410"))
+
+
+def _codec_formats(codec: str) -> list[str]:
+    try:
+        found = av.codec.Codec(codec, "w")
+    except (av.error.FFmpegError, ValueError):
+        raise ConfigError(f"unknown encoder {codec!r} (e.g. libx264, libx265, ffv1, libsvtav1)") from None
+    if found.type != "video":
+        raise ConfigError(f"{codec!r} is not a video encoder")
+    return [f.name for f in (found.video_formats or [])]
+
+
+class MediaWriter:
+    """One output container: a video encoder plus copies of the source's audio and subtitle streams."""
+
+    def __init__(
+        self,
+        target: str,
+        container_format: str | None,
+        video: OutputVideo,
+        settings: EncodeSettings,
+        copy_streams: list[av.stream.Stream],
+        container_metadata: dict[str, str] | None = None,
+        chapters: list[Any] | None = None,
+        container_options: dict[str, str] | None = None,
+    ) -> None:
+        self._lock = threading.Lock()
+        self.frames_written = 0
+        try:
+            self.container = av.open(target, mode="w", format=container_format, options=container_options or {})
+        except av.error.FFmpegError as error:
+            raise _output_error(target, error) from None
+        except ValueError as error:
+            raise OutputError(f"cannot write {target!r}: {error}") from None
+        try:
+            self._copies = {s.index: self._add_copy(s) for s in copy_streams}
+            self._video = self._add_video(video, settings)
+            if container_metadata:
+                self.container.metadata.update(container_metadata)
+            if chapters:
+                self.container.set_chapters(chapters)
+            # Open every encoder and write the header now, before two threads start muxing: PyAV
+            # would otherwise do it lazily in whichever thread muxes first, racing the encoder.
+            self.container.start_encoding()
+        except av.error.FFmpegError as error:
+            self.container.close()
+            raise ConfigError(f"cannot start the {settings.codec} encoder with these settings: {error}") from None
+        except BaseException:
+            self.container.close()
+            raise
+
+    def _add_copy(self, source: av.stream.Stream) -> av.stream.Stream:
+        try:
+            copy = self.container.add_stream_from_template(source)
+        except (av.error.FFmpegError, ValueError) as error:
+            raise OutputError(
+                f"the output container ({self.container.format.name}) cannot carry {source.type} stream "
+                f"#{source.index} ({source.codec_context.name}): {error}; choose a container that can, e.g. .mkv"
+            ) from None
+        copy.metadata.update(source.metadata)
+        copy.disposition = source.disposition
+        return copy
+
+    def _add_video(self, video: OutputVideo, settings: EncodeSettings) -> av.video.stream.VideoStream:
+        source = video.source
+        options = dict(settings.options)
+        if settings.crf is not None and settings.codec in _CRF_CODECS:
+            options.setdefault("crf", f"{settings.crf:g}")
+        if settings.preset is not None and settings.codec in _PRESET_CODECS:
+            options.setdefault("preset", settings.preset)
+        stream = self.container.add_stream(settings.codec, rate=source.average_rate, options=options)
+        stream.time_base = source.time_base
+        context = stream.codec_context
+        context.width, context.height = video.width, video.height
+        context.pix_fmt = video.pix_fmt
+        context.time_base = source.time_base
+        if source.average_rate:
+            context.framerate = source.average_rate
+        context.thread_count = settings.threads
+        if not is_rgb_format(video.pix_fmt):
+            context.colorspace = video.color.matrix
+            context.color_range = video.color.range
+        context.color_primaries = video.color.primaries
+        context.color_trc = video.color.transfer
+        if source.sample_aspect_ratio:
+            context.sample_aspect_ratio = source.sample_aspect_ratio
+        if source.rotation:
+            stream.set_display_rotation(source.rotation)
+        self._output = video
+        self._time_base = source.time_base
+        return stream
+
+    # -- writing ---------------------------------------------------------------------------------
+    def copy_packet(self, packet: av.Packet) -> None:
+        """Mux an untouched packet from a copied source stream."""
+        target = self._copies.get(packet.stream.index)
+        if target is None:
+            return
+        packet.stream = target
+        self._mux([packet])
+
+    def write_frame(self, rgb: np.ndarray, pts: int | None) -> None:
+        """Encode one H×W×3 RGB frame (uint8 or uint16) at its source timestamp."""
+        rgb_format = "rgb48le" if rgb.dtype == np.uint16 else "rgb24"
+        frame = av.VideoFrame.from_ndarray(rgb, format=rgb_format)
+        frame = rgb_to_frame(frame, self._output.color, self._output.pix_fmt)
+        frame.pts = pts
+        frame.time_base = self._time_base
+        try:
+            packets = self._video.encode(frame)
+        except av.error.FFmpegError as error:
+            raise _output_error(self.container.name, error) from None
+        self._mux(packets)
+        self.frames_written += 1
+
+    def _mux(self, packets: list[av.Packet]) -> None:
+        if not packets:
+            return
+        with self._lock:
+            try:
+                self.container.mux(packets)
+            except av.error.FFmpegError as error:
+                raise _output_error(self.container.name, error) from None
+
+    def close(self) -> None:
+        """Flush the encoder and finish the container (writes the index)."""
+        try:
+            self._mux(self._video.encode(None))
+        finally:
+            with self._lock:
+                try:
+                    self.container.close()
+                except av.error.FFmpegError as error:
+                    raise _output_error(self.container.name, error) from None
+
+    def abort(self) -> None:
+        with self._lock:
+            try:
+                self.container.close()
+            except (av.error.FFmpegError, OSError):
+                pass  # the partial output is deleted by the caller; its trailer does not matter
+
+
+def _output_error(target: str, error: Exception) -> OutputError:
+    if getattr(error, "errno", None) == errno.ENOSPC:
+        return DiskFullError(f"disk full while writing {target!r}")
+    reason = getattr(error, "strerror", None) or str(error)
+    return OutputError(f"cannot write {target!r}: {reason}")
+

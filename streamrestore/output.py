@@ -1,0 +1,83 @@
+"""Decides where the output goes and makes writing it atomic.
+
+The output is written to a hidden temporary file beside the destination and renamed over it only
+when everything succeeded, so a failed or interrupted run leaves nothing under the destination
+name. The input is never opened for writing; an output that is the input is refused, and so is an
+existing output unless ``overwrite`` is set.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import OutputError
+from .media.reader import STDIO, is_network_url
+
+STREAM_FORMATS = {"mpegts": "mpegts", "matroska": "matroska", "mkv": "matroska", "nut": "nut", "mp4": "mp4"}
+_FRAGMENTED_MP4 = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
+
+
+def default_output_path(source: str) -> str:
+    """``clip.mp4`` -> ``clip.restored.mp4`` beside it (``-`` and URLs need an explicit ``-o``)."""
+    if source == STDIO or is_network_url(source):
+        raise OutputError("an input from standard input or the network needs -o PATH (or -o - for standard output)")
+    path = Path(source)
+    return str(path.with_name(f"{path.stem}.restored{path.suffix or '.mkv'}"))
+
+
+class OutputTarget:
+    """A destination path (written atomically) or standard output (``-``)."""
+
+    def __init__(self, destination: str, source: str, overwrite: bool = False, stream_format: str | None = None):
+        self.destination = destination
+        self.is_stdout = destination == STDIO
+        self.container_options: dict[str, str] = {}
+        if self.is_stdout:
+            name = stream_format or "mpegts"
+            if name not in STREAM_FORMATS:
+                raise OutputError(f"--format {name!r} is not a streaming format (use mpegts or matroska)")
+            self.format: str | None = STREAM_FORMATS[name]
+            if self.format == "mp4":
+                self.container_options = dict(_FRAGMENTED_MP4)  # a pipe cannot seek back to write an index
+            self.temporary = "pipe:1"
+            return
+        self.format = STREAM_FORMATS.get(stream_format) if stream_format else None
+        target = Path(destination)
+        if source not in (STDIO,) and not is_network_url(source) and _same_file(source, target):
+            raise OutputError(f"output {destination!r} is the input; choose another name")
+        if target.is_dir():
+            raise OutputError(f"output {destination!r} is a directory; give a file name")
+        if target.exists() and not overwrite:
+            raise OutputError(f"output {destination!r} exists; use --overwrite to replace it")
+        folder = target.parent if str(target.parent) else Path(".")
+        if not folder.is_dir():
+            raise OutputError(f"output directory {str(folder)!r} does not exist")
+        if not os.access(folder, os.W_OK):
+            raise OutputError(f"output directory {str(folder)!r} is not writable")
+        # Keep the extension so FFmpeg picks the same container for the temporary file.
+        self.temporary = str(folder / f".{target.stem}.streamrestore-{os.getpid()}{target.suffix}")
+
+    def commit(self) -> None:
+        if not self.is_stdout:
+            try:
+                os.replace(self.temporary, self.destination)
+            except OSError as error:
+                self.abort()
+                raise OutputError(f"cannot move the finished output to {self.destination!r}: {error.strerror}") from None
+
+    def abort(self) -> None:
+        if not self.is_stdout:
+            try:
+                os.unlink(self.temporary)
+            except FileNotFoundError:
+                pass
+
+
+def _same_file(source: str, target: Path) -> bool:
+    if os.path.abspath(source) == os.path.abspath(target):
+        return True
+    try:
+        return target.exists() and os.path.samefile(source, target)
+    except OSError:
+        return False

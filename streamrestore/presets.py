@@ -1,0 +1,182 @@
+"""Turns what a user writes — ``"denoise,sr4"`` or a YAML preset — into a validated chain of stages.
+
+Chain syntax (CLI and API): stages separated by commas, each ``NAME[=MODEL][:KEY=VALUE[:KEY=VALUE…]]``.
+``denoise:strength=12,sr4:method=bicubic`` sets options; ``sr4=weights/model.pth`` is short for
+``sr4:model=weights/model.pth``. A chain string that names an existing ``.yaml``/``.yml`` file, or a
+preset in ``configs/``, loads that preset.
+
+Preset files::
+
+    chain:
+      - stage: tdenoise        # a stage name or alias
+        strength: 8            # its options
+      - sr4
+    output:                    # optional encoder defaults, overridden by CLI flags
+      codec: libx264
+      crf: 18
+
+Every key and value is checked; a bad one is reported with its name and line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+from .registry import Registry
+from .stage import Stage, StageSpec
+
+OUTPUT_KEYS = {"codec": str, "crf": float, "preset": str, "pix_fmt": str, "threads": int}
+
+
+@dataclass(frozen=True)
+class StageRequest:
+    """One element of a chain before it is built: the name the user typed and its raw settings."""
+
+    name: str
+    settings: dict[str, Any]
+    where: str = ""
+    """Where it came from, for messages (e.g. 'old_film.yaml line 4')."""
+
+
+@dataclass(frozen=True)
+class ChainPlan:
+    stages: list[StageRequest]
+    output: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BuiltStage:
+    name: str
+    spec: StageSpec
+    stage: Stage
+
+
+def parse_chain(text: str) -> ChainPlan:
+    """A chain string or preset reference -> plan (not yet validated against the registry)."""
+    text = text.strip()
+    preset = find_preset(text)
+    if preset is not None:
+        return load_preset(preset)
+    if not text:
+        return ChainPlan([])
+    requests = []
+    for element in text.split(","):
+        element = element.strip()
+        if not element:
+            raise ConfigError(f"empty stage in chain {text!r}")
+        head, *pairs = element.split(":")
+        settings: dict[str, Any] = {}
+        if "=" in head:
+            head, model = head.split("=", 1)
+            settings["model"] = model
+        for pair in pairs:
+            if "=" not in pair:
+                raise ConfigError(f"stage option {pair!r} in {element!r} needs the form key=value")
+            key, value = pair.split("=", 1)
+            settings[key.strip()] = value.strip()
+        requests.append(StageRequest(head.strip(), settings, where=f"chain element {element!r}"))
+    return ChainPlan(requests)
+
+
+def find_preset(text: str) -> Path | None:
+    path = Path(text)
+    if path.suffix in (".yaml", ".yml"):
+        if path.is_file():
+            return path
+        raise ConfigError(f"preset file not found: {text!r}")
+    if "," not in text and ":" not in text and "=" not in text and text:
+        bundled = resources.files("streamrestore.configs") / f"{text}.yaml"
+        if bundled.is_file():
+            return Path(str(bundled))
+    return None
+
+
+def available_presets() -> list[str]:
+    folder = resources.files("streamrestore.configs")
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_preset(path: Path) -> ChainPlan:
+    """Read and check a YAML preset; errors name the key and the line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        root = yaml.compose(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path.name}{line}: not valid YAML ({getattr(error, 'problem', error)})") from None
+    except OSError as error:
+        raise ConfigError(f"cannot read preset {str(path)!r}: {error.strerror}") from None
+    if not isinstance(root, yaml.MappingNode):
+        raise ConfigError(f"{path.name}: a preset is a mapping with a 'chain' list")
+    document = _mapping(root, path)
+    unknown = sorted(set(document) - {"chain", "output", "description"})
+    if unknown:
+        raise ConfigError(f"{path.name} line {document[unknown[0]][0] + 1}: unknown key {unknown[0]!r} "
+                          "(expected chain, output, description)")
+    if "chain" not in document:
+        raise ConfigError(f"{path.name}: missing key 'chain'")
+    line, chain_node = document["chain"]
+    if not isinstance(chain_node, yaml.SequenceNode):
+        raise ConfigError(f"{path.name} line {line + 1}: 'chain' must be a list of stages")
+    stages = [_stage_request(item, path) for item in chain_node.value]
+    output: dict[str, Any] = {}
+    if "output" in document:
+        out_line, out_node = document["output"]
+        if not isinstance(out_node, yaml.MappingNode):
+            raise ConfigError(f"{path.name} line {out_line + 1}: 'output' must be a mapping")
+        for key, (key_line, value_node) in _mapping(out_node, path).items():
+            if key not in OUTPUT_KEYS:
+                raise ConfigError(f"{path.name} line {key_line + 1}: unknown output key {key!r} "
+                                  f"(expected {', '.join(OUTPUT_KEYS)})")
+            value = yaml.safe_load(yaml.serialize(value_node))
+            try:
+                output[key] = OUTPUT_KEYS[key](value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{path.name} line {key_line + 1}: output {key!r} has a bad value {value!r}") from None
+    return ChainPlan(stages, output)
+
+
+def _mapping(node: yaml.MappingNode, path: Path) -> dict[str, tuple[int, yaml.Node]]:
+    out = {}
+    for key_node, value_node in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            raise ConfigError(f"{path.name} line {key_node.start_mark.line + 1}: keys must be plain names")
+        out[key_node.value] = (key_node.start_mark.line, value_node)
+    return out
+
+
+def _stage_request(node: yaml.Node, path: Path) -> StageRequest:
+    line = node.start_mark.line + 1
+    where = f"{path.name} line {line}"
+    if isinstance(node, yaml.ScalarNode):
+        return StageRequest(node.value, {}, where)
+    if not isinstance(node, yaml.MappingNode):
+        raise ConfigError(f"{where}: a chain entry is a stage name or a mapping with 'stage'")
+    entries = _mapping(node, path)
+    if "stage" not in entries:
+        raise ConfigError(f"{where}: chain entry has no 'stage' key")
+    settings = {}
+    for key, (key_line, value_node) in entries.items():
+        if key != "stage":
+            settings[key] = yaml.safe_load(yaml.serialize(value_node))
+    return StageRequest(str(entries["stage"][1].value), settings, where)
+
+
+def build_chain(plan: ChainPlan, registry: Registry) -> list[BuiltStage]:
+    """Resolve names and aliases, validate options and instantiate every stage."""
+    built = []
+    for request in plan.stages:
+        try:
+            spec, preset_settings = registry.resolve(request.name)
+            stage = spec.build({**preset_settings, **request.settings})
+        except ConfigError as error:
+            raise type(error)(f"{request.where}: {error}" if request.where else str(error)) from None
+        built.append(BuiltStage(request.name, spec, stage))
+    return built

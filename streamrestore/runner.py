@@ -1,0 +1,153 @@
+"""Runs a chain of stages over a stream of frame batches, supplying temporal context and flushing.
+
+Each stage gets a ``StageNode``. A spatial stage processes whatever batch arrives. A temporal stage
+needs ``frames_before`` earlier and ``frames_after`` later frames around each frame it outputs: its
+node keeps that history, holds a frame back until enough later frames have arrived, pads the start
+of the stream with copies of the first frame and the end with copies of the last (on ``flush``), so
+frame count and order never change. Every result is checked against the contract (frame count, size
+× scale) and a stage that raises or breaks it stops the run with its name, never dropping a frame.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .errors import StageFailedError, StreamRestoreError
+from .frames import FrameBatch
+from .presets import BuiltStage
+from .runtime import Placement, place
+
+
+class StageNode:
+    def __init__(self, built: BuiltStage, placement: Placement) -> None:
+        self.name = built.name
+        self.stage = built.stage
+        self.caps = built.stage.capabilities
+        self.placement = placement
+        self.stage.to(placement.device, placement.dtype)
+        self._history: list[torch.Tensor] = []
+        self._history_pts: list[int | None] = []
+        self._started = False
+
+    # -- streaming -------------------------------------------------------------------------------
+    def push(self, batch: FrameBatch) -> FrameBatch | None:
+        if not self.caps.is_temporal:
+            return self._run(batch)
+        frames = list(batch.pixels)
+        pts = list(batch.pts)
+        if not self._started:
+            self._started = True
+            frames = [frames[0]] * self.caps.frames_before + frames
+            pts = [None] * self.caps.frames_before + pts
+        self._history.extend(frames)
+        self._history_pts.extend(pts)
+        return self._drain()
+
+    def flush(self) -> FrameBatch | None:
+        if not self.caps.is_temporal or not self._history:
+            return None
+        # Frames still held back are those waiting for later context; the end of the stream gives
+        # them copies of the last frame instead.
+        self._history.extend([self._history[-1]] * self.caps.frames_after)
+        self._history_pts.extend([None] * self.caps.frames_after)
+        out = self._drain()
+        self._history, self._history_pts = [], []
+        return out
+
+    def _drain(self) -> FrameBatch | None:
+        before, after = self.caps.frames_before, self.caps.frames_after
+        ready = len(self._history) - before - after
+        if ready <= 0:
+            return None
+        window = FrameBatch(
+            torch.stack(self._history[: before + ready + after]),
+            tuple(self._history_pts[: before + ready + after]),
+            context_before=before,
+            context_after=after,
+        )
+        # Keep the last `before` processed frames as history and the `after` frames still waiting.
+        self._history = self._history[ready:]
+        self._history_pts = self._history_pts[ready:]
+        return self._run(window)
+
+    # -- one call --------------------------------------------------------------------------------
+    def _run(self, batch: FrameBatch) -> FrameBatch:
+        moved = FrameBatch(
+            self.placement.move(batch.pixels), batch.pts, batch.context_before, batch.context_after
+        )
+        padded, crop = _pad_to_multiple(moved, self.caps.size_multiple)
+        try:
+            with torch.inference_mode():
+                result = self.stage.process(padded)
+        except StreamRestoreError:
+            raise
+        except Exception as error:  # a plugin can fail in any way; name it, stop, drop nothing
+            raise StageFailedError(f"stage {self.name!r} failed: {type(error).__name__}: {error}") from error
+        result = self._check(padded, result)
+        if crop is not None:
+            height, width = crop
+            result = result.with_pixels(result.pixels[:, :, : height * self.caps.scale, : width * self.caps.scale])
+        return FrameBatch(result.pixels.to(torch.float32), moved.core_pts)
+
+    def _check(self, given: FrameBatch, result: object) -> FrameBatch:
+        if not isinstance(result, FrameBatch):
+            raise StageFailedError(f"stage {self.name!r} broke the contract: process() returned "
+                                   f"{type(result).__name__}, not a FrameBatch")
+        expected = (given.core_count, 3, given.height * self.caps.scale, given.width * self.caps.scale)
+        if tuple(result.pixels.shape) != expected:
+            raise StageFailedError(
+                f"stage {self.name!r} broke the contract: returned frames of shape {tuple(result.pixels.shape)}, "
+                f"expected {expected}"
+            )
+        return result
+
+
+def _pad_to_multiple(batch: FrameBatch, multiple: int) -> tuple[FrameBatch, tuple[int, int] | None]:
+    if multiple <= 1 or (batch.height % multiple == 0 and batch.width % multiple == 0):
+        return batch, None
+    pad_h = -batch.height % multiple
+    pad_w = -batch.width % multiple
+    mode = "reflect" if pad_h < batch.height and pad_w < batch.width else "replicate"
+    pixels = F.pad(batch.pixels, (0, pad_w, 0, pad_h), mode=mode)
+    return FrameBatch(pixels, batch.pts, batch.context_before, batch.context_after), (batch.height, batch.width)
+
+
+class ChainRunner:
+    """All stages in order; ``push`` a batch of decoded frames, ``flush`` at the end of the stream."""
+
+    def __init__(self, chain: list[BuiltStage], device: str | None = None) -> None:
+        self.nodes = [StageNode(built, place(built.stage.capabilities, device)) for built in chain]
+
+    @property
+    def scale(self) -> int:
+        scale = 1
+        for node in self.nodes:
+            scale *= node.caps.scale
+        return scale
+
+    @property
+    def latency_frames(self) -> int:
+        """Frames a temporal chain holds back before the first output (bounded, not the clip length)."""
+        return sum(node.caps.frames_after for node in self.nodes)
+
+    def push(self, batch: FrameBatch) -> FrameBatch | None:
+        return self._through(0, batch)
+
+    def flush(self) -> list[FrameBatch]:
+        """Flush each stage in order, pushing what it releases through the stages after it."""
+        out = []
+        for index, node in enumerate(self.nodes):
+            released = node.flush()
+            if released is not None:
+                result = self._through(index + 1, released)
+                if result is not None:
+                    out.append(result)
+        return out
+
+    def _through(self, start: int, batch: FrameBatch | None) -> FrameBatch | None:
+        for node in self.nodes[start:]:
+            if batch is None:
+                return None
+            batch = node.push(batch)
+        return batch

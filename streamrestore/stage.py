@@ -1,0 +1,155 @@
+"""The stage contract: what a plugin declares about itself and the one method it implements.
+
+A stage is a class. Its class attributes say what it is (``summary``) and which options it takes
+(``options``); an instance, built from validated option values, says what it can do
+(``capabilities``) and turns one ``FrameBatch`` into another (``process``). The runtime decides device,
+precision, batching, tiling and temporal context from the capabilities, in one place; a stage never
+sees a container, a codec, a CLI flag or the web demo.
+
+Building a stage must be cheap (``streamrestore stages`` builds each one to show its capabilities):
+load weights in ``to()``, which the runtime calls once with the chosen device and precision.
+
+Third-party packages publish stages under the entry-point group ``streamrestore.stages``, exactly as
+the built-ins in ``plugins/`` do.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+import torch
+
+from .errors import ConfigError
+from .frames import FrameBatch
+
+ENTRY_POINT_GROUP = "streamrestore.stages"
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a configured stage can do; the runtime plans around these and nothing else."""
+
+    scale: int = 1
+    """Output size = input size × scale."""
+
+    frames_before: int = 0
+    frames_after: int = 0
+    """Temporal window: how many neighbouring frames the stage needs before and after each frame."""
+
+    dtypes: tuple[str, ...] = ("float32",)
+    """Tensor precisions the stage can compute in, preferred first ("float32", "float16", "bfloat16")."""
+
+    devices: tuple[str, ...] = ("cpu",)
+    """Device types the stage runs on ("cpu", "cuda")."""
+
+    size_multiple: int = 1
+    """Input height and width must be multiples of this (the runtime pads by reflection and crops)."""
+
+    tileable: bool = False
+    """Whether a frame may be cut into overlapping tiles and processed piecewise."""
+
+    tile_overlap: int = 0
+    """Pixels of overlap a tile needs so that seams do not show (input pixels)."""
+
+    max_batch: int | None = None
+    """Most frames the stage accepts at once (None: no limit)."""
+
+    @property
+    def is_temporal(self) -> bool:
+        return self.frames_before > 0 or self.frames_after > 0
+
+
+@dataclass(frozen=True)
+class Option:
+    """One declared stage option: its type, default, allowed values and help text."""
+
+    type: type
+    default: Any
+    help: str
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[Any, ...] | None = None
+
+    def parse(self, stage: str, name: str, value: Any) -> Any:
+        """Convert ``value`` (a YAML value or a command-line string) and check its range."""
+        try:
+            converted = _convert(self.type, value)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"stage {stage!r}: option {name!r} needs {self.type.__name__}, got {value!r}"
+            ) from None
+        if self.choices is not None and converted not in self.choices:
+            allowed = ", ".join(str(c) for c in self.choices)
+            raise ConfigError(f"stage {stage!r}: option {name!r} must be one of {allowed}, got {value!r}")
+        if self.minimum is not None and converted < self.minimum:
+            raise ConfigError(f"stage {stage!r}: option {name!r} must be ≥ {self.minimum}, got {value!r}")
+        if self.maximum is not None and converted > self.maximum:
+            raise ConfigError(f"stage {stage!r}: option {name!r} must be ≤ {self.maximum}, got {value!r}")
+        return converted
+
+
+def _convert(kind: type, value: Any) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(value)
+    if kind is int and isinstance(value, float) and not value.is_integer():
+        raise ValueError(value)
+    if kind in (int, float) and isinstance(value, bool):
+        raise ValueError(value)
+    return kind(value)
+
+
+class Stage(ABC):
+    """Base class of every stage. Subclasses set ``summary`` and ``options`` and implement the rest."""
+
+    summary: ClassVar[str] = ""
+    options: ClassVar[dict[str, Option]] = {}
+
+    def __init__(self, **options: Any) -> None:
+        self.settings = dict(options)
+
+    @property
+    @abstractmethod
+    def capabilities(self) -> Capabilities:
+        """What this configured stage can do (may depend on its options)."""
+
+    @abstractmethod
+    def process(self, batch: FrameBatch) -> FrameBatch:
+        """Return one frame for each of ``batch.core_count`` frames, scaled by ``capabilities.scale``."""
+
+    def to(self, device: torch.device, dtype: torch.dtype) -> None:
+        """Move weights to ``device``/``dtype``; stages without weights need not override this."""
+
+    @classmethod
+    def describe_options(cls) -> str:
+        return ", ".join(f"{name}={opt.default!r}" for name, opt in cls.options.items())
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """A stage as discovered: its name, where it comes from, and how to build it."""
+
+    name: str
+    package: str
+    factory: Callable[..., Stage]
+    options: dict[str, Option] = field(default_factory=dict)
+    summary: str = ""
+
+    def build(self, settings: dict[str, Any]) -> Stage:
+        """Validate ``settings`` against the declared options and instantiate the stage."""
+        unknown = sorted(set(settings) - set(self.options))
+        if unknown:
+            known = ", ".join(sorted(self.options)) or "none"
+            raise ConfigError(f"stage {self.name!r} has no option {unknown[0]!r} (options: {known})")
+        values = {name: opt.default for name, opt in self.options.items()}
+        for name, raw in settings.items():
+            values[name] = self.options[name].parse(self.name, name, raw)
+        return self.factory(**values)
