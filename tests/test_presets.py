@@ -1,0 +1,75 @@
+"""Chain strings and YAML presets: syntax, validation with names and lines, bundled presets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streamrestore.errors import ConfigError, UnknownStageError
+from streamrestore.presets import available_presets, build_chain, parse_chain
+from streamrestore.registry import Registry
+
+
+def test_chain_string_with_options_and_model_shorthand() -> None:
+    plan = parse_chain("denoise:strength=12:search=15, sr4=weights/x.pth:tile=256")
+    assert [(s.name, s.settings) for s in plan.stages] == [
+        ("denoise", {"strength": "12", "search": "15"}),
+        ("sr4", {"model": "weights/x.pth", "tile": "256"}),
+    ]
+
+
+def test_options_are_converted_and_range_checked() -> None:
+    chain = build_chain(parse_chain("denoise:strength=12,sr3:method=bicubic"), Registry())
+    assert chain[0].stage.settings["strength"] == 12.0
+    assert chain[1].stage.capabilities.scale == 3
+    with pytest.raises(ConfigError, match="option 'strength' needs float, got 'abc'"):
+        build_chain(parse_chain("denoise:strength=abc"), Registry())
+    with pytest.raises(ConfigError, match="'strength' must be ≤ 100"):
+        build_chain(parse_chain("denoise:strength=500"), Registry())
+    with pytest.raises(ConfigError, match="has no option 'foo'"):
+        build_chain(parse_chain("denoise:foo=1"), Registry())
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_chain("denoise:strength")
+
+
+def test_bundled_presets_load_and_build() -> None:
+    names = available_presets()
+    assert "old_film" in names
+    for name in names:
+        chain = build_chain(parse_chain(name), Registry())
+        assert chain, name
+    old_film = parse_chain("old_film")
+    assert [s.name for s in old_film.stages] == ["tdenoise", "sharpen", "sr4"]
+    assert old_film.output["crf"] == 18.0
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "preset.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_yaml_bad_key_is_named_with_its_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "chain:\n  - denoise\noutptu:\n  crf: 3\n")
+    with pytest.raises(ConfigError, match=r"preset.yaml line 3: unknown key 'outptu'"):
+        parse_chain(str(path))
+
+
+def test_yaml_bad_stage_option_is_named_with_its_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "chain:\n  - sr2\n  - stage: denoise\n    strenght: 3\n")
+    with pytest.raises(ConfigError, match=r"preset.yaml line 3: .*no option 'strenght'"):
+        build_chain(parse_chain(str(path)), Registry())
+
+
+def test_yaml_bad_values(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"line 4: output 'crf' has a bad value 'best'"):
+        parse_chain(str(write(tmp_path, "chain:\n  - sr2\noutput:\n  crf: best\n")))
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        parse_chain(str(write(tmp_path, "chain: [sr2\n")))
+    with pytest.raises(ConfigError, match="missing key 'chain'"):
+        parse_chain(str(write(tmp_path, "output:\n  crf: 3\n")))
+    with pytest.raises(UnknownStageError, match=r"line 2: unknown stage 'sr5'"):
+        build_chain(parse_chain(str(write(tmp_path, "chain:\n  - sr5\n"))), Registry())
+    with pytest.raises(ConfigError, match="preset file not found"):
+        parse_chain(str(tmp_path / "missing.yaml"))

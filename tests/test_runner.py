@@ -1,0 +1,122 @@
+"""The chain runner: temporal context and flushing, order, padding, contract checks, failures."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from streamrestore.errors import StageFailedError
+from streamrestore.frames import FrameBatch
+from streamrestore.presets import BuiltStage
+from streamrestore.registry import spec_from_class
+from streamrestore.runner import ChainRunner
+from streamrestore.stage import Capabilities, Option, Stage
+
+
+class WindowRecorder(Stage):
+    """A temporal stage that outputs, for each core frame, the mean of its window (and records windows)."""
+
+    summary = "test"
+    options = {"before": Option(int, 2, ""), "after": Option(int, 1, "")}
+    seen: list[tuple[int | None, ...]] = []
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(frames_before=self.settings["before"], frames_after=self.settings["after"])
+
+    def process(self, batch: FrameBatch) -> FrameBatch:
+        before, after = self.settings["before"], self.settings["after"]
+        means = []
+        for index in range(batch.context_before, len(batch) - batch.context_after):
+            self.seen.append(tuple(float(f[0, 0, 0]) for f in batch.pixels[index - before : index + after + 1]))
+            means.append(batch.pixels[index - before : index + after + 1].mean(0))
+        return batch.with_pixels(torch.stack(means))
+
+
+def built(stage_class: type[Stage], **settings) -> BuiltStage:
+    spec = spec_from_class(stage_class.__name__.lower(), stage_class, "tests")
+    return BuiltStage(spec.name, spec, spec.build(settings))
+
+
+def frames(values: list[float], size: tuple[int, int] = (4, 5)) -> list[FrameBatch]:
+    return [FrameBatch(torch.full((1, 3, *size), v), (i,)) for i, v in enumerate(values)]
+
+
+def run_all(runner: ChainRunner, batches: list[FrameBatch]) -> list[FrameBatch]:
+    out = [r for r in (runner.push(b) for b in batches) if r is not None]
+    return out + runner.flush()
+
+
+@pytest.mark.parametrize("before,after,count", [(2, 1, 7), (1, 3, 2), (2, 2, 1), (0, 2, 5)])
+def test_temporal_stage_keeps_count_order_and_pads_ends(before: int, after: int, count: int) -> None:
+    WindowRecorder.seen = []
+    values = [float(v) for v in range(10, 10 + count)]
+    runner = ChainRunner([built(WindowRecorder, before=before, after=after)], device="cpu")
+    out = run_all(runner, frames(values))
+    pts = [p for batch in out for p in batch.pts]
+    assert pts == list(range(count))
+    # Every window is the frame with its neighbours, the first/last frame repeated past the ends.
+    for index, window in enumerate(WindowRecorder.seen):
+        expected = [values[min(max(j, 0), count - 1)] for j in range(index - before, index + after + 1)]
+        assert list(window) == expected
+
+
+def test_temporal_then_spatial_then_temporal_flushes_through() -> None:
+    WindowRecorder.seen = []
+    chain = [built(WindowRecorder, before=1, after=2), built(WindowRecorder, before=2, after=2)]
+    runner = ChainRunner(chain, device="cpu")
+    batches = [FrameBatch(torch.rand(3, 3, 4, 4), (3 * i, 3 * i + 1, 3 * i + 2)) for i in range(3)]
+    out = run_all(runner, batches)
+    assert [p for b in out for p in b.pts] == list(range(9))
+    assert runner.latency_frames == 4
+
+
+def test_size_multiple_pads_and_crops() -> None:
+    class NeedsEight(Stage):
+        summary = "test"
+
+        @property
+        def capabilities(self) -> Capabilities:
+            return Capabilities(size_multiple=8, scale=2)
+
+        def process(self, batch: FrameBatch) -> FrameBatch:
+            assert batch.height % 8 == 0 and batch.width % 8 == 0
+            return batch.with_pixels(torch.nn.functional.interpolate(batch.pixels, scale_factor=2, mode="nearest"))
+
+    runner = ChainRunner([built(NeedsEight)], device="cpu")
+    source = torch.rand(2, 3, 13, 21)
+    out = runner.push(FrameBatch(source, (0, 1)))
+    assert out.pixels.shape == (2, 3, 26, 42)
+    assert torch.equal(out.pixels[:, :, ::2, ::2], source)  # the real pixels, not the padding, come back
+
+
+def test_stage_that_drops_a_frame_is_stopped_by_name() -> None:
+    class Dropper(Stage):
+        summary = "test"
+
+        @property
+        def capabilities(self) -> Capabilities:
+            return Capabilities()
+
+        def process(self, batch: FrameBatch) -> FrameBatch:
+            return FrameBatch(batch.pixels[1:], batch.pts[1:])
+
+    runner = ChainRunner([built(Dropper)], device="cpu")
+    with pytest.raises(StageFailedError, match="'dropper' broke the contract"):
+        runner.push(FrameBatch(torch.rand(3, 3, 4, 4), (0, 1, 2)))
+
+
+def test_stage_exception_becomes_stage_failed_error() -> None:
+    class Exploder(Stage):
+        summary = "test"
+
+        @property
+        def capabilities(self) -> Capabilities:
+            return Capabilities()
+
+        def process(self, batch: FrameBatch) -> FrameBatch:
+            raise RuntimeError("out of cheese")
+
+    runner = ChainRunner([built(Exploder)], device="cpu")
+    with pytest.raises(StageFailedError, match="'exploder' failed: RuntimeError: out of cheese"):
+        runner.push(FrameBatch(torch.rand(1, 3, 4, 4), (0,)))
