@@ -91,15 +91,23 @@ def find_preset(text: str) -> Path | None:
             return path
         raise ConfigError(f"preset file not found: {text!r}")
     if "," not in text and ":" not in text and "=" not in text and text:
-        bundled = resources.files("streamrestore.configs") / f"{text}.yaml"
+        bundled = _preset_folder() / f"{text}.yaml"
         if bundled.is_file():
             return Path(str(bundled))
     return None
 
 
 def available_presets() -> list[str]:
-    folder = resources.files("streamrestore.configs")
+    folder = _preset_folder()
     return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def _preset_folder():
+    """Bundled presets: package data ``streamrestore.configs`` once installed, ``configs/`` in a checkout."""
+    try:
+        return resources.files("streamrestore.configs")
+    except ModuleNotFoundError:  # imported from a source checkout (e.g. `python -m` in the repo root)
+        return Path(__file__).resolve().parent.parent / "configs"
 
 
 def load_preset(path: Path) -> ChainPlan:

