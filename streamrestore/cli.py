@@ -128,11 +128,13 @@ def _run_video(args: argparse.Namespace, chain: str) -> int:
     from .pipeline import restore_video
 
     bar: list[tqdm] = []
+    drawing: list[bool] = []
 
     def on_start(reader) -> None:
         info = reader.info
         if not args.quiet:
             print(f"{args.input}: {info.width}×{info.height} {info.pix_fmt}, {info.color.describe()}", file=sys.stderr)
+            drawing.append(True)
         bar.append(tqdm(total=info.frame_count, unit="frame", disable=args.quiet, file=sys.stderr,
                         dynamic_ncols=True, desc="restoring"))
 
@@ -146,6 +148,10 @@ def _run_video(args: argparse.Namespace, chain: str) -> int:
     finally:
         if bar:
             bar[0].close()
+        elif drawing:
+            # Ctrl-C while tqdm drew its first line, before it was handed back: end that line, so
+            # the error message gets one of its own.
+            print(file=sys.stderr)
     if report.damaged_frames:
         print(f"streamrestore: warning: {report.damaged_frames} damaged frame(s) in the input; "
               f"{report.repaired_frames} replaced by the previous good frame (frame count kept)", file=sys.stderr)
@@ -174,7 +180,9 @@ def list_stages() -> str:
     lines.append("aliases:")
     for name, alias in sorted(registry.aliases.items()):
         settings = "".join(f":{k}={v}" for k, v in alias.settings.items())
-        lines.append(f"  {name:<14} -> {alias.target}{settings}  ({alias.summary})")
+        neural = "".join(f":{k}={v}" for k, v in alias.model_settings.items())
+        lines.append(f"  {name:<14} -> {alias.target}{settings}  ({alias.summary}); "
+                     f"{name}=WEIGHTS -> model{neural}")
     lines.append("presets: " + ", ".join(available_presets()))
     for name, reason in sorted(registry.broken.items()):
         lines.append(f"broken plugin {name}: {reason}")

@@ -107,8 +107,12 @@ def run(
                 writer.write_frame(image, pts)
             on_frames(len(stamps))
 
-    threads = [pipe.worker("decode", decode), pipe.worker("encode", encode)]
+    threads: list[threading.Thread] = []
     try:
+        # Start the workers inside the try: Ctrl-C while the second one starts must still stop the
+        # first before the caller closes the containers it is decoding from (FFmpeg would crash).
+        threads.append(pipe.worker("decode", decode))
+        threads.append(pipe.worker("encode", encode))
         for batch in _batches(pipe, decoded, settings.batch_size):
             result = runner.push(batch)
             if result is not None:

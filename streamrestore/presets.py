@@ -2,7 +2,8 @@
 
 Chain syntax (CLI and API): stages separated by commas, each ``NAME[=MODEL][:KEY=VALUE[:KEY=VALUE…]]``.
 ``denoise:strength=12,sr4:method=bicubic`` sets options; ``sr4=weights/model.pth`` is short for
-``sr4:model=weights/model.pth``. A chain string that names an existing ``.yaml``/``.yml`` file, or a
+``sr4:model=weights/model.pth``, which runs that network in the ``model`` stage at output scale 4
+(``Registry.resolve``). A chain string that names an existing ``.yaml``/``.yml`` file, or a
 preset in ``configs/``, loads that preset.
 
 Preset files::
@@ -182,8 +183,8 @@ def build_chain(plan: ChainPlan, registry: Registry) -> list[BuiltStage]:
     built = []
     for request in plan.stages:
         try:
-            spec, preset_settings = registry.resolve(request.name)
-            stage = spec.build({**preset_settings, **request.settings})
+            spec, settings = registry.resolve(request.name, request.settings)
+            stage = spec.build(settings)
         except ConfigError as error:
             raise type(error)(f"{request.where}: {error}" if request.where else str(error)) from None
         built.append(BuiltStage(request.name, spec, stage))

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Iterable
 
 from .errors import PluginError, UnknownStageError
 from .stage import ENTRY_POINT_GROUP, Option, Stage, StageSpec
+
+
+MODEL_STAGE = "model"
+"""The stage an alias given a weights file (``sr4=x.pth``) resolves to."""
 
 
 @dataclass(frozen=True)
@@ -25,18 +29,22 @@ class Alias:
     target: str
     settings: dict[str, Any]
     summary: str
+    model_settings: dict[str, Any] = field(default_factory=dict)
+    """Preset options of the ``model`` stage, used instead when the user gives the alias a weights file."""
 
 
 # The names users type. Re-pointing an alias at another stage (a neural one, say) changes nothing
-# else: the pipeline only ever sees the stage it resolves to.
+# else: the pipeline only ever sees the stage it resolves to. Given a weights file, an alias keeps its
+# meaning as an output scale: `sr4=x2.pth` runs the ×2 network and resizes to ×4, `denoise=x4.pth`
+# runs a ×4 network and brings it back to ×1.
 DEFAULT_ALIASES: dict[str, Alias] = {
-    "denoise": Alias("nlm-denoise", {}, "spatial denoise"),
-    "tdenoise": Alias("nlm-temporal", {}, "temporal denoise (5-frame window)"),
-    "deblur": Alias("unsharp", {}, "sharpen / deblur"),
-    "sharpen": Alias("unsharp", {}, "sharpen / deblur"),
-    "sr2": Alias("resize", {"scale": 2}, "upscale ×2"),
-    "sr3": Alias("resize", {"scale": 3}, "upscale ×3"),
-    "sr4": Alias("resize", {"scale": 4}, "upscale ×4"),
+    "denoise": Alias("nlm-denoise", {}, "spatial denoise", {"outscale": 1}),
+    "tdenoise": Alias("nlm-temporal", {}, "temporal denoise (5-frame window)", {"outscale": 1}),
+    "deblur": Alias("unsharp", {}, "sharpen / deblur", {"outscale": 1}),
+    "sharpen": Alias("unsharp", {}, "sharpen / deblur", {"outscale": 1}),
+    "sr2": Alias("resize", {"scale": 2}, "upscale ×2", {"outscale": 2}),
+    "sr3": Alias("resize", {"scale": 3}, "upscale ×3", {"outscale": 3}),
+    "sr4": Alias("resize", {"scale": 4}, "upscale ×4", {"outscale": 4}),
 }
 
 
@@ -87,15 +95,19 @@ class Registry:
         self._load()[spec.name] = spec
 
     # -- lookup ----------------------------------------------------------------------------------
-    def resolve(self, name: str) -> tuple[StageSpec, dict[str, Any]]:
-        """Stage name or alias -> (spec, alias preset settings)."""
-        specs = self._load()
-        if name in self.aliases:
-            alias = self.aliases[name]
-            return self.get(alias.target), dict(alias.settings)
-        if name in specs:
-            return specs[name], {}
-        return self.get(name), {}
+    def resolve(self, name: str, settings: dict[str, Any] | None = None) -> tuple[StageSpec, dict[str, Any]]:
+        """Stage name or alias, and the user's settings -> (spec, settings to build it with)."""
+        settings = dict(settings or {})
+        if name not in self.aliases:
+            return self.get(name), settings
+        alias = self.aliases[name]
+        target = self.get(alias.target)
+        # The one place where a weights file changes the stage: `sr4=x.pth` (or `model:` under an
+        # alias in YAML) means the neural `model` stage, unless the alias already points at a stage
+        # that takes a model.
+        if "model" in settings and "model" not in target.options:
+            return self.get(MODEL_STAGE), {**alias.model_settings, **settings}
+        return target, {**alias.settings, **settings}
 
     def get(self, name: str) -> StageSpec:
         specs = self._load()

@@ -79,16 +79,24 @@ class StageNode:
         padded, crop = _pad_to_multiple(moved, self.caps.size_multiple)
         try:
             with torch.inference_mode():
-                result = self.stage.process(padded)
+                results = [(part, self.stage.process(part)) for part in self._split(padded)]
         except StreamRestoreError:
             raise
         except Exception as error:  # a plugin can fail in any way; name it, stop, drop nothing
             raise StageFailedError(f"stage {self.name!r} failed: {type(error).__name__}: {error}") from error
-        result = self._check(padded, result)
+        checked = [self._check(part, result).pixels for part, result in results]
+        result = FrameBatch(torch.cat(checked) if len(checked) > 1 else checked[0], padded.core_pts)
         if crop is not None:
             height, width = crop
             result = result.with_pixels(result.pixels[:, :, : height * self.caps.scale, : width * self.caps.scale])
         return FrameBatch(result.pixels.to(torch.float32), moved.core_pts)
+
+    def _split(self, batch: FrameBatch) -> list[FrameBatch]:
+        """A spatial batch in pieces of at most ``max_batch`` frames (temporal batches stay whole)."""
+        limit = self.caps.max_batch
+        if limit is None or self.caps.is_temporal or len(batch) <= limit:
+            return [batch]
+        return [FrameBatch(batch.pixels[i : i + limit], batch.pts[i : i + limit]) for i in range(0, len(batch), limit)]
 
     def _check(self, given: FrameBatch, result: object) -> FrameBatch:
         if not isinstance(result, FrameBatch):

@@ -54,7 +54,7 @@ class Capabilities:
     """Pixels of overlap a tile needs so that seams do not show (input pixels)."""
 
     max_batch: int | None = None
-    """Most frames the stage accepts at once (None: no limit)."""
+    """Most frames the stage accepts at once (None: no limit); the runner splits larger spatial batches."""
 
     @property
     def is_temporal(self) -> bool:

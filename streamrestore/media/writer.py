@@ -17,6 +17,7 @@ from typing import Any
 import av
 import av.error
 import numpy as np
+from av.bitstream import BitStreamFilterContext
 
 from ..errors import ConfigError, DiskFullError, OutputError
 from .color import ColorDescription, is_rgb_format, rgb_to_frame
@@ -117,6 +118,7 @@ class MediaWriter:
         container_options: dict[str, str] | None = None,
     ) -> None:
         self._lock = threading.Lock()
+        self._filters: dict[int, BitStreamFilterContext] = {}
         self.frames_written = 0
         try:
             self.container = av.open(target, mode="w", format=container_format, options=container_options or {})
@@ -154,14 +156,17 @@ class MediaWriter:
                 f"the output container ({self.container.format.name}) cannot carry {source.type} stream "
                 f"#{source.index} ({source.codec_context.name}): {error}; choose a container that can carry it (Matroska .mkv carries almost any stream)"
             ) from None
-        if source.codec_context.name == "aac" and not source.codec_context.extradata:
+        if (source.codec_context.name == "aac" and not source.codec_context.extradata
+                and self.container.format.name in _RAW_AAC_FORMATS):
             # ADTS AAC (MPEG-TS, .aac) repeats its configuration in every packet header instead of
             # the stream's extradata. Matroska and MP4 need it in their header; to a file FFmpeg goes
-            # back and fills it in at the end, but on a pipe it cannot, and refuses to start. The muxer
-            # strips the ADTS headers either way, as FFmpeg's aac_adtstoasc filter does.
+            # back and fills it in at the end, but on a pipe it cannot, and refuses to start. The
+            # fragmented MP4 muxer also rejects ADTS packets, so strip the headers here as FFmpeg's
+            # automatic aac_adtstoasc does for a file: the AAC payload itself is untouched.
             config = _aac_config(source.codec_context)
             if config is not None:
                 copy.codec_context.extradata = config
+                self._filters[source.index] = BitStreamFilterContext("aac_adtstoasc", source)
         copy.metadata.update(source.metadata)
         if "title" not in source.metadata and "name" in source.metadata:
             # The MP4/MOV demuxer reports a track's title as "name", but muxers (MP4's included)
@@ -205,8 +210,11 @@ class MediaWriter:
         target = self._copies.get(packet.stream.index)
         if target is None:
             return
-        packet.stream = target
-        self._mux([packet])
+        adts = self._filters.get(packet.stream.index)
+        packets = adts.filter(packet) if adts is not None else [packet]
+        for copied in packets:
+            copied.stream = target
+        self._mux(packets)
 
     def write_frame(self, rgb: np.ndarray, pts: int | None) -> None:
         """Encode one H×W×3 RGB frame (uint8 or uint16) at its source timestamp."""
@@ -250,6 +258,7 @@ class MediaWriter:
                 pass  # the partial output is deleted by the caller; its trailer does not matter
 
 
+_RAW_AAC_FORMATS = {"matroska", "webm", "mp4", "mov", "ipod", "3gp", "3g2", "ismv", "f4v"}
 _AAC_OBJECT_TYPES = {"Main": 1, "LC": 2, "SSR": 3, "LTP": 4}  # the profiles an ADTS header can state
 _AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
 _AAC_CHANNEL_CONFIGS = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6, 8: 7}

@@ -1,0 +1,199 @@
+"""The ``model`` stage: any restoration network spandrel recognises, its architecture detected from the weights.
+
+``model=PATH`` takes a .pth/.pt/.ckpt/.safetensors file (or a name ``streamrestore.weights`` knows);
+spandrel reads the architecture and every hyper-parameter from the tensor names and shapes, and its
+descriptor says what the network can do: scale, input size rules, fp16/bf16, whether it tiles. The
+stage turns that into ``Capabilities`` and lets the runtime pick device, precision and batch.
+
+Cost: building the stage only stores its options (``streamrestore stages`` builds one with no model
+and gets neutral capabilities). The file is read once, on the CPU, when the capabilities are first
+asked for, since scale and size rules come from the weights; ``to()`` then moves that network to the
+chosen device and precision. An unreadable or unknown file is a one-line ``WeightsError``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+
+from streamrestore.errors import ConfigError, WeightsError
+from streamrestore.frames import FrameBatch
+from streamrestore.stage import Capabilities, Option, Stage
+from streamrestore.tiling import run_tiled
+from streamrestore.weights import resolve_weights
+
+if TYPE_CHECKING:  # spandrel itself is imported on first load, so that chains without a model never pay for it
+    import spandrel
+
+# spandrel documents batch size 1, so an architecture gets batches of frames only once measured here:
+# a batch of 3 frames gave the same output as 3 single-frame calls (max difference < 1e-6, CPU, fp32;
+# tests/test_model_stage.py re-checks each). RCAN scales its input in place (`x *= rgb_range`), which
+# looks like a batching bug when the caller reuses that tensor; the stage always hands a network its
+# own copy, after which RCAN batches too. Any other architecture runs one frame at a time.
+BATCH_VERIFIED = frozenset({"Compact", "ESRGAN", "SwinIR", "RCAN", "Restormer", "MPRNet"})
+
+_AUTO_TILE_MIN = 64
+"""Smallest tile the out-of-memory back-off tries before giving up."""
+
+
+def load_network(path: Path) -> spandrel.ImageModelDescriptor:
+    """Read ``path`` on the CPU and detect its architecture; anything unusable is a WeightsError."""
+    import spandrel
+
+    extras = _install_extra_architectures()
+    try:
+        descriptor = spandrel.ModelLoader("cpu").load_from_file(path)
+    except spandrel.UnsupportedModelError as error:
+        hint = "" if extras else " (spandrel-extra-arches, which adds Restormer, MPRNet and more, is not installed)"
+        raise WeightsError(f"cannot load {path} as a model: no architecture spandrel knows matches its weights"
+                           f"{hint}") from error
+    except Exception as error:  # torch.load, safetensors and spandrel fail in many ways; all mean "not loadable"
+        reason = (str(error).strip().splitlines() or [""])[0][:160]
+        raise WeightsError(f"cannot load {path} as a model: {type(error).__name__}: {reason}") from error
+    if not isinstance(descriptor, spandrel.ImageModelDescriptor):
+        raise WeightsError(f"{path} is a {descriptor.architecture.name} {descriptor.purpose} model, "
+                           "which needs more than an image; only image-to-image models can be a stage")
+    if (descriptor.input_channels, descriptor.output_channels) not in ((3, 3), (1, 1)):
+        raise WeightsError(f"{path}: {descriptor.architecture.name} model maps {descriptor.input_channels} "
+                           f"channels to {descriptor.output_channels}; only RGB or single-channel models work")
+    return descriptor
+
+
+def _install_extra_architectures() -> bool:
+    """Add spandrel-extra-arches (Restormer, MPRNet, …) to spandrel's registry; False where it is not installed."""
+    try:
+        with warnings.catch_warnings():
+            # One of its architectures (CodeFormer) uses torch.jit.script, which torch now deprecates.
+            warnings.simplefilter("ignore", FutureWarning)
+            import spandrel_extra_arches
+    except ModuleNotFoundError as error:
+        if error.name != "spandrel_extra_arches":
+            raise
+        return False
+    spandrel_extra_arches.install(ignore_duplicates=True)
+    return True
+
+
+class ModelStage(Stage):
+    summary = "a restoration network from a weights file; architecture detected by spandrel"
+    options = {
+        "model": Option(str, "", "weights: a .pth/.pt/.ckpt/.safetensors path or a known model name"),
+        "tile": Option(int, 0, "tile size in input pixels; 0 = whole frames, tiled only after running out of memory",
+                       minimum=0),
+        "tile_overlap": Option(int, 16, "context around each tile, input pixels (half of it is cross-faded)",
+                               minimum=0, maximum=256),
+        "outscale": Option(int, 0, "output scale; 0 = the network's own, else its output is resized "
+                                   "(area down, bicubic up), e.g. a ×4 network as a ×1 denoiser",
+                           minimum=0, maximum=16),
+    }
+
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
+        tile, overlap = self.settings["tile"], self.settings["tile_overlap"]
+        if 0 < tile < max(overlap, 8):
+            raise ConfigError(f"stage 'model': tile ({tile}) must be at least 8 and at least tile_overlap ({overlap})")
+        self._network = None
+        self._tile = tile  # with tile=0, set by the out-of-memory back-off and kept for later frames
+        self._channels_last = False
+
+    # -- what it can do --------------------------------------------------------------------------
+    @property
+    def network(self) -> spandrel.ImageModelDescriptor:
+        """The spandrel descriptor, read from the file on first use."""
+        if self._network is None:
+            ref = self.settings["model"]
+            if not ref:
+                raise ConfigError("stage 'model' needs a weights file: model=PATH (or e.g. sr4=PATH in a chain)")
+            self._network = load_network(resolve_weights(ref))
+        return self._network
+
+    @property
+    def capabilities(self) -> Capabilities:
+        overlap = self.settings["tile_overlap"]
+        if not self.settings["model"]:
+            # Listing the stage without a model: nothing is known until a file is given.
+            return Capabilities(devices=("cpu", "cuda"), tileable=True, tile_overlap=overlap)
+        import spandrel
+
+        net = self.network
+        # Preferred first: the runtime takes the first one the device supports, fp32 on the CPU.
+        dtypes = [name for name, ok in (("float16", net.supports_half), ("bfloat16", net.supports_bfloat16)) if ok]
+        return Capabilities(
+            scale=self.settings["outscale"] or net.scale,
+            dtypes=(*dtypes, "float32"),
+            devices=("cpu", "cuda"),
+            # The runtime pads to the multiple; spandrel's own call pads for `minimum` and `square`.
+            size_multiple=net.size_requirements.multiple_of,
+            tileable=net.tiling != spandrel.ModelTiling.INTERNAL,
+            tile_overlap=overlap,
+            max_batch=None if net.architecture.id in BATCH_VERIFIED else 1,
+        )
+
+    def to(self, device: torch.device, dtype: torch.dtype) -> None:
+        net = self.network.to(device, dtype).eval()
+        if self.settings["tile"] and not self.capabilities.tileable:
+            raise ConfigError(f"stage 'model': {net.architecture.name} works on whole images; remove tile=")
+        # channels_last on the CPU: 1.1-1.8× faster for every seed architecture, none slower
+        # (benchmarks/channels_last.py). Not measured on CUDA, so not used there.
+        self._channels_last = device.type == "cpu"
+        net.model.to(memory_format=torch.channels_last if self._channels_last else torch.contiguous_format)
+
+    # -- frames ----------------------------------------------------------------------------------
+    def process(self, batch: FrameBatch) -> FrameBatch:
+        pixels = batch.pixels
+        out = self._tiled(pixels) if self._tile else self._whole_or_back_off(pixels)
+        return batch.with_pixels(self._rescale(out, pixels.shape[-2:]))
+
+    def _forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """One call of the network on N×3×h×w -> N×3×(h·s)×(w·s), in [0, 1]."""
+        count = pixels.shape[0]
+        if self.network.input_channels == 1:
+            # A single-channel network (a grey denoiser) restores each colour plane on its own.
+            pixels = pixels.reshape(count * 3, 1, *pixels.shape[-2:])
+        # Always a private copy: some networks (RCAN) scale their input in place.
+        fmt = torch.channels_last if self._channels_last else torch.contiguous_format
+        out = self.network(pixels.clone(memory_format=fmt))
+        return out.reshape(count, 3, *out.shape[-2:])
+
+    def _tiled(self, pixels: torch.Tensor) -> torch.Tensor:
+        net = self.network
+        # Window-attention networks (SwinIR) pad to their window internally; tiles on the window grid
+        # see the same windows as the whole frame.
+        window = getattr(net.model, "window_size", 1)
+        align = max(net.size_requirements.multiple_of, window if isinstance(window, int) else 1)
+        return run_tiled(self._forward, pixels, self._tile, self.settings["tile_overlap"], net.scale, align)
+
+    def _whole_or_back_off(self, pixels: torch.Tensor) -> torch.Tensor:
+        """tile=0: whole frames; after running out of memory, halve the tile until a frame fits."""
+        try:
+            return self._forward(pixels)
+        except torch.cuda.OutOfMemoryError:
+            if not self.capabilities.tileable:
+                raise
+        tile = max(pixels.shape[-2:])
+        while True:
+            if pixels.device.type == "cuda":
+                torch.cuda.empty_cache()
+            tile = tile // 2
+            if tile < max(_AUTO_TILE_MIN, self.settings["tile_overlap"]):
+                raise torch.cuda.OutOfMemoryError(
+                    f"out of memory even with {tile * 2}-pixel tiles; try --batch 1 or a smaller model")
+            try:
+                self._tile = tile
+                return self._tiled(pixels)
+            except torch.cuda.OutOfMemoryError:
+                self._tile = 0
+
+    def _rescale(self, out: torch.Tensor, size: torch.Size) -> torch.Tensor:
+        """Resize the network's output to ``outscale`` (as Real-ESRGAN's --outscale does)."""
+        scale = self.settings["outscale"]
+        if not scale or scale == self.network.scale:
+            return out
+        target = (size[0] * scale, size[1] * scale)
+        if scale < self.network.scale:
+            return F.interpolate(out, size=target, mode="area")
+        return F.interpolate(out, size=target, mode="bicubic", align_corners=False).clamp_(0.0, 1.0)
