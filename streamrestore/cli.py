@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Sequence
@@ -44,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--encoder-threads", type=int, help="encoder threads (default 0 = automatic)")
     run.add_argument("--format", help="container for -o - (mpegts default, matroska, mp4 = fragmented)")
     run.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    run.add_argument("--content", choices=("photo", "anime"), default="photo",
+                     help="which pretrained models the aliases (sr2, sr4, jpeg, …) use (default photo)")
     run.add_argument("--batch", type=int, default=4, help="frames per batch through the stages (default 4)")
     run.add_argument("--strict", action="store_true", help="fail on damaged frames instead of repairing them")
     run.add_argument("--timeout", type=float, default=15.0, help="seconds to wait on a network input (default 15)")
@@ -52,6 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     stages = commands.add_parser("stages", help="list the available stages, aliases and presets")
     stages.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    models = commands.add_parser("models", help="list the pretrained models known by name (sr2=NAME, model=NAME)")
+    models.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    demo = commands.add_parser("demo", help="the web page for single images (pip install 'streamrestore[demo]')")
+    demo.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0: all)")
+    demo.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    demo.add_argument("--max-pixels", type=int, help="largest image, and result, in pixels (default 32000000)")
+    demo.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    demo.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 
@@ -62,6 +75,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "stages":
             print(list_stages())
             return 0
+        if args.command == "models":
+            print(list_known_models())
+            return 0
+        if args.command == "demo":
+            return run_demo(args)
         return run_command(args)
     except KeyboardInterrupt:
         return _fail(Interrupted("interrupted; the partial output was removed"), args.debug)
@@ -110,7 +128,7 @@ def _run_image(args: argparse.Namespace, chain: str) -> int:
     source = Path(args.input)
     destination = args.output or str(source.with_name(f"{source.stem}.restored.png"))
     target = OutputTarget(destination, args.input, overwrite=args.overwrite)
-    restored = restore_image(read_image(source), chain, device=args.device)
+    restored = restore_image(read_image(source), chain, device=args.device, content=args.content)
     try:
         write_image(target.temporary, restored)
         target.commit()
@@ -129,6 +147,7 @@ def _run_video(args: argparse.Namespace, chain: str) -> int:
 
     bar: list[tqdm] = []
     drawing: list[bool] = []
+    started: list[float] = []
 
     def on_start(reader) -> None:
         info = reader.info
@@ -137,13 +156,25 @@ def _run_video(args: argparse.Namespace, chain: str) -> int:
             drawing.append(True)
         bar.append(tqdm(total=info.frame_count, unit="frame", disable=args.quiet, file=sys.stderr,
                         dynamic_ncols=True, desc="restoring"))
+        started.append(time.perf_counter())
+
+    def on_frames(count: int) -> None:
+        if not bar:
+            return
+        bar[0].update(count)
+        if not args.quiet and len(started) == 1 and bar[0].total:
+            # After the first batch, say how long the whole run will take, once, before most of it.
+            started.append(time.perf_counter())
+            per_frame = (started[1] - started[0]) / bar[0].n
+            tqdm.write(f"expected: about {_duration(per_frame * bar[0].total)} for {bar[0].total} frames "
+                       f"({per_frame:.2f} s/frame so far)", file=sys.stderr)
 
     try:
         report = restore_video(
             args.input, args.output, chain, overwrite=args.overwrite, codec=args.codec, crf=args.crf,
             preset=args.preset, pix_fmt=args.pix_fmt, encoder_threads=args.encoder_threads, format=args.format,
-            device=args.device, batch_size=args.batch, strict=args.strict, timeout=args.timeout,
-            on_start=on_start, on_frames=lambda n: bar and bar[0].update(n),
+            device=args.device, content=args.content, batch_size=args.batch, strict=args.strict, timeout=args.timeout,
+            on_start=on_start, on_frames=on_frames,
         )
     finally:
         if bar:
@@ -162,6 +193,14 @@ def _run_video(args: argparse.Namespace, chain: str) -> int:
     return 0
 
 
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def list_stages() -> str:
     from .presets import available_presets
     from .registry import Registry
@@ -177,16 +216,47 @@ def list_stages() -> str:
                      f"{'tileable' if caps.tileable else 'not tiled'}")
         if spec.options:
             lines.append(f"  {'':<14} options: {spec.factory.describe_options()}")
-    lines.append("aliases:")
+    lines.append("aliases (photo content; --content anime and a GPU change the neural defaults):")
     for name, alias in sorted(registry.aliases.items()):
         settings = "".join(f":{k}={v}" for k, v in alias.settings.items())
         neural = "".join(f":{k}={v}" for k, v in alias.model_settings.items())
-        lines.append(f"  {name:<14} -> {alias.target}{settings}  ({alias.summary}); "
+        twice = f" ×{alias.repeat}" if alias.repeat > 1 else ""
+        lines.append(f"  {name:<14} -> {alias.target}{settings}{twice}  ({alias.summary}); "
                      f"{name}=WEIGHTS -> model{neural}")
     lines.append("presets: " + ", ".join(available_presets()))
     for name, reason in sorted(registry.broken.items()):
         lines.append(f"broken plugin {name}: {reason}")
     return "\n".join(lines)
+
+
+def list_known_models() -> str:
+    from .weights import availability, list_models
+
+    lines = [f"{'NAME':<32} {'ARCH':<10} {'SCALE':<5} {'TASK':<10} {'CONTENT':<7} {'LICENCE':<12} AVAILABLE"]
+    for entry in list_models():
+        licence = entry.licence.split(" ", 1)[0]  # the SPDX id; the rest names the project
+        lines.append(f"{entry.name:<32} {entry.arch:<10} {f'×{entry.scale}':<5} {entry.task:<10} "
+                     f"{entry.content:<7} {licence:<12} {availability(entry)}")
+    return "\n".join(lines)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Serve the web demo (demo/, installed as streamrestore.demo) until Ctrl-C."""
+    import importlib.util
+
+    if importlib.util.find_spec("gradio") is None:
+        raise StreamRestoreError("the web demo needs Gradio: pip install 'streamrestore[demo]'")
+    from dataclasses import replace
+
+    from .demo.app import serve
+    from .demo.logic import DemoSettings
+
+    settings = DemoSettings(device=args.device)
+    if args.max_pixels is not None:
+        if args.max_pixels < 1:
+            raise ConfigError(f"--max-pixels must be at least 1, got {args.max_pixels}")
+        settings = replace(settings, max_pixels=args.max_pixels)
+    return serve(args.host, args.port, settings)
 
 
 if __name__ == "__main__":

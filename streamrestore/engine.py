@@ -7,6 +7,11 @@ PyAV releases the GIL while decoding and encoding, so the three overlap; the que
 so memory stays flat however long the input is, and a frame leaves the pipeline as soon as the
 stages release it (the pipeline never waits for the end of the input). A failure in any thread stops
 the others and is raised in the caller's thread; Ctrl-C in the caller's thread does the same.
+
+Frames cross to the first stage's device and back through ``Transfer`` (pinned memory and a copy
+stream on CUDA, so copies overlap compute; plain conversions on the CPU). The encoder thread waits
+for a batch's copy only when it encodes it. Batch size comes from ``BatchSizer`` (``--batch``, else
+measured on the first batch).
 """
 
 from __future__ import annotations
@@ -17,12 +22,13 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import numpy as np
-import torch
 
-from .frames import FrameBatch, image_to_tensor, tensor_to_images
+from .frames import FrameBatch
 from .media.reader import DecodedFrame, MediaReader
 from .media.writer import MediaWriter
 from .runner import ChainRunner
+from .runtime import BatchSizer
+from .transfer import Transfer
 
 _END = object()
 _POLL_SECONDS = 0.1
@@ -30,11 +36,12 @@ _POLL_SECONDS = 0.1
 
 @dataclass(frozen=True)
 class EngineSettings:
-    batch_size: int = 4
+    batch_size: int | None = None
+    """Frames per batch; None: measured on the first batch (``runtime.BatchSizer``)."""
     queue_frames: int = 16
     """Decoded frames waiting for the stages (bounds host memory together with batch_size)."""
     queue_batches: int = 4
-    """Restored batches waiting for the encoder."""
+    """Restored batches waiting for the encoder (a batch's quantised pixels, in host memory)."""
 
 
 class _Stopped(Exception):
@@ -94,6 +101,9 @@ def run(
     pipe = _Pipeline()
     decoded: queue.Queue = queue.Queue(maxsize=settings.queue_frames)
     restored: queue.Queue = queue.Queue(maxsize=settings.queue_batches)
+    first = runner.input_placement
+    transfer = Transfer(first.device, first.dtype)
+    sizer = BatchSizer(settings.batch_size, runner.accelerator)
 
     def decode() -> None:
         for frame in reader.frames(writer.copy_packet):
@@ -102,8 +112,8 @@ def run(
 
     def encode() -> None:
         while (item := pipe.get(restored)) is not _END:
-            images, stamps = item
-            for image, pts in zip(images, stamps):
+            download, stamps = item
+            for image, pts in zip(download.images(), stamps):
                 writer.write_frame(image, pts)
             on_frames(len(stamps))
 
@@ -113,12 +123,14 @@ def run(
         # first before the caller closes the containers it is decoding from (FFmpeg would crash).
         threads.append(pipe.worker("decode", decode))
         threads.append(pipe.worker("encode", encode))
-        for batch in _batches(pipe, decoded, settings.batch_size):
-            result = runner.push(batch)
+        for frames in _batches(pipe, decoded, sizer):
+            batch = FrameBatch(transfer.upload([f.rgb for f in frames]), tuple(f.pts for f in frames))
+            with sizer.measure(len(batch), batch.height, batch.width):
+                result = runner.push(batch)
             if result is not None:
-                pipe.put(restored, (tensor_to_images(result.pixels, output_dtype), result.pts))
+                pipe.put(restored, (transfer.download(result.pixels, output_dtype), result.pts))
         for result in runner.flush():
-            pipe.put(restored, (tensor_to_images(result.pixels, output_dtype), result.pts))
+            pipe.put(restored, (transfer.download(result.pixels, output_dtype), result.pts))
         pipe.put(restored, _END)
         for thread in threads:
             while thread.is_alive():
@@ -134,15 +146,15 @@ def run(
         raise pipe.failures[0]
 
 
-def _batches(pipe: _Pipeline, decoded: queue.Queue, size: int) -> Iterator[FrameBatch]:
-    """Group decoded frames into batches: wait for one, then take what is ready, up to ``size``."""
+def _batches(pipe: _Pipeline, decoded: queue.Queue, sizer: BatchSizer) -> Iterator[list[DecodedFrame]]:
+    """Group decoded frames into batches: wait for one, then take what is ready, up to ``sizer.size``."""
     finished = False
     while not finished:
         frames: list[DecodedFrame] = []
         item = pipe.get(decoded)
         while item is not _END:
             frames.append(item)
-            if len(frames) == size:
+            if len(frames) == sizer.size:
                 break
             try:
                 item = pipe.get(decoded, block=False)
@@ -150,8 +162,7 @@ def _batches(pipe: _Pipeline, decoded: queue.Queue, size: int) -> Iterator[Frame
                 break
         finished = item is _END
         if frames:
-            pixels = torch.cat([image_to_tensor(f.rgb) for f in frames])
-            yield FrameBatch(pixels, tuple(f.pts for f in frames))
+            yield frames
 
 
 def _join(threads: list[threading.Thread]) -> None:

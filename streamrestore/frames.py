@@ -17,6 +17,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from .transfer import full_scale, quantise
+
 
 @dataclass(frozen=True)
 class FrameBatch:
@@ -66,22 +68,11 @@ def image_to_tensor(image: np.ndarray) -> torch.Tensor:
     """H×W×3 uint8 or uint16 RGB array -> 1×3×H×W float32 tensor in [0, 1]."""
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an H×W×3 RGB image, got shape {image.shape}")
-    scale = _full_scale(image.dtype)
+    scale = full_scale(image.dtype)
     tensor = torch.from_numpy(np.ascontiguousarray(image)).to(torch.float32).div_(scale)
     return tensor.permute(2, 0, 1).unsqueeze(0)
 
 
 def tensor_to_images(pixels: torch.Tensor, dtype: np.dtype) -> np.ndarray:
     """N×3×H×W float tensor in [0, 1] -> N×H×W×3 array of ``dtype`` (uint8 or uint16), rounded once."""
-    scale = _full_scale(np.dtype(dtype))
-    # clamp() first, out of place: .to() hands back the caller's own tensor when nothing changes.
-    scaled = pixels.detach().to("cpu", torch.float32).clamp(0.0, 1.0).mul_(scale).round_()
-    return scaled.permute(0, 2, 3, 1).numpy().astype(dtype)
-
-
-def _full_scale(dtype: np.dtype) -> float:
-    if dtype == np.uint8:
-        return 255.0
-    if dtype == np.uint16:
-        return 65535.0
-    raise ValueError(f"unsupported image sample type {dtype}; use uint8 or uint16")
+    return quantise(pixels.detach().to("cpu"), dtype).numpy()

@@ -25,7 +25,7 @@ from .output import OutputTarget, default_output_path
 from .presets import BuiltStage, ChainPlan, build_chain, parse_chain
 from .registry import Registry
 from .runner import ChainRunner
-from .runtime import configure_cpu_threads
+from .runtime import configure_cpu_threads, cuda_available
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
 
@@ -43,9 +43,14 @@ class RestoreReport:
     color: str
 
 
-def prepare_chain(chain: str | ChainPlan, registry: Registry | None = None) -> tuple[ChainPlan, list[BuiltStage]]:
+def prepare_chain(
+    chain: str | ChainPlan, registry: Registry | None = None, content: str = "photo", device: str | None = None
+) -> tuple[ChainPlan, list[BuiltStage]]:
+    """Parse and build a chain; aliases follow ``content`` and whether the run will use a GPU."""
     plan = parse_chain(chain) if isinstance(chain, str) else chain
-    return plan, build_chain(plan, registry or Registry())
+    if registry is None:
+        registry = Registry(content=content, accelerated=device != "cpu" and cuda_available())
+    return plan, build_chain(plan, registry)
 
 
 def restore_video(
@@ -61,9 +66,12 @@ def restore_video(
     encoder_threads: int | None = None,
     format: str | None = None,
     device: str | None = None,
-    batch_size: int = 4,
+    batch_size: int | None = None,
+    cpu_threads: int | None = None,
+    precision: str | None = None,
     strict: bool = False,
     timeout: float = 15.0,
+    content: str = "photo",
     registry: Registry | None = None,
     on_start: Callable[[MediaReader], None] = lambda reader: None,
     on_frames: Callable[[int], None] = lambda count: None,
@@ -73,15 +81,17 @@ def restore_video(
     Encoder arguments left as None come from the preset's ``output:`` section, then the defaults.
     ``strict`` makes damaged input an error instead of repairing it. ``on_start`` sees the opened
     reader (for a progress bar); ``on_frames`` is called with each count of frames written.
+    ``batch_size`` None plans it (``runtime.BatchSizer``); ``cpu_threads`` None gives torch every core;
+    ``precision`` None is ``runtime.choose_dtype``'s automatic choice.
     """
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise ConfigError(f"--batch must be at least 1, got {batch_size}")
-    plan, built = prepare_chain(chain, registry)
+    plan, built = prepare_chain(chain, registry, content, device)
     settings = _encode_settings(plan.output, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt,
                                 threads=encoder_threads)
-    runner = ChainRunner(built, device)
+    runner = ChainRunner(built, device, precision)
     target = OutputTarget(dst or default_output_path(src), src, overwrite=overwrite, stream_format=format)
-    configure_cpu_threads()
+    configure_cpu_threads(cpu_threads)
     started = time.perf_counter()
     reader = MediaReader(src, timeout=timeout)
     try:
@@ -138,6 +148,7 @@ def restore_image(
     chain: str | ChainPlan = "",
     *,
     device: str | None = None,
+    content: str = "photo",
     registry: Registry | None = None,
     stages: list[BuiltStage] | None = None,
 ) -> np.ndarray:
@@ -146,7 +157,7 @@ def restore_image(
     ``stages`` lets a caller that restores many images (the web demo) build the chain once.
     """
     pixels = read_image(image) if isinstance(image, (str, Path)) else _check_image(image)
-    built = stages if stages is not None else prepare_chain(chain, registry)[1]
+    built = stages if stages is not None else prepare_chain(chain, registry, content, device)[1]
     runner = ChainRunner(built, device)
     results = [runner.push(FrameBatch(image_to_tensor(pixels), (0,)))] + runner.flush()
     restored = [r for r in results if r is not None]

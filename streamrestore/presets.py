@@ -184,8 +184,8 @@ def build_chain(plan: ChainPlan, registry: Registry) -> list[BuiltStage]:
     for request in plan.stages:
         try:
             spec, settings = registry.resolve(request.name, request.settings)
-            stage = spec.build(settings)
+            stages = [spec.build(settings) for _ in range(registry.repeats(request.name, request.settings))]
         except ConfigError as error:
             raise type(error)(f"{request.where}: {error}" if request.where else str(error)) from None
-        built.append(BuiltStage(request.name, spec, stage))
+        built.extend(BuiltStage(request.name, spec, stage) for stage in stages)
     return built

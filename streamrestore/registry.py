@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Iterable
 
-from .errors import PluginError, UnknownStageError
+from .errors import ConfigError, PluginError, UnknownStageError
 from .stage import ENTRY_POINT_GROUP, Option, Stage, StageSpec
 
 
@@ -31,21 +31,78 @@ class Alias:
     summary: str
     model_settings: dict[str, Any] = field(default_factory=dict)
     """Preset options of the ``model`` stage, used instead when the user gives the alias a weights file."""
+    repeat: int = 1
+    """How many times the stage is applied in a row (``sr4`` = a ×2 network twice)."""
 
 
-# The names users type. Re-pointing an alias at another stage (a neural one, say) changes nothing
-# else: the pipeline only ever sees the stage it resolves to. Given a weights file, an alias keeps its
-# meaning as an output scale: `sr4=x2.pth` runs the ×2 network and resizes to ×4, `denoise=x4.pth`
-# runs a ×4 network and brings it back to ×1.
-DEFAULT_ALIASES: dict[str, Alias] = {
-    "denoise": Alias("nlm-denoise", {}, "spatial denoise", {"outscale": 1}),
-    "tdenoise": Alias("nlm-temporal", {}, "temporal denoise (5-frame window)", {"outscale": 1}),
-    "deblur": Alias("unsharp", {}, "sharpen / deblur", {"outscale": 1}),
-    "sharpen": Alias("unsharp", {}, "sharpen / deblur", {"outscale": 1}),
-    "sr2": Alias("resize", {"scale": 2}, "upscale ×2", {"outscale": 2}),
-    "sr3": Alias("resize", {"scale": 3}, "upscale ×3", {"outscale": 3}),
-    "sr4": Alias("resize", {"scale": 4}, "upscale ×4", {"outscale": 4}),
+CONTENTS = ("photo", "anime")
+
+
+def _model(name: str, summary: str, repeat: int = 1, **settings: Any) -> tuple[str, dict[str, Any], str, int]:
+    return MODEL_STAGE, {"model": name, **settings}, summary, repeat
+
+
+# The names users type, chosen by measurement on the development kit (README, "Default models";
+# benchmarks/dev_kit.py reproduces every figure). Re-pointing an alias changes nothing else: the
+# pipeline only ever sees the stage it resolves to. Given a weights file (`sr4=x.pth`) an alias keeps
+# its meaning as an output scale: a ×2 network is resized to ×4, a ×4 network brought back to ×1.
+# Where the GPU default differs, it is the better-scoring network that is too slow for the CPU.
+_CLASSICAL = {
+    "denoise": ("nlm-denoise", {}, "non-local means, strength from the estimated noise"),
+    "tdenoise": ("nlm-temporal", {}, "temporal non-local means (5-frame window)"),
+    # Tuned on one dev-kit photo (chelsea): +2.85 dB on the kit's Gaussian blur, but -2.0 dB on its
+    # motion blur, which unsharp masking cannot undo at any strength (see README).
+    "deblur": ("unsharp", {"amount": 6.0, "radius": 0.8}, "unsharp mask tuned for defocus / Gaussian blur"),
+    "sharpen": ("unsharp", {}, "gentle unsharp mask"),
 }
+_NEURAL = {
+    ("photo", False): {
+        "jpeg": _model("waifu2x-cunet-noise2-x1", "JPEG/compression artefacts: waifu2x CUNet noise 2"),
+        "sr2": _model("waifu2x-upconv7-photo-x2", "×2: waifu2x UpConv7 photo"),
+        "sr3": _model("waifu2x-upconv7-photo-x2", "×3: waifu2x UpConv7 photo ×2, resized", outscale=3),
+        "sr4": _model("waifu2x-upconv7-photo-x2", "×4: waifu2x UpConv7 photo ×2, twice", repeat=2),
+    },
+    ("photo", True): {
+        "jpeg": _model("waifu2x-cunet-noise2-x1", "JPEG/compression artefacts: waifu2x CUNet noise 2"),
+        "sr2": _model("waifu2x-cunet-x2", "×2: waifu2x CUNet"),
+        "sr3": _model("waifu2x-cunet-x2", "×3: waifu2x CUNet ×2, resized", outscale=3),
+        "sr4": _model("waifu2x-cunet-x2", "×4: waifu2x CUNet ×2, twice", repeat=2),
+    },
+    ("anime", False): {
+        "jpeg": _model("waifu2x-cunet-noise2-x1", "JPEG/compression artefacts: waifu2x CUNet noise 2"),
+        "sr2": _model("waifu2x-upconv7-art-x2", "×2: waifu2x UpConv7 anime-style art"),
+        "sr3": _model("realesr-animevideov3-x3", "×3: Real-ESRGAN animevideov3"),
+        "sr4": _model("realesr-animevideov3-x4", "×4: Real-ESRGAN animevideov3"),
+    },
+    ("anime", True): {
+        "jpeg": _model("waifu2x-cunet-noise2-x1", "JPEG/compression artefacts: waifu2x CUNet noise 2"),
+        "sr2": _model("realcugan-se-x2", "×2: Real-CUGAN"),
+        "sr3": _model("realcugan-se-x3", "×3: Real-CUGAN"),
+        "sr4": _model("realesrgan-x4plus-anime", "×4: Real-ESRGAN x4plus anime"),
+    },
+}
+# By name in every table: the perceptual ×4 (sharpest by eye, below bicubic in PSNR; see README).
+_PERCEPTUAL = {"sr4-gan": _model("realesrgan-x4plus", "×4 perceptual: Real-ESRGAN x4plus (GAN)")}
+_OUTSCALE = {"denoise": 1, "tdenoise": 1, "deblur": 1, "sharpen": 1, "jpeg": 1, "sr2": 2, "sr3": 3, "sr4": 4, "sr4-gan": 4}
+
+
+def default_aliases(content: str = "photo", accelerated: bool | None = None) -> dict[str, Alias]:
+    """The alias table for ``content`` (photo or anime), for a GPU run or a CPU one."""
+    if content not in CONTENTS:
+        raise ConfigError(f"--content must be one of {', '.join(CONTENTS)}, got {content!r}")
+    if accelerated is None:
+        import torch
+
+        accelerated = torch.cuda.is_available()
+    table: dict[str, tuple[str, dict[str, Any], str, int]] = {
+        name: (target, settings, summary, 1) for name, (target, settings, summary) in _CLASSICAL.items()
+    }
+    table.update(_NEURAL[(content, bool(accelerated))])
+    table.update(_PERCEPTUAL)
+    return {
+        name: Alias(target, settings, summary, {"outscale": _OUTSCALE[name]}, repeat)
+        for name, (target, settings, summary, repeat) in table.items()
+    }
 
 
 class Registry:
@@ -56,10 +113,12 @@ class Registry:
         entry_points_: Iterable[EntryPoint] | None = None,
         extra: Iterable[StageSpec] = (),
         aliases: dict[str, Alias] | None = None,
+        content: str = "photo",
+        accelerated: bool | None = None,
     ) -> None:
         self._entry_points = entry_points_
         self._extra = list(extra)
-        self.aliases = dict(DEFAULT_ALIASES if aliases is None else aliases)
+        self.aliases = dict(default_aliases(content, accelerated) if aliases is None else aliases)
         self._specs: dict[str, StageSpec] | None = None
         self._broken: dict[str, str] = {}
 
@@ -101,13 +160,16 @@ class Registry:
         if name not in self.aliases:
             return self.get(name), settings
         alias = self.aliases[name]
-        target = self.get(alias.target)
         # The one place where a weights file changes the stage: `sr4=x.pth` (or `model:` under an
-        # alias in YAML) means the neural `model` stage, unless the alias already points at a stage
-        # that takes a model.
-        if "model" in settings and "model" not in target.options:
+        # alias in YAML) means the `model` stage with the user's file at the alias's output scale.
+        if "model" in settings:
             return self.get(MODEL_STAGE), {**alias.model_settings, **settings}
-        return target, {**alias.settings, **settings}
+        return self.get(alias.target), {**alias.settings, **settings}
+
+    def repeats(self, name: str, settings: dict[str, Any] | None = None) -> int:
+        """How many times in a row the stage ``resolve`` gives is applied (1 with a user's weights)."""
+        alias = self.aliases.get(name)
+        return 1 if alias is None or "model" in (settings or {}) else alias.repeat
 
     def get(self, name: str) -> StageSpec:
         specs = self._load()

@@ -6,6 +6,8 @@ node keeps that history, holds a frame back until enough later frames have arriv
 of the stream with copies of the first frame and the end with copies of the last (on ``flush``), so
 frame count and order never change. Every result is checked against the contract (frame count, size
 × scale) and a stage that raises or breaks it stops the run with its name, never dropping a frame.
+Each stage is called through ``OutOfMemoryBackOff``: out of device memory, it gets fewer frames per
+call, then tiles, and the run goes on.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .backoff import OutOfMemoryBackOff
 from .errors import StageFailedError, StreamRestoreError
 from .frames import FrameBatch
 from .presets import BuiltStage
@@ -26,6 +29,8 @@ class StageNode:
         self.caps = built.stage.capabilities
         self.placement = placement
         self.stage.to(placement.device, placement.dtype)
+        self.stage.start_stream()
+        self.calls = OutOfMemoryBackOff(self.caps, self.stage.process)
         self._history: list[torch.Tensor] = []
         self._history_pts: list[int | None] = []
         self._started = False
@@ -79,7 +84,7 @@ class StageNode:
         padded, crop = _pad_to_multiple(moved, self.caps.size_multiple)
         try:
             with torch.inference_mode():
-                results = [(part, self.stage.process(part)) for part in self._split(padded)]
+                results = self.calls(padded)
         except StreamRestoreError:
             raise
         except Exception as error:  # a plugin can fail in any way; name it, stop, drop nothing
@@ -90,13 +95,6 @@ class StageNode:
             height, width = crop
             result = result.with_pixels(result.pixels[:, :, : height * self.caps.scale, : width * self.caps.scale])
         return FrameBatch(result.pixels.to(torch.float32), moved.core_pts)
-
-    def _split(self, batch: FrameBatch) -> list[FrameBatch]:
-        """A spatial batch in pieces of at most ``max_batch`` frames (temporal batches stay whole)."""
-        limit = self.caps.max_batch
-        if limit is None or self.caps.is_temporal or len(batch) <= limit:
-            return [batch]
-        return [FrameBatch(batch.pixels[i : i + limit], batch.pts[i : i + limit]) for i in range(0, len(batch), limit)]
 
     def _check(self, given: FrameBatch, result: object) -> FrameBatch:
         if not isinstance(result, FrameBatch):
@@ -124,8 +122,18 @@ def _pad_to_multiple(batch: FrameBatch, multiple: int) -> tuple[FrameBatch, tupl
 class ChainRunner:
     """All stages in order; ``push`` a batch of decoded frames, ``flush`` at the end of the stream."""
 
-    def __init__(self, chain: list[BuiltStage], device: str | None = None) -> None:
-        self.nodes = [StageNode(built, place(built.stage.capabilities, device)) for built in chain]
+    def __init__(self, chain: list[BuiltStage], device: str | None = None, precision: str | None = None) -> None:
+        self.nodes = [StageNode(built, place(built.stage.capabilities, device, precision)) for built in chain]
+
+    @property
+    def input_placement(self) -> Placement:
+        """Where the first stage computes (decoded frames are uploaded there); the CPU for no stages."""
+        return self.nodes[0].placement if self.nodes else Placement(torch.device("cpu"), torch.float32)
+
+    @property
+    def accelerator(self) -> torch.device | None:
+        """The first non-CPU device a stage computes on, if any (batch size is planned for it)."""
+        return next((n.placement.device for n in self.nodes if n.placement.device.type != "cpu"), None)
 
     @property
     def scale(self) -> int:

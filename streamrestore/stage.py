@@ -71,9 +71,13 @@ class Option:
     minimum: float | None = None
     maximum: float | None = None
     choices: tuple[Any, ...] | None = None
+    auto: bool = False
+    """Whether the word ``auto`` is accepted; it parses to None and the stage decides the value."""
 
     def parse(self, stage: str, name: str, value: Any) -> Any:
         """Convert ``value`` (a YAML value or a command-line string) and check its range."""
+        if self.auto and (value is None or str(value).strip().lower() == "auto"):
+            return None
         try:
             converted = _convert(self.type, value)
         except (TypeError, ValueError):
@@ -125,12 +129,18 @@ class Stage(ABC):
     def process(self, batch: FrameBatch) -> FrameBatch:
         """Return one frame for each of ``batch.core_count`` frames, scaled by ``capabilities.scale``."""
 
+    def start_stream(self) -> None:
+        """Called before the first frame of each stream (or image); reset any per-stream state here."""
+
     def to(self, device: torch.device, dtype: torch.dtype) -> None:
         """Move weights to ``device``/``dtype``; stages without weights need not override this."""
 
     @classmethod
     def describe_options(cls) -> str:
-        return ", ".join(f"{name}={opt.default!r}" for name, opt in cls.options.items())
+        return ", ".join(
+            f"{name}={'auto' if opt.auto and opt.default is None else repr(opt.default)}"
+            for name, opt in cls.options.items()
+        )
 
 
 @dataclass(frozen=True)

@@ -47,8 +47,33 @@ def test_resize_scales_and_beats_nearest_neighbour() -> None:
     clean = photo()
     small = cv2.resize(clean, (120, 80), interpolation=cv2.INTER_AREA)
     for method in ("lanczos", "bicubic"):
-        restored = restore_image(small, f"sr2:method={method}")
+        restored = restore_image(small, f"resize:scale=2:method={method}")
         assert restored.shape == (160, 240, 3)
         nearest = cv2.resize(small, (240, 160), interpolation=cv2.INTER_NEAREST)
         assert psnr(restored, clean) > psnr(nearest, clean) + 1.0
-    assert restore_image(small, "sr3").shape == (240, 360, 3)
+    assert restore_image(small, "resize:scale=3").shape == (240, 360, 3)
+
+
+
+def test_noise_estimate_follows_sigma_on_a_real_photo() -> None:
+    from streamrestore_plugins.classical import estimate_noise_sigma
+
+    clean = photo()
+    assert estimate_noise_sigma(clean) < 5.0
+    for sigma in (10, 25, 40):
+        noisy = np.clip(clean + np.random.default_rng(sigma).normal(0, sigma, clean.shape), 0, 255).astype(np.uint8)
+        assert abs(estimate_noise_sigma(noisy) - sigma) < 0.2 * sigma
+
+
+def test_auto_strength_is_near_the_best_fixed_strength_and_resets_per_stream() -> None:
+    from streamrestore.pipeline import prepare_chain
+
+    clean = photo()
+    noisy = np.clip(clean + np.random.default_rng(3).normal(0, 20, clean.shape), 0, 255).astype(np.uint8)
+    best = max(psnr(restore_image(noisy, f"denoise:strength={h}"), clean) for h in (8, 10, 12, 14, 16))
+    _, stages = prepare_chain("denoise")  # built once, reused for two streams, as the web demo does
+    assert psnr(restore_image(noisy, stages=stages), clean) > best - 0.3
+    first = stages[0].stage.auto_strength
+    quieter = np.clip(clean + np.random.default_rng(4).normal(0, 6, clean.shape), 0, 255).astype(np.uint8)
+    restore_image(quieter, stages=stages)
+    assert stages[0].stage.auto_strength < first / 2  # re-estimated for the new stream, not carried over

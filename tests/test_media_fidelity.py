@@ -105,7 +105,7 @@ def test_clip_shorter_than_the_decoder_delay(tmp_path, count):
     assert video_times(tmp_path / "out.mkv") == video_times(src)
 
 
-@pytest.mark.parametrize("chain, scale", [("tdenoise", 1), ("sr2", 2)])
+@pytest.mark.parametrize("chain, scale", [("tdenoise", 1), ("resize:scale=2", 2)])
 def test_frame_times_kept_through_temporal_and_scaling_stages(vfr_clips, tmp_path, chain, scale):
     src = vfr_clips["mkv"]
     report = restore(src, tmp_path / "out.mkv", chain)
@@ -256,7 +256,7 @@ def test_identity_round_trip_below_one_level(colour_case):
 
 
 # -- 4. rotation ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("ext, chain", [("mp4", "identity"), ("mkv", "identity"), ("mp4", "sr2")])
+@pytest.mark.parametrize("ext, chain", [("mp4", "identity"), ("mkv", "identity"), ("mp4", "resize:scale=2")])
 def test_rotation_kept(tmp_path, ext, chain):
     src = tmp_path / f"rotated.{ext}"
     make_clip(src, panned_frames(4, 160, 120), rotation=90)
@@ -267,7 +267,7 @@ def test_rotation_kept(tmp_path, ext, chain):
 
     out = video_frames(tmp_path / f"out.{ext}")
     assert [f.rotation for f in out] == [rotation] * 4
-    scale = 2 if chain == "sr2" else 1
+    scale = 2 if chain == "resize:scale=2" else 1
     assert (out[0].width, out[0].height) == (160 * scale, 120 * scale), "pixels are stored unrotated"
 
 
@@ -312,9 +312,9 @@ def test_ten_bit_precision_survives(ten_bit_source, tmp_path):
 # -- 6. odd frame sizes --------------------------------------------------------------------------------
 @pytest.mark.parametrize("pix_fmt, codec, chain, scale, expected_fmt", [
     ("yuv444p", "libx264", "identity", 1, "yuv444p"),
-    ("yuv444p", "libx264", "sr2", 2, "yuv444p"),
+    ("yuv444p", "libx264", "resize:scale=2", 2, "yuv444p"),
     ("yuv420p", "ffv1", "identity", 1, "yuv444p"),   # 4:2:0 cannot hold 321×241: the writer picks 4:4:4
-    ("yuv420p", "ffv1", "sr2", 2, "yuv420p"),        # 642×482 is even again
+    ("yuv420p", "ffv1", "resize:scale=2", 2, "yuv420p"),        # 642×482 is even again
 ])
 def test_odd_frame_size(tmp_path, pix_fmt, codec, chain, scale, expected_fmt):
     src = tmp_path / "odd.mkv"
@@ -373,7 +373,7 @@ def test_input_untouched_and_container_metadata_kept(tmp_path, ext):
               chapters=[(0.0, 0.2, "Arrival"), (0.2, 0.5, "Beach")])
     digest = sha256_file(src)
 
-    restore(src, tmp_path / f"out.{ext}", "sr2")
+    restore(src, tmp_path / f"out.{ext}", "resize:scale=2")
 
     assert sha256_file(src) == digest
     with av.open(str(src)) as before, av.open(str(tmp_path / f"out.{ext}")) as after:
@@ -438,7 +438,7 @@ def test_restore_image_keeps_dtype_and_pixels(dtype):
     assert np.array_equal(same, image)
     assert np.array_equal(restore_image(image, ""), image)
 
-    bigger = restore_image(image, "sr2")
+    bigger = restore_image(image, "resize:scale=2")
     assert bigger.dtype == dtype and bigger.shape == (122, 194, 3)
     shrunk = cv2.resize(bigger.astype(np.float32), (97, 61), interpolation=cv2.INTER_AREA)
     assert mean_abs_error(shrunk, image) < 0.02 * np.iinfo(dtype).max

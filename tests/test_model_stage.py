@@ -219,10 +219,10 @@ def test_unmeasured_single_channel_network_runs_one_frame_at_a_time(tmp_path: Pa
     chain = build_chain(parse_chain(f"denoise={path}"), Registry())
     assert chain[0].stage.network.architecture.id == "DnCNN" and "DnCNN" not in BATCH_VERIFIED
     assert chain[0].stage.capabilities.max_batch == 1
-    runner = ChainRunner(chain, "cpu")
     calls: list[int] = []
     process = chain[0].stage.process
     chain[0].stage.process = lambda batch: calls.append(len(batch)) or process(batch)
+    runner = ChainRunner(chain, "cpu")  # after the patch: the runner may keep the bound method
     pixels = torch.rand(3, 3, 21, 19, generator=torch.Generator().manual_seed(0))
     out = runner.push(FrameBatch(pixels, (0, 1, 2)))
     assert calls == [1, 1, 1] and out.pts == (0, 1, 2)

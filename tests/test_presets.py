@@ -20,7 +20,7 @@ def test_chain_string_with_options_and_model_shorthand() -> None:
 
 
 def test_options_are_converted_and_range_checked() -> None:
-    chain = build_chain(parse_chain("denoise:strength=12,sr3:method=bicubic"), Registry())
+    chain = build_chain(parse_chain("denoise:strength=12,resize:scale=3:method=bicubic"), Registry())
     assert chain[0].stage.settings["strength"] == 12.0
     assert chain[1].stage.capabilities.scale == 3
     with pytest.raises(ConfigError, match="option 'strength' needs float, got 'abc'"):
@@ -40,7 +40,7 @@ def test_bundled_presets_load_and_build() -> None:
         chain = build_chain(parse_chain(name), Registry())
         assert chain, name
     old_film = parse_chain("old_film")
-    assert [s.name for s in old_film.stages] == ["tdenoise", "sharpen", "sr4"]
+    assert [s.name for s in old_film.stages] == ["tdenoise", "sharpen", "resize"]
     assert old_film.output["crf"] == 18.0
 
 
@@ -77,12 +77,13 @@ def test_yaml_bad_values(tmp_path: Path) -> None:
 
 def test_alias_given_a_weights_file_becomes_the_model_stage() -> None:
     # Building does not read the file (it is read when the chain runs), so any path will do here.
-    chain = build_chain(parse_chain("denoise=w/a.pth,sr4=w/b.pth:tile=128,sr2,model=w/c.safetensors"), Registry())
+    chain = build_chain(parse_chain("denoise=w/a.pth,sr4=w/b.pth:tile=128,sharpen,model=w/c.safetensors"), Registry())
     assert [(c.name, c.spec.name) for c in chain] == [
-        ("denoise", "model"), ("sr4", "model"), ("sr2", "resize"), ("model", "model")]
-    assert chain[0].stage.settings == {"model": "w/a.pth", "tile": 0, "tile_overlap": 16, "outscale": 1}
+        ("denoise", "model"), ("sr4", "model"), ("sharpen", "unsharp"), ("model", "model")]
+    assert chain[0].stage.settings == {"model": "w/a.pth", "tile": 0, "tile_overlap": 16, "outscale": 1,
+                                       "border": None}
     assert chain[1].stage.settings["outscale"] == 4 and chain[1].stage.settings["tile"] == 128
-    assert chain[2].stage.settings == {"scale": 2, "method": "lanczos"}
+    assert chain[2].stage.settings == {"amount": 1.2, "radius": 1.6, "threshold": 0.0}
     assert chain[3].stage.settings["outscale"] == 0  # the network's own scale
     # The user's own options win over the alias's.
     assert build_chain(parse_chain("sr4=w/b.pth:outscale=2"), Registry())[0].stage.settings["outscale"] == 2
@@ -92,7 +93,25 @@ def test_yaml_model_key_under_an_alias(tmp_path: Path) -> None:
     path = write(tmp_path, "chain:\n  - stage: sr2\n    model: weights/x2.pth\n    tile: 256\n  - denoise\n")
     chain = build_chain(parse_chain(str(path)), Registry())
     assert chain[0].spec.name == "model"
-    assert chain[0].stage.settings == {"model": "weights/x2.pth", "tile": 256, "tile_overlap": 16, "outscale": 2}
+    assert chain[0].stage.settings == {"model": "weights/x2.pth", "tile": 256, "tile_overlap": 16,
+                                       "outscale": 2, "border": None}
     assert chain[1].spec.name == "nlm-denoise"
     with pytest.raises(ConfigError, match=r"line 2: .*'resize' has no option 'model'"):
         build_chain(parse_chain(str(write(tmp_path, "chain:\n  - stage: resize\n    model: x.pth\n"))), Registry())
+
+
+def test_default_aliases_point_at_packaged_networks_and_repeat() -> None:
+    cpu = Registry(accelerated=False)
+    chain = build_chain(parse_chain("sr4,sr2,jpeg,denoise"), cpu)
+    assert [(c.name, c.spec.name) for c in chain] == [
+        ("sr4", "model"), ("sr4", "model"), ("sr2", "model"), ("jpeg", "model"), ("denoise", "nlm-denoise")]
+    assert chain[0].stage.settings["model"] == "waifu2x-upconv7-photo-x2"  # ×2 twice: the measured best ×4 on CPU
+    gpu = build_chain(parse_chain("sr2"), Registry(accelerated=True))
+    assert gpu[0].stage.settings["model"] == "waifu2x-cunet-x2"
+    anime = build_chain(parse_chain("sr4"), Registry(content="anime", accelerated=False))
+    assert [c.stage.settings["model"] for c in anime] == ["realesr-animevideov3-x4"]
+    # A user's own weights replace the alias's network and are applied once, at the alias's scale.
+    own = build_chain(parse_chain("sr4=w/x2.pth"), cpu)
+    assert len(own) == 1 and own[0].stage.settings["outscale"] == 4
+    with pytest.raises(ConfigError, match="--content must be one of photo, anime"):
+        Registry(content="cartoon")

@@ -39,7 +39,7 @@ from streamrestore.frames import FrameBatch
 from streamrestore.media.reader import MediaReader
 from streamrestore.pipeline import restore_video
 from streamrestore.presets import available_presets
-from streamrestore.registry import DEFAULT_ALIASES, Registry, spec_from_class
+from streamrestore.registry import Registry, default_aliases, spec_from_class
 from streamrestore.stage import Capabilities, Stage
 
 RATE = 24
@@ -227,9 +227,10 @@ class FailsOnThirdBatch(Stage):
         return batch.with_pixels(batch.pixels)
 
 
-def stage_registry() -> Registry:
+def stage_registry(**aliases_for) -> Registry:
+    """The default registry plus two test stages (takes Registry's content/accelerated arguments)."""
     return Registry(extra=[spec_from_class("slow", Slow, "tests"),
-                           spec_from_class("fails", FailsOnThirdBatch, "tests")])
+                           spec_from_class("fails", FailsOnThirdBatch, "tests")], **aliases_for)
 
 
 # == 1. standard input and output ==================================================================
@@ -237,7 +238,7 @@ def stage_registry() -> Registry:
 def test_stdin_to_stdout_matroska(clips, tmp_path, kind):
     # MPEG-TS carries its AAC as ADTS (no extradata): Matroska on a pipe needs it in the header.
     out = tmp_path / "out.mkv"
-    done = run_command("run", "-", "--chain", "sr2", "-o", "-", "--format", "matroska", "--preset", "ultrafast",
+    done = run_command("run", "-", "--chain", "resize:scale=2", "-o", "-", "--format", "matroska", "--preset", "ultrafast",
                        "-q", stdin=clips[kind], stdout=out)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
@@ -252,7 +253,7 @@ def test_stdin_to_stdout_matroska(clips, tmp_path, kind):
 def test_stdin_mpegts_to_fragmented_mp4_on_stdout(clips, tmp_path):
     # The fragmented MP4 muxer refuses ADTS packets outright; the writer must convert them.
     out = tmp_path / "out.mp4"
-    done = run_command("run", "-", "--chain", "sr2", "-o", "-", "--format", "mp4", "--preset", "ultrafast", "-q",
+    done = run_command("run", "-", "--chain", "resize:scale=2", "-o", "-", "--format", "mp4", "--preset", "ultrafast", "-q",
                        stdin=clips["ts"], stdout=out)
     assert done.returncode == 0, done.stderr
     restored = decode(out)
@@ -261,7 +262,7 @@ def test_stdin_mpegts_to_fragmented_mp4_on_stdout(clips, tmp_path):
 
 
 def test_plain_mp4_on_stdin_says_why_and_what_to_send(clips):
-    done = run_command("run", "-", "--chain", "sr2", "-o", "-", "-q", stdin=clips["plain_big"])
+    done = run_command("run", "-", "--chain", "resize:scale=2", "-o", "-", "-q", stdin=clips["plain_big"])
     assert done.returncode == 4
     assert "Traceback" not in done.stderr
     lines = done.stderr.splitlines()
@@ -305,7 +306,7 @@ def test_tcp_input(clips, tmp_path):
     server = OneShotServer(clips["ts"].read_bytes())
     started = time.monotonic()
     try:
-        report = restore_video(server.url, str(tmp_path / "out.mkv"), "sr2", preset="ultrafast", timeout=5)
+        report = restore_video(server.url, str(tmp_path / "out.mkv"), "resize:scale=2", preset="ultrafast", timeout=5)
     finally:
         server.stop()
     assert time.monotonic() - started < 30
@@ -325,7 +326,7 @@ def test_http_input(clips, tmp_path):
     started = time.monotonic()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/{clips['ts'].name}"
-        report = restore_video(url, str(tmp_path / "out.mkv"), "sr2", preset="ultrafast", timeout=5)
+        report = restore_video(url, str(tmp_path / "out.mkv"), "resize:scale=2", preset="ultrafast", timeout=5)
     finally:
         server.shutdown()
         server.server_close()
@@ -340,7 +341,7 @@ def test_silent_server_times_out(tmp_path):
     started = time.monotonic()
     try:
         with pytest.raises(MediaError, match="--timeout") as raised:
-            restore_video(server.url, str(tmp_path / "out.mkv"), "sr2", timeout=1)
+            restore_video(server.url, str(tmp_path / "out.mkv"), "resize:scale=2", timeout=1)
     finally:
         server.stop()
     assert time.monotonic() - started < 10
@@ -354,7 +355,7 @@ def test_stream_that_stalls_midway_times_out_and_leaves_nothing(clips, tmp_path)
     started = time.monotonic()
     try:
         with pytest.raises(TruncatedInputError, match="no data for 1 s"):
-            restore_video(server.url, str(tmp_path / "out.mkv"), "sr2", preset="ultrafast", timeout=1)
+            restore_video(server.url, str(tmp_path / "out.mkv"), "resize:scale=2", preset="ultrafast", timeout=1)
     finally:
         server.stop()
     assert time.monotonic() - started < 15
@@ -362,7 +363,7 @@ def test_stream_that_stalls_midway_times_out_and_leaves_nothing(clips, tmp_path)
 
 
 # == 3. bounded latency and bounded memory =========================================================
-@pytest.mark.parametrize("chain", ["sr2", "tdenoise"])
+@pytest.mark.parametrize("chain", ["resize:scale=2", "tdenoise"])
 def test_output_starts_before_the_input_ends(clips, tmp_path, chain):
     """Feed half of an MPEG-TS through a pipe and hold the rest back: restored output must already flow.
 
@@ -396,13 +397,13 @@ def test_output_starts_before_the_input_ends(clips, tmp_path, chain):
                 process.wait()
     restored = decode(out)
     assert restored.frames == 120
-    assert restored.width == (128 if chain == "sr2" else 64)
+    assert restored.width == (128 if chain == "resize:scale=2" else 64)
     assert restored.audio_samples > 0
 
 
 def test_frames_in_flight_are_bounded(clips, tmp_path, monkeypatch):
     """A slow stage must not let the decoder run ahead: memory stays flat however long the clip."""
-    settings = engine.EngineSettings()  # what restore_video uses (batch size 4)
+    settings = engine.EngineSettings(batch_size=4)
     counts = {"decoded": 0, "written": 0, "peak": 0}
     lock = threading.Lock()
     original = MediaReader.frames
@@ -438,6 +439,9 @@ def test_progress_bar_shows_rate_and_total(clips, cli):
     assert "frame/s" in outcome.stderr
     assert "/24 [" in outcome.stderr  # tqdm: "n/total [elapsed..."
     assert "restoring" in outcome.stderr and "wrote " in outcome.stderr
+    # The expected duration is announced once, after the first batch, on a line of its own.
+    expected = [line for line in outcome.stderr.replace("\r", "\n").splitlines() if line.startswith("expected: ")]
+    assert len(expected) == 1 and " for 24 frames (" in expected[0] and "s/frame so far)" in expected[0]
 
 
 def test_quiet_prints_nothing(clips, cli, tmp_path):
@@ -467,7 +471,7 @@ def test_default_output_name_beside_the_input(clips, cli, tmp_path):
 def test_explicit_output_path(clips, cli, tmp_path):
     target = tmp_path / "elsewhere" / "result.mkv"
     target.parent.mkdir()
-    outcome = cli("run", clips["mp4"], "--chain", "sr2", "-o", target, "--preset", "ultrafast", "-q")
+    outcome = cli("run", clips["mp4"], "--chain", "resize:scale=2", "-o", target, "--preset", "ultrafast", "-q")
     assert outcome.code == 0, outcome.stderr
     assert os.listdir(target.parent) == ["result.mkv"]
     assert decode(target).width == 128
@@ -588,7 +592,7 @@ def small_disk(tmp_path, monkeypatch):
 def test_disk_full_exits_11_and_leaves_nothing(clips, cli, small_disk):
     folder, how = small_disk
     # ffv1 at twice the size: far more than 16 KiB of output.
-    outcome = cli("run", clips["mkv"], "--chain", "sr2", "--codec", "ffv1", "-o", folder / "out.mkv", "-q")
+    outcome = cli("run", clips["mkv"], "--chain", "resize:scale=2", "--codec", "ffv1", "-o", folder / "out.mkv", "-q")
     assert_one_line(outcome, 11, "disk full")
     assert os.listdir(folder) == [], how
 
@@ -597,7 +601,7 @@ def test_disk_full_injected_at_the_mux(clips, tmp_path, monkeypatch):
     # Always injected, whatever the machine allows: ENOSPC from any mux call becomes DiskFullError.
     inject_disk_full(monkeypatch, room=5)
     with pytest.raises(DiskFullError) as raised:
-        restore_video(str(clips["mkv"]), str(tmp_path / "out.mkv"), "sr2", preset="ultrafast")
+        restore_video(str(clips["mkv"]), str(tmp_path / "out.mkv"), "resize:scale=2", preset="ultrafast")
     assert raised.value.exit_code == 11
     assert os.listdir(tmp_path) == []
 
@@ -786,7 +790,7 @@ def test_stages_lists_builtins_aliases_and_presets(cli):
         assert "scale ×" in described[name] and "devices" in described[name] and "dtypes" in described[name]
     assert "window -2/+2" in described["nlm-temporal"]
     assert "scale ×2" in described["resize"]
-    for alias, target in DEFAULT_ALIASES.items():
+    for alias, target in default_aliases("photo", accelerated=False).items():
         points_at = target.target + "".join(f":{k}={v}" for k, v in target.settings.items())
         assert any(line.split()[:3] == [alias, "->", points_at] for line in lines), alias
     assert "presets: " + ", ".join(available_presets()) in lines

@@ -1,0 +1,192 @@
+"""The web demo: one photo in, a chain of stages, before/after compared at the same zoom, a lossless PNG out.
+
+    streamrestore demo [--host 127.0.0.1] [--port 7860] [--max-pixels 32000000] [--device auto]
+    python demo/app.py [the same options]
+
+A thin Gradio page over ``streamrestore.demo.logic.DemoSession``, which calls ``restore_image`` as the CLI
+does. Nothing leaves the machine: Gradio's analytics are off, the Hub client is offline, no weights are
+downloaded, and every temporary file lives in one directory that is deleted when the server stops.
+The page's API (``/restore``: image, chain, checkpoint, content) serves ``gradio_client`` too.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+from streamrestore.demo.logic import (
+    CHECKPOINT_SUFFIXES, CLEANUP, IMAGE_SUFFIXES, NETWORK, RESIZE_STAGE, SHARPEN, Controls, DemoSession,
+    DemoSettings, chain_from_controls, option_control, safe_name,
+)  # fmt: skip
+
+from streamrestore.errors import StreamRestoreError
+from streamrestore.presets import available_presets
+from streamrestore.registry import CONTENTS
+
+if TYPE_CHECKING:
+    import gradio as gr
+
+# Set before Gradio (and huggingface_hub, which reads its flag when imported) is imported.
+OFFLINE_ENV = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
+               "STREAMRESTORE_OFFLINE": "1"}
+NO_PRESET = "(none)"
+MAX_UPLOAD = "2gb"
+
+
+def build(session: DemoSession) -> gr.Blocks:
+    """The page. Every control only rewrites the chain text; ``Restore`` sends image, chain, checkpoint, content."""
+    import gradio as gr
+
+    registry = session.registry(CONTENTS[0])  # for the controls: which aliases exist, their options' ranges
+
+    def aliases(names) -> list[tuple[str, str]]:
+        return [("off", ""), *((n, n) for n in names if n in registry.aliases)]
+
+    def slider(alias: str, option: str, label: str, step: float) -> gr.Slider:
+        declared, default = option_control(registry, alias, option)  # range and default as the stage declares
+        if default is None:  # an "auto" option: the slider starts a tenth of the way along, for when auto is off
+            default = declared.minimum + (declared.maximum - declared.minimum) / 10
+        return gr.Slider(declared.minimum, declared.maximum, value=default, step=step, label=label, min_width=120)
+
+    with gr.Blocks(title="streamrestore", analytics_enabled=False,
+                   delete_cache=(600, int(session.settings.keep_files_s))) as page:  # fmt: skip
+        gr.Markdown("## streamrestore\nUpload one photo, choose what to fix, compare before and after, "
+                    "download the result as a lossless PNG.")
+        with gr.Row():
+            with gr.Column(scale=2, min_width=360):
+                image = gr.File(label="Image: PNG, JPEG, WebP or TIFF, 8 or 16 bit", file_types=list(IMAGE_SUFFIXES),
+                                elem_id="image", height=90)  # fmt: skip
+                with gr.Row(equal_height=True):
+                    preset = gr.Dropdown([NO_PRESET, *available_presets()], value=NO_PRESET, label="Preset",
+                                         info="replaces the steps below", elem_id="preset", min_width=160)  # fmt: skip
+                    content = gr.Radio(list(CONTENTS), value=CONTENTS[0], label="Content",
+                                       info="which networks the aliases use", elem_id="content")  # fmt: skip
+                with gr.Row(equal_height=True):
+                    cleanup = gr.Radio(aliases(CLEANUP), value="", label="Clean up", elem_id="cleanup", min_width=200)
+                    strength = slider("denoise", "strength", "denoise strength", 0.5)
+                    strength_auto = gr.Checkbox(label="auto", value=True, info="from the noise", min_width=90)
+                with gr.Row(equal_height=True):
+                    sharpen = gr.Radio(aliases(SHARPEN), value="", label="Sharpen", elem_id="sharpen", min_width=200)
+                    amount = slider(SHARPEN[0], "amount", "amount", 0.05)
+                    radius = slider(SHARPEN[0], "radius", "radius", 0.1)
+                with gr.Row(equal_height=True):
+                    upscale = gr.Radio(aliases(n for n in registry.aliases if n.startswith("sr")), value="",
+                                       label="Upscale", elem_id="upscale", min_width=200)  # fmt: skip
+                    declared, _ = option_control(registry, RESIZE_STAGE, "method")
+                    method = gr.Radio([NETWORK, *declared.choices], value=NETWORK, label="by",
+                                      info="the alias's network, or interpolation", min_width=200)  # fmt: skip
+                checkpoint = gr.File(label="Checkpoint (optional; architecture detected): runs first, resized to "
+                                           "the upscale factor if one is chosen", file_types=list(CHECKPOINT_SUFFIXES),
+                                     elem_id="checkpoint", height=120)  # fmt: skip
+                chain = gr.Textbox(label="Chain (as the CLI's --chain; edit freely)", elem_id="chain")
+                run = gr.Button("Restore", variant="primary", elem_id="run")
+            with gr.Column(scale=3):
+                # Only fullscreen: the slider's own download would hand out the 8-bit preview, not the result.
+                compare = gr.ImageSlider(label="Before / after (same zoom)", type="filepath", format="png",
+                                         interactive=False, elem_id="compare", max_height=560,
+                                         buttons=["fullscreen"])  # fmt: skip
+                info = gr.Markdown(elem_id="info")
+                download = gr.File(label="Download: lossless PNG (16-bit for a 16-bit source)", interactive=False,
+                                   elem_id="download", height=70)  # fmt: skip
+
+        def sharpen_defaults(alias: str):
+            """Choosing sharpen or deblur sets the sliders to that alias's own values."""
+            if not alias:
+                return gr.update(), gr.update()
+            return tuple(gr.update(value=option_control(registry, alias, k)[1]) for k in ("amount", "radius"))
+
+        sharpen.change(sharpen_defaults, sharpen, [amount, radius], api_visibility="private", queue=False)
+
+        controls = [preset, cleanup, strength, strength_auto, sharpen, amount, radius, upscale, method, checkpoint]
+
+        def rewrite_chain(preset, cleanup, strength, strength_auto, sharpen, amount, radius, upscale, method,
+                          checkpoint) -> str:  # fmt: skip
+            return chain_from_controls(Controls(
+                "" if preset == NO_PRESET else preset, cleanup or "", None if strength_auto else strength,
+                sharpen or "", amount, radius, upscale or "", method,
+                safe_name(checkpoint, "model.pth") if checkpoint else "",
+            ), registry)  # fmt: skip
+
+        gr.on([c.change for c in controls], rewrite_chain, controls, chain, api_visibility="private",
+              show_progress="hidden", queue=False)  # fmt: skip
+
+        def show_upload(path: str | None):
+            if not path:
+                return None, ""
+            try:
+                upload, preview = session.preview(path)
+            except StreamRestoreError as error:
+                raise gr.Error(str(error), duration=None, print_exception=False) from error
+            return (preview, preview), upload.describe()
+
+        image.change(show_upload, image, [compare, info], api_visibility="private")
+
+        def restore(path: str | None, chain_text: str, checkpoint_path: str | None, content_name: str):
+            if not path:
+                raise gr.Error("upload an image first", duration=None, print_exception=False)
+            try:
+                result = session.restore(path, chain_text or "", checkpoint_path, content_name or CONTENTS[0])
+            except StreamRestoreError as error:
+                raise gr.Error(str(error), duration=None, print_exception=False) from error
+            return (str(result.before), str(result.after)), result.summary(), str(result.output)
+
+        # One job at a time on the device (the stages and their models are shared); others wait in the queue.
+        run.click(restore, [image, chain, checkpoint, content], [compare, info, download], api_name="restore",
+                  concurrency_limit=1, concurrency_id="device")  # fmt: skip
+    return page
+
+
+def start(host: str = "127.0.0.1", port: int = 7860, settings: DemoSettings | None = None,
+          workdir: str | Path | None = None, quiet: bool = False) -> tuple[gr.Blocks, DemoSession]:  # fmt: skip
+    """Start the server in a background thread; ``stop`` ends it and deletes its work directory."""
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="streamrestore-demo-"))
+    try:
+        # The process's environment, on purpose: Gradio and huggingface_hub read these flags, and Gradio puts
+        # its uploads and cached outputs under GRADIO_TEMP_DIR, which then lies inside the directory we delete.
+        os.environ.update(OFFLINE_ENV, GRADIO_TEMP_DIR=str(workdir / "gradio"))
+        session = DemoSession(settings or DemoSettings(), workdir)
+        page = build(session)
+        page.queue(max_size=64)
+        try:
+            page.launch(server_name=host, server_port=port, prevent_thread_lock=True, show_error=True, quiet=quiet,
+                        max_file_size=MAX_UPLOAD, allowed_paths=[str(workdir)], footer_links=["api"])  # fmt: skip
+        except OSError as error:  # the port is taken, the address is not ours
+            raise StreamRestoreError(f"cannot serve on {host}:{port}: {error}") from error
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    return page, session
+
+
+def stop(page: gr.Blocks, session: DemoSession) -> None:
+    page.close(verbose=False)
+    session.close()
+
+
+def serve(host: str, port: int, settings: DemoSettings) -> int:
+    """Run until Ctrl-C or SIGTERM (the CLI turns both into KeyboardInterrupt), then stop and clean up."""
+    started = None
+    try:
+        started = start(host, port, settings)  # cleans up after itself if interrupted while starting
+        started[0].block_thread()
+    except KeyboardInterrupt:
+        pass  # stopping is what was asked for, at any moment
+    finally:
+        if started is not None:
+            stop(*started)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python demo/app.py [--host …]`` is ``streamrestore demo [--host …]``: one parser, one way to fail."""
+    from streamrestore.cli import main as cli_main
+
+    return cli_main(["demo", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

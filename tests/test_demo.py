@@ -1,0 +1,430 @@
+"""The web demo end to end: a real browser, the gradio_client API, bad input, one model shared by two clients.
+
+The server (demo/app.py's ``start``) runs in this process, in Gradio's own thread, on 127.0.0.1 and a free
+port; it is stopped at the end and its work directory must then be gone. While it runs, a socket this process
+opens to anything but loopback fails the module, and the browser's requests beyond the server are blocked
+and fail the browser test: the demo must work with no network at all.
+
+The browser is Debian's ``chromium`` (``apt-get install chromium``), driven by Playwright; nothing is
+downloaded. ``STREAMRESTORE_DEMO_SCREENSHOT=docs/demo.png pytest tests/test_demo.py -k browser`` refreshes
+the README's screenshot.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import skimage.data
+import torch
+from spandrel.architectures.Compact import Compact
+
+from streamrestore.demo.app import start, stop
+from streamrestore.demo.logic import DemoSession, DemoSettings, make_registry
+from streamrestore.pipeline import read_image, restore_image
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+MAX_PIXELS = 1_500_000  # the photo (451×300) ×2 fits, ×4 (2.2 MP) does not
+TILE = 128  # model stages run in tiles of this size: the test images are larger, so tiling is exercised
+TIMEOUT_MS = 60_000
+
+# Gradio's queue calls pandas in ways pandas 3 deprecates; nothing of ours.
+pytestmark = pytest.mark.filterwarnings("ignore:::gradio.queueing")
+
+
+def write_rgb(path: Path, pixels: np.ndarray, params: tuple[int, ...] = ()) -> Path:
+    assert cv2.imwrite(str(path), cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR), list(params))
+    return path
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    assert data is not None, f"{path} is not a readable image"
+    return cv2.cvtColor(data, cv2.COLOR_BGR2RGB)
+
+
+# -- the server, and a guard on the network --------------------------------------------------------------
+@pytest.fixture(scope="module")
+def offline_network():
+    """Fail any connection from this process to a non-loopback address (recorded, then refused)."""
+    outside: list[str] = []
+    real = (socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo)
+
+    def is_local(host: object) -> bool:
+        try:
+            return ipaddress.ip_address(str(host).split("%")[0]).is_loopback
+        except ValueError:
+            return host in (None, "localhost", "")
+
+    def guarded(real):
+        def connect(self, address):
+            if self.family in (socket.AF_INET, socket.AF_INET6) and not is_local(address[0]):
+                outside.append(f"connect {address}")
+                raise OSError(f"the demo test allows no network: {address}")
+            return real(self, address)
+        return connect
+
+    def getaddrinfo(host, *args, **kwargs):
+        if not is_local(host):
+            outside.append(f"resolve {host}")
+            raise socket.gaierror(f"the demo test allows no network: {host}")
+        return real[2](host, *args, **kwargs)
+
+    socket.socket.connect, socket.socket.connect_ex = guarded(real[0]), guarded(real[1])
+    socket.getaddrinfo = getaddrinfo
+    try:
+        yield outside
+    finally:
+        socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo = real
+    assert not outside, f"the demo reached for the network: {outside}"
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    session: DemoSession
+    workdir: Path
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(offline_network, tmp_path_factory):
+    saved = dict(os.environ)
+    workdir = tmp_path_factory.mktemp("demo") / "work"
+    settings = DemoSettings(max_pixels=MAX_PIXELS, tile=TILE, device="cpu")
+    port = free_port()
+    page, session = start("127.0.0.1", port, settings, workdir, quiet=True)
+    try:
+        yield Server(f"http://127.0.0.1:{port}/", session, workdir)
+    finally:
+        stop(page, session)
+        os.environ.clear()
+        os.environ.update(saved)
+    assert not workdir.exists(), "the demo left its work directory behind"
+
+
+@pytest.fixture(scope="module")
+def client(server, tmp_path_factory):
+    from gradio_client import Client
+
+    return Client(server.url, verbose=False, analytics_enabled=False,
+                  download_files=str(tmp_path_factory.mktemp("downloads")))  # fmt: skip
+
+
+def restore_via_api(client, image: Path, chain: str, checkpoint: Path | None = None, content: str = "photo"):
+    from gradio_client import handle_file
+
+    return client.predict(handle_file(str(image)), chain, handle_file(str(checkpoint)) if checkpoint else None,
+                          content, api_name="/restore")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory) -> Path:
+    return write_rgb(tmp_path_factory.mktemp("photos") / "chelsea.png", skimage.data.chelsea())  # 451×300
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> np.ndarray:
+    return np.ascontiguousarray(skimage.data.chelsea()[60:260, 100:380])  # 280×200, a real photo's texture
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    """A random-weight ×2 Compact network (Real-ESRGAN's SRVGGNetCompact) in its published key layout."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("models") / "tiny_x2.pth"
+    torch.save({"params": Compact(num_feat=8, num_conv=2, upscale=2).state_dict()}, path)
+    return path
+
+
+# -- a real browser ----------------------------------------------------------------------------------------
+def test_browser_restores_and_downloads_what_the_library_gives(server, photo, tmp_path):
+    if not Path(CHROMIUM).exists():
+        pytest.fail("the browser test needs Debian's chromium: apt-get install chromium")
+    from playwright.sync_api import expect, sync_playwright
+
+    not_an_image = tmp_path / "notes.png"
+    not_an_image.write_text("these are notes, not pixels\n")
+    blocked: list[str] = []
+
+    def only_the_server(route) -> None:
+        if route.request.url.startswith(server.url):
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, timeout=TIMEOUT_MS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 860}, accept_downloads=True)
+            page.set_default_timeout(TIMEOUT_MS)
+            page.route("**/*", only_the_server)
+
+            # A file that is not an image: a message in the page.
+            page.goto(server.url)
+            page.locator("#image input[type=file]").set_input_files(not_an_image)
+            expect(page.get_by_text("notes.png is not an image").first).to_be_visible()
+
+            # The server still serves: a fresh page, a real photo, denoise and ×2 chosen with the controls.
+            page.goto(server.url)
+            page.locator("#image input[type=file]").set_input_files(photo)
+            expect(page.locator("#info")).to_contain_text("451×300 PNG, 8-bit RGB")
+            page.get_by_test_id("denoise-radio-label").click()
+            page.get_by_test_id("sr2-radio-label").click()
+            chain = page.locator("#chain textarea")
+            expect(chain).to_have_value("denoise,sr2")
+            page.locator("#run").click()
+            expect(page.locator("#info")).to_contain_text("902×600", timeout=TIMEOUT_MS)
+            expect(page.locator("#info")).to_contain_text("cpu")
+            expect(page.locator("#compare img")).to_have_count(2)
+
+            with page.expect_download() as download:
+                page.locator("#download a").first.click()
+            saved = tmp_path / download.value.suggested_filename
+            download.value.save_as(saved)
+            shot = tmp_path / "demo.png"
+            page.evaluate("window.scrollTo(0, 0)")
+            page.screenshot(path=str(shot), full_page=True)
+        finally:
+            browser.close()
+
+    assert saved.name == "chelsea.restored.png"
+    result = read_rgb(saved)
+    # The page ran the photo content's ×2 network in tiles (the page says so: "chain `denoise,sr2:tile=128`").
+    expected = restore_image(read_image(photo), f"denoise,sr2:tile={TILE}", device="cpu")
+    assert result.shape == (600, 902, 3) and result.dtype == np.uint8
+    assert np.array_equal(result, expected), "the download differs from restore_image's output"
+    assert not blocked, f"the page asked for something beyond the server: {blocked}"
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("STREAMRESTORE_DEMO_SCREENSHOT"):
+        save_screenshot(shot, Path(os.environ["STREAMRESTORE_DEMO_SCREENSHOT"]))
+
+
+def save_screenshot(shot: Path, destination: Path) -> None:
+    """A 256-colour PNG: the page is flat UI around one photo, so it stays well under 300 KB."""
+    from PIL import Image
+
+    with Image.open(shot) as image:
+        image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(destination, optimize=True)
+
+
+# -- the API (gradio_client) ------------------------------------------------------------------------------
+@pytest.mark.parametrize(("name", "bits", "params"), [
+    ("photo16.png", 16, ()),
+    ("photo16.tif", 16, ()),
+    ("photo.webp", 8, (cv2.IMWRITE_WEBP_QUALITY, 90)),
+    ("photo.jpg", 8, (cv2.IMWRITE_JPEG_QUALITY, 90)),
+])  # fmt: skip
+def test_api_keeps_bit_depth_and_matches_the_library(client, small, tmp_path, name, bits, params):
+    pixels = small.astype(np.uint16) * 257 + np.uint16(40) if bits == 16 else small  # 16-bit: not just 8 shifted
+    source = write_rgb(tmp_path / name, pixels, params)
+    chain = "sharpen:amount=0.8,resize:scale=2:method=bicubic"
+    _, summary, output = restore_via_api(client, source, chain)
+    result = read_rgb(output)
+    assert Path(output).suffix == ".png"
+    assert result.dtype == (np.uint16 if bits == 16 else np.uint8)
+    assert result.shape == (400, 560, 3)
+    assert np.array_equal(result, restore_image(read_image(source), chain, device="cpu"))
+    assert f"{bits}-bit RGB" in summary and f"chain `{chain}`" in summary
+
+
+def tiny_image(tmp_path: Path) -> Path:
+    return write_rgb(tmp_path / "tiny.png", np.full((8, 8, 3), 128, np.uint8))
+
+
+def corrupt_png(tmp_path: Path, photo: Path) -> Path:
+    data = bytearray(photo.read_bytes())
+    data[5000:9000] = bytes(4000)
+    (tmp_path / "corrupt.png").write_bytes(bytes(data))
+    return tmp_path / "corrupt.png"
+
+
+def truncated_jpeg(tmp_path: Path, photo: Path) -> Path:
+    full = write_rgb(tmp_path / "full.jpg", read_rgb(photo))
+    (tmp_path / "cut.jpg").write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    return tmp_path / "cut.jpg"
+
+
+def huge_png(tmp_path: Path, photo: Path) -> Path:
+    return write_rgb(tmp_path / "huge.png", np.zeros((1100, 1400, 3), np.uint8))  # 1.54 MP > 1.5 MP
+
+
+def text_file(tmp_path: Path, photo: Path) -> Path:
+    (tmp_path / "notes.png").write_text("not pixels")
+    return tmp_path / "notes.png"
+
+
+def random_bytes(name: str):
+    def make(tmp_path: Path, photo: Path) -> Path:
+        (tmp_path / name).write_bytes(np.random.default_rng(1).bytes(4096))
+        return tmp_path / name
+    return make
+
+
+# (image maker, chain, checkpoint maker, message the page shows)
+BAD_REQUESTS = {
+    "not an image": (text_file, "denoise", None, "notes.png is not an image"),
+    "corrupt image": (corrupt_png, "denoise", None, "corrupt.png is damaged"),
+    "truncated jpeg": (truncated_jpeg, "denoise", None, "cut.jpg is damaged"),
+    "huge image": (huge_png, "denoise", None, "huge.png is 1400×1100 (1.5 MP); this server takes at most 1.5 MP"),
+    "huge result": (None, "resize:scale=4", None, "the result would be 1804×1200"),
+    "not a checkpoint": (None, "sr2=weights.pth", random_bytes("weights.pth"), "cannot load weights.pth as a model"),
+    "checkpoint suffix": (None, "sr2=notes.txt", random_bytes("notes.txt"), "Invalid file type"),  # Gradio's check
+    "server path": (None, "sr2=/etc/hostname", None, "loads no file by its path"),
+    "preset file": (None, "/etc/streamrestore.yaml", None, "bundled presets by name"),
+    "unknown stage": (None, "denoize", None, "did you mean 'denoise'"),
+    "bad option": (None, "denoise:strength=-3", None, "option 'strength' must be ≥ 0"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_REQUESTS))
+def test_bad_input_is_reported_and_the_server_keeps_serving(client, photo, tmp_path, case):
+    from gradio_client.exceptions import AppError
+
+    make_image, chain, make_checkpoint, message = BAD_REQUESTS[case]
+    image = make_image(tmp_path, photo) if make_image else photo
+    checkpoint = make_checkpoint(tmp_path, photo) if make_checkpoint else None
+    with pytest.raises(AppError) as raised:
+        restore_via_api(client, image, chain, checkpoint)
+    assert message in str(raised.value)
+    _, summary, output = restore_via_api(client, tiny_image(tmp_path), "")
+    assert "8×8" in summary and read_rgb(output).shape == (8, 8, 3)
+
+
+# -- one model, shared ----------------------------------------------------------------------------------
+def test_two_clients_share_one_loaded_model(server, small, tiny_model, tmp_path, monkeypatch):
+    import spandrel
+    from gradio_client import Client
+
+    loads = []
+    real_load = spandrel.ModelLoader.load_from_state_dict
+
+    def counting_load(self, state_dict):
+        loads.append(threading.current_thread().name)
+        return real_load(self, state_dict)
+
+    monkeypatch.setattr(spandrel.ModelLoader, "load_from_state_dict", counting_load)
+    image = write_rgb(tmp_path / "cat.png", small)
+    clients = [Client(server.url, verbose=False, analytics_enabled=False, download_files=str(tmp_path / f"c{i}"))
+               for i in range(2)]  # fmt: skip
+    from gradio_client import handle_file
+
+    # Both upload the checkpoint at once; the queue runs them one after the other on the shared stage.
+    jobs = [c.submit(handle_file(str(image)), "sr2=tiny_x2.pth", handle_file(str(tiny_model)), "photo",
+                     api_name="/restore") for c in clients]  # fmt: skip
+    results = [job.result(timeout=120) for job in jobs]
+
+    assert len(loads) == 1, f"the model was loaded {len(loads)} times"
+    summaries = sorted(summary for _, summary, _ in results)
+    assert sum("tiny_x2.pth loaded in" in s for s in summaries) == 1
+    assert sum("tiny_x2.pth reused" in s for s in summaries) == 1
+    assert f"chain `sr2=tiny_x2.pth:tile={TILE}`" in summaries[0]
+    expected = restore_image(small, f"sr2={tiny_model}:tile={TILE}", device="cpu")  # 280×200 in 96-pixel tiles
+    for _, _, output in results:
+        assert np.array_equal(read_rgb(output), expected)
+
+
+def test_a_whole_image_network_is_built_untiled_and_then_shared():
+    """The demo tiles model stages; one whose network cannot be tiled is built without, once."""
+    from streamrestore.demo.logic import StageCache
+
+    from streamrestore.presets import StageRequest
+    from streamrestore.registry import MODEL_STAGE, Registry, spec_from_class
+    from streamrestore.stage import Capabilities, Option, Stage
+
+    loads = []
+
+    class WholeImageModel(Stage):
+        options = {"model": Option(str, "", "weights"), "tile": Option(int, 0, "tile size")}
+
+        @property
+        def capabilities(self) -> Capabilities:
+            loads.append(self.settings["tile"])
+            return Capabilities(tileable=False)
+
+        def process(self, batch):
+            return batch
+
+    registry = Registry(entry_points_=[], extra=[spec_from_class(MODEL_STAGE, WholeImageModel, "tests")])
+    cache = StageCache(capacity=4)
+    request = StageRequest(MODEL_STAGE, {"model": "colour.pth"})
+    built, used, seconds = cache.get(request, registry, tile=256)
+    assert built.stage.settings["tile"] == 0 and used == request and seconds is not None
+    assert loads == [256, 0]  # tried tiled, then built whole
+    again, _, seconds = cache.get(request, registry, tile=256)
+    assert again is built and seconds is None and loads == [256, 0]
+
+
+@pytest.mark.parametrize(("controls", "chain"), [
+    (dict(cleanup="denoise", upscale="sr2"), "denoise,sr2"),
+    (dict(cleanup="tdenoise", strength=12.5, sharpen="sharpen", amount=0.8),
+     "tdenoise:strength=12.5,sharpen:amount=0.8"),
+    (dict(cleanup="jpeg", strength=12.5, sharpen="deblur", amount=6.0, radius=0.8), "jpeg,deblur"),
+    (dict(upscale="sr3", method="bicubic"), "resize:scale=3:method=bicubic"),
+    (dict(upscale="sr4", checkpoint="x2.pth", cleanup="denoise", strength=8.0), "sr4=x2.pth,denoise:strength=8"),
+    (dict(checkpoint="net.pth"), "model=net.pth"),
+    (dict(preset="old_film", cleanup="denoise"), "old_film"),
+    (dict(), ""),
+])  # fmt: skip
+def test_controls_become_the_cli_chain(controls, chain):
+    from streamrestore.demo.logic import NETWORK, Controls, chain_from_controls
+
+    defaults = dict(preset="", cleanup="", strength=None, sharpen="", amount=1.2, radius=1.6, upscale="",
+                    method=NETWORK, checkpoint="")  # fmt: skip
+    assert chain_from_controls(Controls(**{**defaults, **controls}), make_registry("photo", "cpu")) == chain
+
+
+def test_content_chooses_the_aliases_networks(client, small, tmp_path):
+    image = write_rgb(tmp_path / "drawing.png", np.ascontiguousarray(small[:96, :128]))
+    _, summary, output = restore_via_api(client, image, "sr2", content="anime")
+    expected = restore_image(read_image(image), f"sr2:tile={TILE}", device="cpu", content="anime")
+    assert np.array_equal(read_rgb(output), expected)
+    network = make_registry("anime", "cpu").aliases["sr2"].settings["model"]
+    assert f"model {network} " in summary and f"chain `sr2:tile={TILE}`" in summary
+
+
+# -- the command line -------------------------------------------------------------------------------------
+def test_streamrestore_demo_serves_and_cleans_up_on_sigterm(tmp_path):
+    port = free_port()
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    command = [str(Path(sys.executable).with_name("streamrestore")), "demo", "--port", str(port)]
+    server = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/config", timeout=5) as reply:
+                    assert b'"analytics_enabled":false' in reply.read().replace(b" ", b"")
+                break
+            except OSError:
+                assert server.poll() is None, server.stdout.read().decode(errors="replace")
+                assert time.monotonic() < deadline, "the demo did not start within 60 s"
+                time.sleep(0.3)
+        assert [p.name for p in tmp_path.iterdir()][0].startswith("streamrestore-demo-")
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0, server.stdout.read().decode(errors="replace")
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    assert not list(tmp_path.iterdir()), "the demo left temporary files behind"
