@@ -81,7 +81,7 @@ def load_network(path: Path) -> spandrel.ImageModelDescriptor:
 
     from streamrestore.archs import register_architectures
 
-    register_architectures()  # UpConv7 and CUNet (waifu2x, Real-CUGAN nose), which spandrel lacks
+    register_architectures()  # ours (streamrestore.archs: waifu2x, CUNet, EDSR, RDN, …), which spandrel lacks
     extras = _install_extra_architectures()
     try:
         descriptor = spandrel.ModelLoader("cpu").load_from_file(path)

@@ -65,6 +65,26 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--max-pixels", type=int, help="largest image, and result, in pixels (default 32000000)")
     demo.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     demo.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    train = commands.add_parser("train", help="train a small network on clean images (synthetic degradations)")
+    train.add_argument("--task", required=True, help="denoise, deblur, jpeg, sr2, sr3, sr4 or oldfilm")
+    train.add_argument("--arch", default="compact", help="compact (default) or esrgan")
+    train.add_argument("--data", required=True, metavar="FOLDER", help="clean images; some held back for validation")
+    train.add_argument("--steps", type=int, required=True, help="schedule length (cosine decay over exactly this)")
+    train.add_argument("--out", required=True, metavar="DIR", help="checkpoint.pt and exported TASK-ARCH.safetensors")
+    train.add_argument("--resume", action="store_true", help="continue DIR/checkpoint.pt exactly where it stopped")
+    train.add_argument("--stop-after", type=int, help="stop (checkpointed) after N steps; --resume goes on")
+    train.add_argument("--batch", type=int, default=8, help="patches per step (default 8)")
+    train.add_argument("--patch", type=int, default=64, help="clean patch side in pixels (default 64)")
+    train.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (default 5e-4)")
+    train.add_argument("--loss", default="l1", help="l1 (default) or charbonnier")
+    train.add_argument("--features", type=int, default=32, help="network width (default 32)")
+    train.add_argument("--blocks", type=int, default=8, help="depth: convs (compact) or RRDBs (esrgan); default 8")
+    train.add_argument("--seed", type=int, default=0, help="seeds the weights and every patch (default 0)")
+    train.add_argument("--val-every", type=int, default=100, help="validate and checkpoint every N steps (default 100)")
+    train.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    train.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 
@@ -80,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "demo":
             return run_demo(args)
+        if args.command == "train":
+            return run_train(args)
         return run_command(args)
     except KeyboardInterrupt:
         return _fail(Interrupted("interrupted; the partial output was removed"), args.debug)
@@ -257,6 +279,22 @@ def run_demo(args: argparse.Namespace) -> int:
             raise ConfigError(f"--max-pixels must be at least 1, got {args.max_pixels}")
         settings = replace(settings, max_pixels=args.max_pixels)
     return serve(args.host, args.port, settings)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Train, validate and export (streamrestore.training.loop); a finished run prints the weights' path."""
+    from .training.loop import TrainConfig, train
+
+    config = TrainConfig(task=args.task, arch=args.arch, data=args.data, out=args.out, steps=args.steps,
+                         batch=args.batch, patch=args.patch, lr=args.lr, loss=args.loss, features=args.features,
+                         blocks=args.blocks, seed=args.seed, val_every=args.val_every, resume=args.resume,
+                         stop_after=args.stop_after, device=args.device)  # fmt: skip
+    result = train(config, progress=not args.quiet)
+    if result.weights is not None:
+        print(f"wrote {result.weights} (EMA weights; use with --chain model:model={result.weights})", file=sys.stderr)
+    else:
+        print(f"stopped at step {result.step} of {args.steps}; --resume continues", file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,179 @@
+"""Seeded synthetic degradations: a clean RGB uint8 patch in, the low-quality input a network learns from out.
+
+Every random choice comes from ``numpy.random.default_rng(seed)``, so one (patch, task, seed) always
+gives the same bytes (OpenCV's JPEG encoder is deterministic too), and different seeds differ.
+
+Tasks, and what each draws (ranges in ``Settings``, on the 0..255 scale):
+
+- ``denoise``: additive Gaussian noise, σ uniform in ``noise_sigma``; colour noise, or the same noise on
+  all three channels (luma-only) with probability ``gray_noise_p``.
+- ``deblur``: one kernel, Gaussian (σ uniform in ``blur_sigma``) or a straight motion streak (length
+  in ``motion_length`` pixels, any angle), with equal odds; reflect padding at the edges.
+- ``jpeg``: OpenCV JPEG (4:2:0) at a quality uniform in ``jpeg_quality``.
+- ``sr2``/``sr3``/``sr4``: downscale by the factor, ``resize`` = "area" (cv2.INTER_AREA) or "bicubic"
+  (MATLAB's antialiased imresize, the one the evaluation kits use). Nothing random.
+- ``oldfilm`` (×4): second order, as Real-ESRGAN: twice blur → resize → noise/grain → JPEG; the first
+  round resizes by a random factor, the second to exactly a quarter; the second round is milder.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from streamrestore.errors import ConfigError
+
+SCALES = {"denoise": 1, "deblur": 1, "jpeg": 1, "sr2": 2, "sr3": 3, "sr4": 4, "oldfilm": 4}
+TASKS = tuple(SCALES)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Ranges the degradations draw from (uniform, both ends included)."""
+
+    noise_sigma: tuple[float, float] = (1.0, 50.0)
+    gray_noise_p: float = 0.3
+    blur_sigma: tuple[float, float] = (0.2, 3.0)
+    motion_length: tuple[float, float] = (3.0, 15.0)
+    jpeg_quality: tuple[int, int] = (20, 95)
+    resize: str = "area"  # or "bicubic" (MATLAB-like)
+    kernel_size: int = 21  # odd; Gaussian and motion kernels are this wide
+
+
+def scale_of(task: str) -> int:
+    if task not in SCALES:
+        raise ConfigError(f"unknown task {task!r} (known: {', '.join(TASKS)})")
+    return SCALES[task]
+
+
+def degrade(clean: np.ndarray, task: str, seed: int, settings: Settings = Settings()) -> np.ndarray:
+    """The degraded uint8 RGB input for ``clean`` (H×W×3 uint8, H and W multiples of the task's scale)."""
+    scale = scale_of(task)
+    height, width = clean.shape[:2]
+    if height % scale or width % scale:
+        raise ConfigError(f"a {width}×{height} patch is not a multiple of ×{scale} ({task})")
+    rng = np.random.default_rng(seed)
+    image = clean.astype(np.float32)
+    if task == "denoise":
+        image = add_noise(image, rng, settings.noise_sigma, settings.gray_noise_p)
+    elif task == "deblur":
+        image = convolve(image, random_kernel(rng, settings))
+    elif task == "jpeg":
+        image = jpeg(image, int(rng.integers(settings.jpeg_quality[0], settings.jpeg_quality[1] + 1)))
+    elif task == "oldfilm":
+        image = _old_film(image, rng, settings)
+    else:
+        image = resize(image, (height // scale, width // scale), settings.resize)
+    return to_u8(image)
+
+
+def _old_film(image: np.ndarray, rng: np.random.Generator, settings: Settings) -> np.ndarray:
+    height, width = image.shape[:2]
+    first = rng.uniform(0.5, 1.0)  # of the original size; the second round lands on exactly ¼
+    quarter = (height // 4, width // 4)
+    sizes = ((max(quarter[0], round(height * first)), max(quarter[1], round(width * first))), quarter)
+    for round_, size in enumerate(sizes):
+        mild = 0.5 if round_ else 1.0  # the second round degrades less, so detail survives the first
+        lo, hi = settings.blur_sigma
+        image = convolve(image, gaussian_kernel(rng.uniform(lo, lo + (hi - lo) * mild), settings.kernel_size))
+        image = resize(image, size, settings.resize)
+        lo, hi = settings.noise_sigma
+        image = add_noise(image, rng, (lo, lo + (hi - lo) * mild * 0.6), settings.gray_noise_p)
+        lo, hi = settings.jpeg_quality
+        image = jpeg(image, int(rng.integers(round(lo + (hi - lo) * (1 - mild)) if round_ else lo, hi + 1)))
+    return image
+
+
+def to_u8(image: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+
+
+def add_noise(image: np.ndarray, rng: np.random.Generator, sigma_range: tuple[float, float],
+              gray_p: float) -> np.ndarray:  # fmt: skip
+    sigma = rng.uniform(*sigma_range)
+    gray = rng.random() < gray_p
+    shape = image.shape[:2] + ((1,) if gray else (image.shape[2],))
+    return image + rng.normal(0.0, sigma, shape).astype(np.float32)
+
+
+def gaussian_kernel(sigma: float, size: int) -> np.ndarray:
+    x = np.arange(size) - (size - 1) / 2
+    g = np.exp(-(x**2) / (2 * sigma**2))
+    kernel = np.outer(g, g)
+    return (kernel / kernel.sum()).astype(np.float32)
+
+
+def motion_kernel(length: float, angle: float, size: int) -> np.ndarray:
+    """A straight streak ``length`` pixels long through the centre, anti-aliased by supersampling."""
+    t = np.linspace(-length / 2, length / 2, 64 * max(1, math.ceil(length)))
+    xs, ys = (size - 1) / 2 + t * math.cos(angle), (size - 1) / 2 + t * math.sin(angle)
+    kernel = np.zeros((size, size), np.float64)
+    x0, y0 = np.floor(xs).astype(int), np.floor(ys).astype(int)
+    fx, fy = xs - x0, ys - y0
+    for dx, dy, weight in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
+        np.add.at(kernel, (np.clip(y0 + dy, 0, size - 1), np.clip(x0 + dx, 0, size - 1)), weight)
+    return (kernel / kernel.sum()).astype(np.float32)
+
+
+def random_kernel(rng: np.random.Generator, settings: Settings) -> np.ndarray:
+    if rng.random() < 0.5:
+        return gaussian_kernel(rng.uniform(*settings.blur_sigma), settings.kernel_size)
+    length = min(rng.uniform(*settings.motion_length), settings.kernel_size - 2)
+    return motion_kernel(length, rng.uniform(0, math.pi), settings.kernel_size)
+
+
+def convolve(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    # filter2D correlates; flipping the kernel makes it a true convolution (matters for asymmetric ones).
+    return cv2.filter2D(image, cv2.CV_32F, np.ascontiguousarray(kernel[::-1, ::-1]), borderType=cv2.BORDER_REFLECT)
+
+
+def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    # OpenCV encodes BGR; the round trip through it keeps our RGB order.
+    ok, data = cv2.imencode(".jpg", to_u8(image)[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError("OpenCV could not encode a JPEG")
+    return cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1].astype(np.float32)
+
+
+def resize(image: np.ndarray, size: tuple[int, int], method: str = "area") -> np.ndarray:
+    """``image`` resized to ``size`` = (height, width), float32."""
+    if method == "area":
+        return cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+    if method == "bicubic":
+        return matlab_imresize(image, size).astype(np.float32)
+    raise ConfigError(f"unknown resize method {method!r} (area or bicubic)")
+
+
+def _cubic(x: np.ndarray) -> np.ndarray:
+    ax = np.abs(x)
+    near, far = (1.5 * ax**3 - 2.5 * ax**2 + 1), (-0.5 * ax**3 + 2.5 * ax**2 - 4 * ax + 2)
+    return near * (ax <= 1) + far * ((ax > 1) & (ax <= 2))
+
+
+def _contributions(in_len: int, out_len: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    width = 4.0 / scale if scale < 1 else 4.0  # the kernel widens when shrinking: antialiasing
+    u = np.arange(1, out_len + 1, dtype=np.float64) / scale + 0.5 * (1 - 1 / scale)
+    index = np.floor(u - width / 2)[:, None] + np.arange(math.ceil(width) + 2)[None, :]
+    weights = scale * _cubic((u[:, None] - index) * scale) if scale < 1 else _cubic(u[:, None] - index)
+    weights = weights / weights.sum(1, keepdims=True)
+    keep = np.any(weights != 0, axis=0)
+    mirror = np.concatenate([np.arange(in_len), np.arange(in_len - 1, -1, -1)])  # 'symmetric' edges
+    return weights[:, keep], mirror[np.mod(index[:, keep].astype(np.int64) - 1, 2 * in_len)]
+
+
+def matlab_imresize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """MATLAB ``imresize(..., 'bicubic')`` in float64 (Keys a=-0.5, antialiased, rows then columns),
+    the same as the evaluation kit's generator and BasicSR's."""
+    out = np.asarray(image, dtype=np.float64)
+    for axis, n_out in ((0, size[0]), (1, size[1])):
+        weights, index = _contributions(out.shape[axis], n_out, n_out / out.shape[axis])
+        moved = np.moveaxis(out, axis, 0)
+        result = np.zeros((n_out,) + moved.shape[1:])
+        shape = (-1,) + (1,) * (moved.ndim - 1)
+        for k in range(weights.shape[1]):
+            result += weights[:, k].reshape(shape) * moved[index[:, k]]
+        out = np.moveaxis(result, 0, axis)
+    return out
