@@ -45,7 +45,8 @@ class OutOfMemoryBackOff:
         try:
             return [(part, self._call(part))]
         except torch.cuda.OutOfMemoryError:
-            _release_cached_memory()
+            pass  # released after the except block, whose traceback still holds the failed call's tensors
+        _release_cached_memory()
         if part.core_count > 1:
             half = part.core_count // 2
             self.frames = half if self.frames is None else min(self.frames, half)
@@ -55,7 +56,8 @@ class OutOfMemoryBackOff:
             try:
                 return [(part, self._call(part))]
             except torch.cuda.OutOfMemoryError:
-                _release_cached_memory()
+                pass
+            _release_cached_memory()
 
     def _shrink_tile(self, part: FrameBatch) -> None:
         if not self.caps.tileable:

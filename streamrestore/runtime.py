@@ -54,8 +54,9 @@ def choose_dtype(caps: Capabilities, device: torch.device, precision: str | None
     """``auto``: the stage's first declared dtype the device runs natively on CUDA, float32 on the CPU.
 
     A named precision applies to the stages that declare it (the others compute in float32) and must
-    be native to the device: bfloat16 on a CPU needs AVX512-BF16 or AMX (2-3× faster than float32 for
-    Compact ×4 on an AVX512-BF16 CPU, benchmarks/RESULTS.md; at a cost of ~0.8/255 mean difference).
+    be native to the device: bfloat16 on a CPU needs AVX512-BF16 or AMX (Compact ×4 end to end 1.6×
+    faster than float32 on an AVX512-BF16 CPU, its 8-bit output 58 dB PSNR-Y from float32's, max
+    difference 9/255: benchmarks/RESULTS.md). Opt-in: the CPU default stays float32.
     """
     if precision in (None, "auto"):
         candidates = caps.dtypes if device.type == "cuda" else ("float32",)
