@@ -47,7 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     run.add_argument("--content", choices=("photo", "anime"), default="photo",
                      help="which pretrained models the aliases (sr2, sr4, jpeg, …) use (default photo)")
-    run.add_argument("--batch", type=int, default=4, help="frames per batch through the stages (default 4)")
+    run.add_argument("--batch", type=int, help="frames per batch through the stages (default: planned from the "
+                     "free GPU memory, or about a megapixel of input per batch on the CPU)")
+    run.add_argument("--precision", choices=("auto", "float32", "float16", "bfloat16"), default="auto",
+                     help="compute precision of neural stages (auto: fp16/bf16 on CUDA where the model allows, "
+                     "float32 on the CPU; bfloat16 on a CPU with AVX512-BF16 is ~1.6× faster, within 9/255)")
     run.add_argument("--strict", action="store_true", help="fail on damaged frames instead of repairing them")
     run.add_argument("--timeout", type=float, default=15.0, help="seconds to wait on a network input (default 15)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
@@ -195,7 +199,7 @@ def _run_video(args: argparse.Namespace, chain: str) -> int:
         report = restore_video(
             args.input, args.output, chain, overwrite=args.overwrite, codec=args.codec, crf=args.crf,
             preset=args.preset, pix_fmt=args.pix_fmt, encoder_threads=args.encoder_threads, format=args.format,
-            device=args.device, content=args.content, batch_size=args.batch, strict=args.strict, timeout=args.timeout,
+            device=args.device, content=args.content, batch_size=args.batch, precision=args.precision, strict=args.strict, timeout=args.timeout,
             on_start=on_start, on_frames=on_frames,
         )
     finally:
