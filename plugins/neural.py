@@ -243,7 +243,10 @@ class ModelStage(Stage):
         try:
             return self._forward(pixels)
         except torch.cuda.OutOfMemoryError:
-            if not self.capabilities.tileable:
+            # With several frames, the runtime's back-off (streamrestore.backoff) halves the batch
+            # first; only a single frame that does not fit is tiled here, because the stage knows its
+            # border and window grid, which the runtime's generic tiling does not.
+            if pixels.shape[0] > 1 or not self.capabilities.tileable:
                 raise
         tile = max(pixels.shape[-2:])
         while True:

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from streamrestore.errors import ConfigError, WeightsError
 from streamrestore.frames import FrameBatch, image_to_tensor
-from streamrestore.pipeline import restore_image
+from streamrestore.pipeline import prepare_chain, restore_image
 from streamrestore.presets import build_chain, parse_chain
 from streamrestore.registry import Registry
 from streamrestore.runner import ChainRunner
@@ -277,6 +277,31 @@ def test_running_out_of_memory_falls_back_to_tiles(saved, monkeypatch: pytest.Mo
     with torch.inference_mode():
         stage.process(FrameBatch(pixels, (1,)))
     assert (150, 200) not in sizes  # the tile size that worked is kept
+
+
+def test_out_of_memory_on_a_batch_halves_the_batch_before_tiling(saved, monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamrestore.runner import ChainRunner
+
+    case = CASES[0]
+    path, net = saved[case.name]
+    forward = ModelStage._forward
+    shapes: list[tuple[int, ...]] = []
+
+    def one_frame_fits(self, pixels: torch.Tensor) -> torch.Tensor:
+        shapes.append(tuple(pixels.shape))
+        if pixels.shape[0] > 1:
+            raise torch.cuda.OutOfMemoryError("pretend only one frame fits")
+        return forward(self, pixels)
+
+    monkeypatch.setattr(ModelStage, "_forward", one_frame_fits)
+    _, stages = prepare_chain(f"model:model={path}", device="cpu")
+    runner = ChainRunner(stages, device="cpu")
+    pixels = torch.cat([image_to_tensor(photo(150, 200)) for _ in range(4)])
+    out = runner.push(FrameBatch(pixels, (0, 1, 2, 3)))
+    assert out.pts == (0, 1, 2, 3)
+    # The runtime halved the batch down to single whole frames; the stage never cut a frame into tiles.
+    assert all(shape[-2:] == (150, 200) for shape in shapes) and shapes[-1][0] == 1
+    assert np.abs(to_uint8(out.pixels).astype(int) - to_uint8(direct(case, net, pixels))).max() <= 1
 
 
 def test_model_stage_without_a_file_lists_but_does_not_run() -> None:
