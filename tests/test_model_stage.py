@@ -38,6 +38,7 @@ with warnings.catch_warnings():
 from spandrel.architectures.Compact import Compact
 from spandrel.architectures.DnCNN import DnCNN
 from spandrel.architectures.ESRGAN import ESRGAN
+from spandrel.architectures.NAFNet import NAFNet
 from spandrel.architectures.RCAN import RCAN
 from spandrel.architectures.SwinIR import SwinIR
 
@@ -99,6 +100,9 @@ CASES = [
     Case("mprnet", "MPRNet", lambda: MPRNet(n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=1,
                                             reduction=2), 1, "mprnet.pth",
          lambda net: {"state_dict": net.state_dict()}, multiple=8, align=8, local=False),
+    # NAFNet (our shipped denoise/deblur weights): a U-Net that pads itself to its depth; global pooling (SCA).
+    Case("nafnet", "NAFNet", lambda: NAFNet(img_channel=3, width=8, middle_blk_num=1, enc_blk_nums=[1, 1],
+                                            dec_blk_nums=[1, 1]), 1, "nafnet.safetensors", local=False),
 ]
 IDS = [case.name for case in CASES]
 

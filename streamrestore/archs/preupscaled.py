@@ -1,4 +1,4 @@
-"""Networks that refine an image already enlarged by bicubic interpolation (SRCNN, VDSR): their scale.
+"""Networks that refine an image already enlarged by bicubic interpolation (SRCNN, VDSR, DRRN): their scale.
 
 Their weights are the same whatever factor they were trained for (SRCNN ×2, ×3 and ×4 files differ only
 in values), so the scale cannot be read from the shapes. A file may say it in one extra key,

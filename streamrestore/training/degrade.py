@@ -6,9 +6,14 @@ gives the same bytes (OpenCV's JPEG encoder is deterministic too), and different
 Tasks, and what each draws (ranges in ``Settings``, on the 0..255 scale):
 
 - ``denoise``: additive Gaussian noise, σ uniform in ``noise_sigma``; colour noise, or the same noise on
-  all three channels (luma-only) with probability ``gray_noise_p``.
-- ``deblur``: one kernel, Gaussian (σ uniform in ``blur_sigma``) or a straight motion streak (length
-  in ``motion_length`` pixels, any angle), with equal odds; reflect padding at the edges.
+  all three channels (luma-only) with probability ``gray_noise_p``; with probability ``grain_p`` the noise
+  is film grain (spatially correlated: white noise blurred by σ 0.5–1.2 px, rescaled to the drawn σ). Then,
+  as in decoded video, with probability ``chroma_420_p`` a round trip through 4:2:0 chroma (the noise on
+  chroma is averaged away) and with probability ``noise_jpeg_p`` JPEG at a quality in ``noise_jpeg_quality``.
+- ``deblur``: one kernel — Gaussian (σ uniform in ``blur_sigma``), a straight motion streak, or a curved
+  camera-shake path (a smooth random walk), the motion ones ``motion_length`` pixels long at any angle,
+  with odds ``blur_odds``; reflect padding at the edges; then, with probability ``blur_noise_p``, faint
+  Gaussian noise (σ up to ``blur_noise_sigma``), as real footage always has some.
 - ``jpeg``: OpenCV JPEG (4:2:0) at a quality uniform in ``jpeg_quality``.
 - ``sr2``/``sr3``/``sr4``: downscale by the factor, ``resize`` = "area" (cv2.INTER_AREA) or "bicubic"
   (MATLAB's antialiased imresize, the one the evaluation kits use). Nothing random.
@@ -36,11 +41,18 @@ class Settings:
 
     noise_sigma: tuple[float, float] = (1.0, 50.0)
     gray_noise_p: float = 0.3
+    grain_p: float = 0.15
+    chroma_420_p: float = 0.3
+    noise_jpeg_p: float = 0.25
+    noise_jpeg_quality: tuple[int, int] = (60, 95)
     blur_sigma: tuple[float, float] = (0.2, 3.0)
-    motion_length: tuple[float, float] = (3.0, 15.0)
+    motion_length: tuple[float, float] = (3.0, 20.0)
+    blur_odds: tuple[float, float, float] = (0.4, 0.2, 0.4)  # Gaussian, straight streak, camera shake
+    blur_noise_p: float = 0.3
+    blur_noise_sigma: float = 2.0
     jpeg_quality: tuple[int, int] = (20, 95)
     resize: str = "area"  # or "bicubic" (MATLAB-like)
-    kernel_size: int = 21  # odd; Gaussian and motion kernels are this wide
+    kernel_size: int = 25  # odd; Gaussian and motion kernels are this wide
 
 
 def scale_of(task: str) -> int:
@@ -58,9 +70,11 @@ def degrade(clean: np.ndarray, task: str, seed: int, settings: Settings = Settin
     rng = np.random.default_rng(seed)
     image = clean.astype(np.float32)
     if task == "denoise":
-        image = add_noise(image, rng, settings.noise_sigma, settings.gray_noise_p)
+        image = _noisy(image, rng, settings)
     elif task == "deblur":
         image = convolve(image, random_kernel(rng, settings))
+        if rng.random() < settings.blur_noise_p:
+            image = add_noise(image, rng, (0.0, settings.blur_noise_sigma), settings.gray_noise_p)
     elif task == "jpeg":
         image = jpeg(image, int(rng.integers(settings.jpeg_quality[0], settings.jpeg_quality[1] + 1)))
     elif task == "oldfilm":
@@ -68,6 +82,37 @@ def degrade(clean: np.ndarray, task: str, seed: int, settings: Settings = Settin
     else:
         image = resize(image, (height // scale, width // scale), settings.resize)
     return to_u8(image)
+
+
+def _noisy(image: np.ndarray, rng: np.random.Generator, settings: Settings) -> np.ndarray:
+    if rng.random() < settings.grain_p:
+        image = add_grain(image, rng, settings.noise_sigma)
+    else:
+        image = add_noise(image, rng, settings.noise_sigma, settings.gray_noise_p)
+    if rng.random() < settings.chroma_420_p:
+        image = chroma_420(image)
+    if rng.random() < settings.noise_jpeg_p:
+        image = jpeg(image, int(rng.integers(settings.noise_jpeg_quality[0], settings.noise_jpeg_quality[1] + 1)))
+    return image
+
+
+def add_grain(image: np.ndarray, rng: np.random.Generator, sigma_range: tuple[float, float]) -> np.ndarray:
+    """Monochrome film grain: white noise blurred to a grain size, rescaled to a σ drawn from ``sigma_range``."""
+    sigma, size = rng.uniform(*sigma_range), rng.uniform(0.5, 1.2)
+    white = rng.normal(0.0, 1.0, image.shape[:2]).astype(np.float32)
+    grain = cv2.GaussianBlur(white, (0, 0), size, borderType=cv2.BORDER_REFLECT)
+    grain *= sigma / max(float(grain.std()), 1e-6)
+    return image + grain[..., None]
+
+
+def chroma_420(image: np.ndarray) -> np.ndarray:
+    """A round trip through BT.601 4:2:0: chroma averaged over 2×2 blocks, then interpolated back."""
+    ycc = cv2.cvtColor(image, cv2.COLOR_RGB2YCrCb)
+    height, width = image.shape[:2]
+    for channel in (1, 2):
+        half = cv2.resize(ycc[..., channel], ((width + 1) // 2, (height + 1) // 2), interpolation=cv2.INTER_AREA)
+        ycc[..., channel] = cv2.resize(half, (width, height), interpolation=cv2.INTER_LINEAR)
+    return cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB)
 
 
 def _old_film(image: np.ndarray, rng: np.random.Generator, settings: Settings) -> np.ndarray:
@@ -109,7 +154,27 @@ def gaussian_kernel(sigma: float, size: int) -> np.ndarray:
 def motion_kernel(length: float, angle: float, size: int) -> np.ndarray:
     """A straight streak ``length`` pixels long through the centre, anti-aliased by supersampling."""
     t = np.linspace(-length / 2, length / 2, 64 * max(1, math.ceil(length)))
-    xs, ys = (size - 1) / 2 + t * math.cos(angle), (size - 1) / 2 + t * math.sin(angle)
+    return _splat((size - 1) / 2 + t * math.cos(angle), (size - 1) / 2 + t * math.sin(angle), size)
+
+
+def shake_kernel(rng: np.random.Generator, length: float, size: int) -> np.ndarray:
+    """A camera-shake path: a random walk whose heading drifts smoothly, ``length`` pixels long, centred."""
+    steps = 256
+    heading = rng.uniform(0, 2 * math.pi) + np.cumsum(rng.normal(0.0, 0.05, steps))
+    heading += np.cumsum(np.cumsum(rng.normal(0.0, 0.0006, steps)))  # slow turns as well as jitter
+    # The hand slows and speeds up: where it is slow the path is brighter (more exposure per pixel).
+    speed = np.exp(np.cumsum(rng.normal(0.0, 0.08, steps)))
+    speed /= speed.sum()
+    path = np.cumsum(np.stack([np.cos(heading), np.sin(heading)], axis=1) * speed[:, None], axis=0) * length
+    path -= (path.max(axis=0) + path.min(axis=0)) / 2  # centre the path's bounding box on the kernel centre
+    extent = np.abs(path).max()
+    if extent > (size - 3) / 2:  # a tight curl can still overflow; shrink it to fit
+        path *= (size - 3) / 2 / extent
+    return _splat(path[:, 0] + (size - 1) / 2, path[:, 1] + (size - 1) / 2, size)
+
+
+def _splat(xs: np.ndarray, ys: np.ndarray, size: int) -> np.ndarray:
+    # Bilinear splatting of the path's points: sub-pixel positions spread over their four neighbours.
     kernel = np.zeros((size, size), np.float64)
     x0, y0 = np.floor(xs).astype(int), np.floor(ys).astype(int)
     fx, fy = xs - x0, ys - y0
@@ -119,10 +184,13 @@ def motion_kernel(length: float, angle: float, size: int) -> np.ndarray:
 
 
 def random_kernel(rng: np.random.Generator, settings: Settings) -> np.ndarray:
-    if rng.random() < 0.5:
+    kind = rng.choice(3, p=np.asarray(settings.blur_odds) / sum(settings.blur_odds))
+    if kind == 0:
         return gaussian_kernel(rng.uniform(*settings.blur_sigma), settings.kernel_size)
     length = min(rng.uniform(*settings.motion_length), settings.kernel_size - 2)
-    return motion_kernel(length, rng.uniform(0, math.pi), settings.kernel_size)
+    if kind == 1:
+        return motion_kernel(length, rng.uniform(0, math.pi), settings.kernel_size)
+    return shake_kernel(rng, length, settings.kernel_size)
 
 
 def convolve(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:

@@ -28,7 +28,7 @@ from streamrestore.errors import ConfigError
 from .data import Patches, split_folder
 from .degrade import Settings, scale_of
 
-ARCHS = ("compact", "esrgan")
+ARCHS = ("compact", "esrgan", "nafnet")
 LOSSES = ("l1", "charbonnier")
 # Settings that shape the run: a resume must match them exactly, or it would not be the same run.
 _RUN_KEYS = ("task", "arch", "steps", "batch", "patch", "lr", "seed", "loss", "ema_decay", "features", "blocks",
@@ -77,6 +77,14 @@ def build_network(arch: str, scale: int, features: int, blocks: int) -> torch.nn
         if scale not in (1, 2, 4):  # the old-arch upsampler doubles; no ×3
             raise ConfigError(f"--arch esrgan has no ×{scale}; use --arch compact")
         return ESRGAN(in_nc=3, out_nc=3, num_filters=features, num_blocks=blocks, scale=scale)
+    if arch == "nafnet":
+        from spandrel.architectures.NAFNet import NAFNet
+
+        if scale != 1:  # a U-Net that restores at the input's size
+            raise ConfigError(f"--arch nafnet restores at ×1 (denoise, deblur, jpeg); ×{scale} needs compact or esrgan")
+        # NAFNet's shape (deeper at the coarse levels, where a block costs least), narrowed for small budgets.
+        return NAFNet(img_channel=3, width=features, middle_blk_num=blocks, enc_blk_nums=[1, 1, 2, 4],
+                      dec_blk_nums=[1, 1, 1, 1])  # fmt: skip
     raise ConfigError(f"unknown --arch {arch!r} (known: {', '.join(ARCHS)})")
 
 

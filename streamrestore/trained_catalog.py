@@ -1,0 +1,37 @@
+"""The weights this project trained itself and ships inside the streamrestore package, by name.
+
+Each file lies in ``streamrestore/models/`` (float16 safetensors in the architecture's official key
+layout, so the loader detects it like any user checkpoint) and is pinned here by sha256. How each was
+trained — data, degradations, steps, device, time — and what it scores is in the README's model cards;
+the exact settings are also in each file's safetensors metadata (``streamrestore.train.*``).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from .weights import ModelEntry, PackagedFile
+
+_LICENCE = "MIT (trained by streamrestore on Debian wallpapers and scikit-image photos)"
+
+
+class Shipped(NamedTuple):
+    name: str
+    filename: str  # in streamrestore/models/
+    sha256: str
+    arch: str
+    scale: int
+    task: str
+    description: str
+
+
+_SHIPPED: list[Shipped] = []
+
+
+def trained_entries() -> list[ModelEntry]:
+    return [
+        ModelEntry(name=s.name, description=s.description, filename=s.filename, sha256=s.sha256, licence=_LICENCE,
+                   packaged=PackagedFile("streamrestore", f"models/{s.filename}"), arch=s.arch, scale=s.scale,
+                   task=s.task, content="photo")  # fmt: skip
+        for s in _SHIPPED
+    ]
