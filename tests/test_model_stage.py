@@ -257,6 +257,32 @@ def test_smaller_network_is_brought_up_to_the_alias_scale(saved) -> None:
     assert np.abs(out.astype(int) - to_uint8(expected)).max() <= 1
 
 
+def test_color_fix_keeps_the_input_colours_and_the_added_detail(saved) -> None:
+    case = CASES[0]  # Compact ×4 with random weights: its colours are far from the input's
+    path, net = saved[case.name]
+    stage = build(f"model:model={path}:color_fix=true")
+    stage.to(torch.device("cpu"), torch.float32)
+    pixels = image_to_tensor(photo(29, 37))
+    with torch.inference_mode():
+        fixed = stage.process(FrameBatch(pixels, (0,))).pixels
+        raw = build(f"model={path}").process(FrameBatch(pixels, (0,))).pixels
+    shrink = lambda t: F.interpolate(t, size=(29, 37), mode="area")  # noqa: E731
+    moved, kept = (shrink(raw) - pixels).abs().mean(), (shrink(fixed) - pixels).abs().mean()
+    assert moved > 0.01 and kept < 0.05 * moved  # the network alone moves the colours; corrected, it is the input
+    colour = lambda t: t.mean((0, 2, 3))  # noqa: E731
+    assert (colour(raw) - colour(pixels)).abs().max() > 5 / 255
+    assert (colour(fixed) - colour(pixels)).abs().max() < 0.5 / 255
+    # What the network adds above the input's resolution is kept: the high frequencies are its own.
+    detail = lambda t: t - F.interpolate(shrink(t), size=t.shape[-2:], mode="bicubic", align_corners=False)  # noqa: E731
+    assert (detail(fixed) - detail(raw)).abs().mean() < 0.25 * detail(raw).abs().mean()
+
+
+def test_color_fix_at_scale_one_is_refused(saved) -> None:
+    path, _ = saved[CASES[0].name]
+    with pytest.raises(ConfigError, match="color_fix"):
+        build(f"denoise={path}:color_fix=true")
+
+
 def test_running_out_of_memory_falls_back_to_tiles(saved, monkeypatch: pytest.MonkeyPatch) -> None:
     case = CASES[0]
     path, net = saved[case.name]
