@@ -90,10 +90,10 @@ def main() -> None:
             for _, summary, _ in results:
                 print("   ", summary.replace("**", "").replace("  \n", " | "))
 
-        for step, chain, client in (("classical, 512×512 (client A)", "denoise,resize:scale=2", a),
-                                    ("classical again (client B)", "denoise,resize:scale=2", b),
-                                    ("packaged ×2 network, 512×512 (client A)", "denoise,sr2", a),
-                                    ("packaged ×2 network again (client B)", "denoise,sr2", b)):
+        for step, chain, client in (("classical, 512×512 (client A)", "nlm,resize:scale=2", a),
+                                    ("classical again (client B)", "nlm,resize:scale=2", b),
+                                    ("packaged ×2 network, 512×512 (client A)", "nlm,sr2", a),
+                                    ("packaged ×2 network again (client B)", "nlm,sr2", b)):
             started = time.perf_counter()
             report(step, [request(client, big, chain, None)], started)
         chain = "sr4=esrgan_x4.pth"

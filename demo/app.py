@@ -67,7 +67,8 @@ def build(session: DemoSession) -> gr.Blocks:
                                        info="which networks the aliases use", elem_id="content")  # fmt: skip
                 with gr.Row(equal_height=True):
                     cleanup = gr.Radio(aliases(CLEANUP), value="", label="Clean up", elem_id="cleanup", min_width=200)
-                    strength = slider("denoise", "strength", "denoise strength", 0.5)
+                    # Only the NLM aliases take a strength (nlm, tdenoise: the same range); the networks ignore it.
+                    strength = slider("nlm", "strength", "NLM strength", 0.5)
                     strength_auto = gr.Checkbox(label="auto", value=True, info="from the noise", min_width=90)
                 with gr.Row(equal_height=True):
                     sharpen = gr.Radio(aliases(SHARPEN), value="", label="Sharpen", elem_id="sharpen", min_width=200)

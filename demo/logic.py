@@ -109,7 +109,7 @@ def safe_name(name: str, default: str) -> str:
 
 # -- the chain ---------------------------------------------------------------------------------------
 # The page's steps, in chain order, each a choice among the CLI's aliases (those the registry has).
-CLEANUP = ("denoise", "tdenoise", "jpeg")
+CLEANUP = ("denoise", "nlm", "tdenoise", "jpeg")
 SHARPEN = ("sharpen", "deblur")
 RESIZE_STAGE = "resize"
 NETWORK = "network"
@@ -122,7 +122,7 @@ class Controls:
 
     preset: str
     cleanup: str  # "" or one of CLEANUP
-    strength: float | None  # the denoiser's strength; None: auto (estimated from the picture)
+    strength: float | None  # NLM's strength (nlm, tdenoise; the others have none); None: auto, from the picture
     sharpen: str  # "" or one of SHARPEN
     amount: float
     radius: float

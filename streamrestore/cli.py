@@ -22,7 +22,7 @@ INTERNAL_ERROR = 70
 
 CHAIN_HELP = (
     "stages separated by commas, e.g. 'denoise,sr4'; options as NAME:KEY=VALUE[:KEY=VALUE], "
-    "e.g. 'denoise:strength=12,sr4:method=bicubic'; a preset name or .yaml file also works"
+    "e.g. 'nlm:strength=12,sr4:tile=256'; a preset name or .yaml file also works"
 )
 
 

@@ -1,7 +1,7 @@
 """Turns what a user writes — ``"denoise,sr4"`` or a YAML preset — into a validated chain of stages.
 
 Chain syntax (CLI and API): stages separated by commas, each ``NAME[=MODEL][:KEY=VALUE[:KEY=VALUE…]]``.
-``denoise:strength=12,sr4:method=bicubic`` sets options; ``sr4=weights/model.pth`` is short for
+``nlm:strength=12,sr4:tile=256`` sets options; ``sr4=weights/model.pth`` is short for
 ``sr4:model=weights/model.pth``, which runs that network in the ``model`` stage at output scale 4
 (``Registry.resolve``). A chain string that names an existing ``.yaml``/``.yml`` file, or a
 preset in ``configs/``, loads that preset.

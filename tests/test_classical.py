@@ -21,7 +21,7 @@ def photo() -> np.ndarray:
 def test_nlm_denoise_removes_gaussian_noise() -> None:
     clean = photo()
     noisy = np.clip(clean + np.random.default_rng(1).normal(0, 20, clean.shape), 0, 255).astype(np.uint8)
-    restored = restore_image(noisy, "denoise:strength=14")
+    restored = restore_image(noisy, "nlm:strength=14")
     assert psnr(restored, clean) > psnr(noisy, clean) + 4.0
 
 
@@ -70,8 +70,8 @@ def test_auto_strength_is_near_the_best_fixed_strength_and_resets_per_stream() -
 
     clean = photo()
     noisy = np.clip(clean + np.random.default_rng(3).normal(0, 20, clean.shape), 0, 255).astype(np.uint8)
-    best = max(psnr(restore_image(noisy, f"denoise:strength={h}"), clean) for h in (8, 10, 12, 14, 16))
-    _, stages = prepare_chain("denoise")  # built once, reused for two streams, as the web demo does
+    best = max(psnr(restore_image(noisy, f"nlm:strength={h}"), clean) for h in (8, 10, 12, 14, 16))
+    _, stages = prepare_chain("nlm")  # built once, reused for two streams, as the web demo does
     assert psnr(restore_image(noisy, stages=stages), clean) > best - 0.3
     first = stages[0].stage.auto_strength
     quieter = np.clip(clean + np.random.default_rng(4).normal(0, 6, clean.shape), 0, 255).astype(np.uint8)

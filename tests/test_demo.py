@@ -196,6 +196,7 @@ def test_browser_restores_and_downloads_what_the_library_gives(server, photo, tm
             page.locator("#run").click()
             expect(page.locator("#info")).to_contain_text("902×600", timeout=TIMEOUT_MS)
             expect(page.locator("#info")).to_contain_text("cpu")
+            expect(page.locator("#info")).to_contain_text(f"denoise:tile={TILE},sr2:tile={TILE}")
             expect(page.locator("#compare img")).to_have_count(2)
 
             with page.expect_download() as download:
@@ -210,8 +211,9 @@ def test_browser_restores_and_downloads_what_the_library_gives(server, photo, tm
 
     assert saved.name == "chelsea.restored.png"
     result = read_rgb(saved)
-    # The page ran the photo content's ×2 network in tiles (the page says so: "chain `denoise,sr2:tile=128`").
-    expected = restore_image(read_image(photo), f"denoise,sr2:tile={TILE}", device="cpu")
+    # The page ran both networks, our denoiser and the photo content's ×2, in tiles (the page says so:
+    # "chain `denoise:tile=128,sr2:tile=128`").
+    expected = restore_image(read_image(photo), f"denoise:tile={TILE},sr2:tile={TILE}", device="cpu")
     assert result.shape == (600, 902, 3) and result.dtype == np.uint8
     assert np.array_equal(result, expected), "the download differs from restore_image's output"
     assert not blocked, f"the page asked for something beyond the server: {blocked}"
@@ -293,7 +295,7 @@ BAD_REQUESTS = {
     "server path": (None, "sr2=/etc/hostname", None, "loads no file by its path"),
     "preset file": (None, "/etc/streamrestore.yaml", None, "bundled presets by name"),
     "unknown stage": (None, "denoize", None, "did you mean 'denoise'"),
-    "bad option": (None, "denoise:strength=-3", None, "option 'strength' must be ≥ 0"),
+    "bad option": (None, "nlm:strength=-3", None, "option 'strength' must be ≥ 0"),
 }
 
 
@@ -381,7 +383,8 @@ def test_a_whole_image_network_is_built_untiled_and_then_shared():
      "tdenoise:strength=12.5,sharpen:amount=0.8"),
     (dict(cleanup="jpeg", strength=12.5, sharpen="deblur", amount=6.0, radius=0.8), "jpeg,deblur"),
     (dict(upscale="sr3", method="bicubic"), "resize:scale=3:method=bicubic"),
-    (dict(upscale="sr4", checkpoint="x2.pth", cleanup="denoise", strength=8.0), "sr4=x2.pth,denoise:strength=8"),
+    (dict(upscale="sr4", checkpoint="x2.pth", cleanup="nlm", strength=8.0), "sr4=x2.pth,nlm:strength=8"),
+    (dict(cleanup="denoise", strength=8.0), "denoise"),  # a network: no strength to set
     (dict(checkpoint="net.pth"), "model=net.pth"),
     (dict(preset="old_film", cleanup="denoise"), "old_film"),
     (dict(), ""),

@@ -12,25 +12,25 @@ from streamrestore.registry import Registry
 
 
 def test_chain_string_with_options_and_model_shorthand() -> None:
-    plan = parse_chain("denoise:strength=12:search=15, sr4=weights/x.pth:tile=256")
+    plan = parse_chain("nlm:strength=12:search=15, sr4=weights/x.pth:tile=256")
     assert [(s.name, s.settings) for s in plan.stages] == [
-        ("denoise", {"strength": "12", "search": "15"}),
+        ("nlm", {"strength": "12", "search": "15"}),
         ("sr4", {"model": "weights/x.pth", "tile": "256"}),
     ]
 
 
 def test_options_are_converted_and_range_checked() -> None:
-    chain = build_chain(parse_chain("denoise:strength=12,resize:scale=3:method=bicubic"), Registry())
+    chain = build_chain(parse_chain("nlm:strength=12,resize:scale=3:method=bicubic"), Registry())
     assert chain[0].stage.settings["strength"] == 12.0
     assert chain[1].stage.capabilities.scale == 3
     with pytest.raises(ConfigError, match="option 'strength' needs float, got 'abc'"):
-        build_chain(parse_chain("denoise:strength=abc"), Registry())
+        build_chain(parse_chain("nlm:strength=abc"), Registry())
     with pytest.raises(ConfigError, match="'strength' must be ≤ 100"):
-        build_chain(parse_chain("denoise:strength=500"), Registry())
+        build_chain(parse_chain("nlm:strength=500"), Registry())
     with pytest.raises(ConfigError, match="has no option 'foo'"):
-        build_chain(parse_chain("denoise:foo=1"), Registry())
+        build_chain(parse_chain("nlm:foo=1"), Registry())
     with pytest.raises(ConfigError, match="key=value"):
-        parse_chain("denoise:strength")
+        parse_chain("nlm:strength")
 
 
 def test_bundled_presets_load_and_build() -> None:
@@ -57,7 +57,7 @@ def test_yaml_bad_key_is_named_with_its_line(tmp_path: Path) -> None:
 
 
 def test_yaml_bad_stage_option_is_named_with_its_line(tmp_path: Path) -> None:
-    path = write(tmp_path, "chain:\n  - sr2\n  - stage: denoise\n    strenght: 3\n")
+    path = write(tmp_path, "chain:\n  - sr2\n  - stage: nlm\n    strenght: 3\n")
     with pytest.raises(ConfigError, match=r"preset.yaml line 3: .*no option 'strenght'"):
         build_chain(parse_chain(str(path)), Registry())
 
@@ -81,7 +81,7 @@ def test_alias_given_a_weights_file_becomes_the_model_stage() -> None:
     assert [(c.name, c.spec.name) for c in chain] == [
         ("denoise", "model"), ("sr4", "model"), ("sharpen", "unsharp"), ("model", "model")]
     assert chain[0].stage.settings == {"model": "w/a.pth", "tile": 0, "tile_overlap": 16, "outscale": 1,
-                                       "border": None}
+                                       "border": None, "color_fix": False}
     assert chain[1].stage.settings["outscale"] == 4 and chain[1].stage.settings["tile"] == 128
     assert chain[2].stage.settings == {"amount": 1.2, "radius": 1.6, "threshold": 0.0}
     assert chain[3].stage.settings["outscale"] == 0  # the network's own scale
@@ -94,18 +94,24 @@ def test_yaml_model_key_under_an_alias(tmp_path: Path) -> None:
     chain = build_chain(parse_chain(str(path)), Registry())
     assert chain[0].spec.name == "model"
     assert chain[0].stage.settings == {"model": "weights/x2.pth", "tile": 256, "tile_overlap": 16,
-                                       "outscale": 2, "border": None}
-    assert chain[1].spec.name == "nlm-denoise"
+                                       "outscale": 2, "border": None, "color_fix": False}
+    assert chain[1].spec.name == "model" and chain[1].stage.settings["model"] == "denoise-nafnet16"  # its own
     with pytest.raises(ConfigError, match=r"line 2: .*'resize' has no option 'model'"):
         build_chain(parse_chain(str(write(tmp_path, "chain:\n  - stage: resize\n    model: x.pth\n"))), Registry())
 
 
 def test_default_aliases_point_at_packaged_networks_and_repeat() -> None:
     cpu = Registry(accelerated=False)
-    chain = build_chain(parse_chain("sr4,sr2,jpeg,denoise"), cpu)
+    chain = build_chain(parse_chain("sr4,sr2,jpeg,denoise,nlm,tdenoise"), cpu)
     assert [(c.name, c.spec.name) for c in chain] == [
-        ("sr4", "model"), ("sr4", "model"), ("sr2", "model"), ("jpeg", "model"), ("denoise", "nlm-denoise")]
+        ("sr4", "model"), ("sr4", "model"), ("sr2", "model"), ("jpeg", "model"), ("denoise", "model"),
+        ("nlm", "nlm-denoise"), ("tdenoise", "nlm-temporal")]
     assert chain[0].stage.settings["model"] == "waifu2x-upconv7-photo-x2"  # ×2 twice: the measured best ×4 on CPU
+    # Our own denoiser everywhere: photo and anime, CPU and GPU.
+    for content in ("photo", "anime"):
+        for accelerated in (False, True):
+            built = build_chain(parse_chain("denoise"), Registry(content=content, accelerated=accelerated))
+            assert [c.stage.settings["model"] for c in built] == ["denoise-nafnet16"], (content, accelerated)
     gpu = build_chain(parse_chain("sr2"), Registry(accelerated=True))
     assert gpu[0].stage.settings["model"] == "waifu2x-cunet-x2"
     anime = build_chain(parse_chain("sr4"), Registry(content="anime", accelerated=False))

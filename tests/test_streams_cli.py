@@ -613,7 +613,7 @@ def test_ctrl_c_stops_cleanly(clips, tmp_path, when):
     target = tmp_path / "out.mkv"
     # A shell running a job in the background ignores SIGINT for it, and the child inherits that:
     # restore the default, as a terminal's foreground job has it.
-    process = subprocess.Popen([*command(), "run", str(clips["slow"]), "--chain", "denoise", "-o", str(target)],
+    process = subprocess.Popen([*command(), "run", str(clips["slow"]), "--chain", "nlm", "-o", str(target)],
                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
@@ -727,11 +727,11 @@ def test_unknown_stage_suggests_the_closest(clips, cli):
 
 
 def test_bad_option_value_names_the_option(clips, cli):
-    assert_one_line(cli("run", clips["mp4"], "--chain", "denoise:strength=abc", "-q"), 2, "'strength'", "'abc'")
+    assert_one_line(cli("run", clips["mp4"], "--chain", "nlm:strength=abc", "-q"), 2, "'strength'", "'abc'")
 
 
 def test_unknown_option_names_it_and_the_known_ones(clips, cli):
-    assert_one_line(cli("run", clips["mp4"], "--chain", "denoise:foo=1", "-q"), 2, "'foo'", "strength")
+    assert_one_line(cli("run", clips["mp4"], "--chain", "nlm:foo=1", "-q"), 2, "'foo'", "strength")
 
 
 @pytest.mark.parametrize("crf", ["99", "-1"])
