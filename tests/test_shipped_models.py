@@ -28,6 +28,7 @@ from streamrestore.presets import build_chain, parse_chain
 from streamrestore.registry import CONTENTS, MODEL_STAGE, Registry
 from streamrestore.trained_catalog import trained_entries
 from streamrestore.training.data import excluded_digests
+from streamrestore.training.degrade import convolve, gaussian_kernel, shake_kernel
 from streamrestore_plugins.neural import BATCH_VERIFIED, ModelStage
 
 DENOISER = "denoise-nafnet16"
@@ -119,3 +120,17 @@ def test_denoise_beats_nlm_on_a_photo_it_never_saw(astronaut, denoiser, sigma, s
     ours = psnr(restore_image(noisy, stages=denoiser), astronaut)
     classical = psnr(restore_image(noisy, f"nlm:strength={strength}"), astronaut)
     assert ours > classical + gain and ours > floor, f"σ{sigma}: denoise {ours:.2f} dB, nlm {classical:.2f} dB"
+
+
+def blurred(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(convolve(image.astype(np.float32), kernel)), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize(("kind", "gain"), [("gaussian", 1.0), ("shake", 0.2)])
+def test_deblur_model_sharpens_a_photo_it_never_saw(astronaut, kind: str, gain: float) -> None:
+    # Measured on this crop (CPU, fp32): Gaussian σ1.6 26.85 → 28.86 dB; a 15-px camera shake 22.56 → 23.01 dB.
+    kernel = gaussian_kernel(1.6, 25) if kind == "gaussian" else shake_kernel(np.random.default_rng(5), 15.0, 25)
+    soft = blurred(astronaut, kernel)
+    before = psnr(soft, astronaut)
+    after = psnr(restore_image(soft, "model=deblur-nafnet16"), astronaut)
+    assert after > before + gain, f"{kind}: {before:.2f} dB blurred, {after:.2f} dB restored"
