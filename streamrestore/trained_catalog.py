@@ -34,6 +34,9 @@ _SHIPPED: list[Shipped] = [
     Shipped("deblur-nafnet16", "deblur-nafnet16.safetensors",
             "35aceb5605b1b4a71a02bc60a4c8013f114b3c433441b4d2f3fac526f0df5626", "NAFNet", 1, "deblur",
             "blind deblur: Gaussian, motion and camera-shake kernels (NAFNet width 16, 3.9 M)"),
+    Shipped("oldfilm-compact48", "oldfilm-compact48.safetensors",
+            "3e6ab8139cee1b90f750257a06d1a636c0a8d520fc11268f6033c796baee5ce8", "Compact", 4, "oldfilm",
+            "old film ×4: blur, downscale, grain/noise and compression, twice (Compact 48×12, 0.27 M)"),
 ]
 
 

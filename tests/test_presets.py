@@ -40,8 +40,10 @@ def test_bundled_presets_load_and_build() -> None:
         chain = build_chain(parse_chain(name), Registry())
         assert chain, name
     old_film = parse_chain("old_film")
-    assert [s.name for s in old_film.stages] == ["tdenoise", "sharpen", "resize"]
+    assert [s.name for s in old_film.stages] == ["oldfilm"]
     assert old_film.output["crf"] == 18.0
+    classical = parse_chain("old_film_classical")
+    assert [s.name for s in classical.stages] == ["tdenoise", "sharpen", "resize"]
 
 
 def write(tmp_path: Path, text: str) -> Path:

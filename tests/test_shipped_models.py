@@ -17,6 +17,7 @@ import hashlib
 from importlib import resources
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import skimage.data
@@ -74,9 +75,9 @@ def test_shipped_model_loads_by_auto_detection(name: str, offline_empty_cache: P
     stage = build_chain(parse_chain(f"model={name}"), Registry())[0].stage
     assert isinstance(stage, ModelStage)
     network = stage.network  # read from the file: the architecture and its scale come from the weights
-    assert (network.architecture.id, network.scale) == (entry.arch, entry.scale) == ("NAFNet", 1)
+    assert (network.architecture.id, network.scale) == (entry.arch, entry.scale)
     assert (network.input_channels, network.output_channels) == (3, 3)
-    assert stage.capabilities.scale == 1 and entry.arch in BATCH_VERIFIED
+    assert stage.capabilities.scale == entry.scale and entry.arch in BATCH_VERIFIED
 
 
 # -- the alias ---------------------------------------------------------------------------------------------
@@ -134,3 +135,36 @@ def test_deblur_model_sharpens_a_photo_it_never_saw(astronaut, kind: str, gain: 
     before = psnr(soft, astronaut)
     after = psnr(restore_image(soft, "model=deblur-nafnet16"), astronaut)
     assert after > before + gain, f"{kind}: {before:.2f} dB blurred, {after:.2f} dB restored"
+
+
+def old_film_like(clean: np.ndarray, seed: int = 11) -> np.ndarray:
+    """An old-film-like ÷4 input made here (not with the training code): blur, area ÷4, grain σ12, JPEG q50."""
+    height, width = clean.shape[:2]
+    small = cv2.resize(cv2.GaussianBlur(clean, (0, 0), 0.7), (width // 4, height // 4), interpolation=cv2.INTER_AREA)
+    grain = np.random.default_rng(seed).normal(0, 12, small.shape[:2])[..., None]
+    grainy = np.clip(small + grain, 0, 255).astype(np.uint8)
+    _, data = cv2.imencode(".jpg", grainy[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 50])
+    return np.ascontiguousarray(cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1])
+
+
+def bicubic_x4(image: np.ndarray) -> np.ndarray:
+    return cv2.resize(image, (image.shape[1] * 4, image.shape[0] * 4), interpolation=cv2.INTER_CUBIC)
+
+
+def test_oldfilm_model_removes_grain_while_upscaling() -> None:
+    # Measured (CPU, fp32): residual std against the clean gradient 9.0 (bicubic) vs 2.9 (oldfilm).
+    y, x = np.mgrid[0:256, 0:256]
+    clean = np.stack([60 + 0.5 * x, 90 + 0.3 * y, 140 - 0.2 * x], axis=-1).astype(np.uint8)
+    degraded = old_film_like(clean)
+    residual = lambda image: (image.astype(float) - clean)[16:-16, 16:-16].std()  # noqa: E731
+    ours, bicubic = residual(restore_image(degraded, "oldfilm")), residual(bicubic_x4(degraded))
+    assert ours < 0.5 * bicubic, f"grain left: {ours:.1f} (oldfilm) vs {bicubic:.1f} (bicubic)"
+
+
+def test_oldfilm_model_keeps_a_photo_it_never_saw(astronaut) -> None:
+    # Measured on this crop (CPU, fp32): bicubic 22.85 dB, oldfilm 22.79 dB — on detailed photos the model is
+    # about level with bicubic in PSNR (on the kit's old-film clips +0.31 dB); what it adds is the grain removal.
+    degraded = old_film_like(astronaut)
+    ours, bicubic = psnr(restore_image(degraded, "oldfilm"), astronaut), psnr(bicubic_x4(degraded), astronaut)
+    assert restore_image(degraded, "oldfilm").shape == astronaut.shape
+    assert ours > bicubic - 0.5, f"oldfilm {ours:.2f} dB, bicubic {bicubic:.2f} dB"

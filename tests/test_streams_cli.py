@@ -794,4 +794,4 @@ def test_stages_lists_builtins_aliases_and_presets(cli):
         points_at = target.target + "".join(f":{k}={v}" for k, v in target.settings.items())
         assert any(line.split()[:3] == [alias, "->", points_at] for line in lines), alias
     assert "presets: " + ", ".join(available_presets()) in lines
-    assert {"clean_noisy", "old_film", "upscale2x"} <= set(available_presets())
+    assert {"clean_noisy", "old_film", "old_film_classical", "upscale2x"} <= set(available_presets())
