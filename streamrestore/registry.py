@@ -55,51 +55,42 @@ _CLASSICAL = {
     "deblur": ("unsharp", {"amount": 6.0, "radius": 0.8}, "unsharp mask tuned for defocus / Gaussian blur"),
     "sharpen": ("unsharp", {}, "gentle unsharp mask"),
 }
-# `denoise` is our own blind denoiser (trained here, shipped in the package), the same in every table: on the
-# kit's photos 33.10/31.33/28.70 dB at σ15/25/50 against 31.89/28.84/25.76 for NLM tuned to each level, and
-# on its noisy clips 37.19 dB (tMAD 3.22) against per-frame NLM's 33.07 (4.41). `nlm` keeps the classical one.
-_DENOISE = _model("denoise-nafnet16", "blind denoiser, noise up to σ 50 and grain: streamrestore's NAFNet 16")
-# `oldfilm` (×4): ours too; on the kit's old-film clips 30.64 dB, tMAD 5.67, against bicubic's 30.33 / 6.23.
-_OLDFILM = _model("oldfilm-compact48", "old film ×4: grain, blur and compression removed while upscaling "
-                                       "(streamrestore's Compact 48)")
 _NEURAL = {
     ("photo", False): {
-        "denoise": _DENOISE,
-        "oldfilm": _OLDFILM,
-        "jpeg": _model("waifu2x-cunet-noise2-x1", "JPEG/compression artefacts: waifu2x CUNet noise 2"),
         "sr2": _model("waifu2x-upconv7-photo-x2", "×2: waifu2x UpConv7 photo"),
         "sr3": _model("waifu2x-upconv7-photo-x2", "×3: waifu2x UpConv7 photo ×2, resized", outscale=3),
         "sr4": _model("waifu2x-upconv7-photo-x2", "×4: waifu2x UpConv7 photo ×2, twice", repeat=2),
     },
     ("photo", True): {
-        "denoise": _DENOISE,
-        "oldfilm": _OLDFILM,
-        "jpeg": _model("waifu2x-cunet-noise2-x1", "JPEG/compression artefacts: waifu2x CUNet noise 2"),
         "sr2": _model("waifu2x-cunet-x2", "×2: waifu2x CUNet"),
         "sr3": _model("waifu2x-cunet-x2", "×3: waifu2x CUNet ×2, resized", outscale=3),
         "sr4": _model("waifu2x-cunet-x2", "×4: waifu2x CUNet ×2, twice", repeat=2),
     },
     ("anime", False): {
-        "denoise": _DENOISE,
-        "oldfilm": _OLDFILM,
-        "jpeg": _model("waifu2x-cunet-noise2-x1", "JPEG/compression artefacts: waifu2x CUNet noise 2"),
         "sr2": _model("waifu2x-upconv7-art-x2", "×2: waifu2x UpConv7 anime-style art"),
         "sr3": _model("realesr-animevideov3-x3", "×3: Real-ESRGAN animevideov3"),
         "sr4": _model("realesr-animevideov3-x4", "×4: Real-ESRGAN animevideov3"),
     },
     ("anime", True): {
-        "denoise": _DENOISE,
-        "oldfilm": _OLDFILM,
-        "jpeg": _model("waifu2x-cunet-noise2-x1", "JPEG/compression artefacts: waifu2x CUNet noise 2"),
         "sr2": _model("realcugan-se-x2", "×2: Real-CUGAN"),
         "sr3": _model("realcugan-se-x3", "×3: Real-CUGAN"),
         "sr4": _model("realesrgan-x4plus-anime", "×4: Real-ESRGAN x4plus anime"),
     },
 }
-# By name in every table: the perceptual ×4 (sharpest by eye, below bicubic in PSNR; see README).
-# Its colour shift is corrected by back-projection (measured +1.29 dB on the kit, above bicubic; README).
-_PERCEPTUAL = {"sr4-gan": _model("realesrgan-x4plus", "×4 perceptual: Real-ESRGAN x4plus (GAN), colours kept",
-                                 color_fix=True)}
+# The same network whatever the content and device.
+_EVERY_TABLE = {
+    # Our own blind denoiser (trained here, shipped in the package): on the kit's photos 33.10/31.33/28.70 dB
+    # at σ15/25/50 against 31.89/28.84/25.76 for NLM tuned to each level, and on its noisy clips 37.19 dB
+    # (tMAD 3.22) against per-frame NLM's 33.07 (4.41). `nlm` keeps the classical one.
+    "denoise": _model("denoise-nafnet16", "blind denoiser, noise up to σ 50 and grain: streamrestore's NAFNet 16"),
+    # Ours too: on the kit's old-film clips ×4 30.64 dB, tMAD 5.67, against bicubic's 30.33 / 6.23.
+    "oldfilm": _model("oldfilm-compact48", "old film ×4: grain, blur and compression removed while upscaling "
+                                           "(streamrestore's Compact 48)"),
+    "jpeg": _model("waifu2x-cunet-noise2-x1", "JPEG/compression artefacts: waifu2x CUNet noise 2"),
+    # The perceptual ×4 (sharpest by eye, below bicubic in PSNR; see README), its colour shift corrected by
+    # back-projection (+1.29 dB on the kit, above bicubic).
+    "sr4-gan": _model("realesrgan-x4plus", "×4 perceptual: Real-ESRGAN x4plus (GAN), colours kept", color_fix=True),
+}
 _OUTSCALE = {"denoise": 1, "nlm": 1, "tdenoise": 1, "deblur": 1, "sharpen": 1, "jpeg": 1, "oldfilm": 4,
              "sr2": 2, "sr3": 3, "sr4": 4, "sr4-gan": 4}
 
@@ -116,7 +107,7 @@ def default_aliases(content: str = "photo", accelerated: bool | None = None) -> 
         name: (target, settings, summary, 1) for name, (target, settings, summary) in _CLASSICAL.items()
     }
     table.update(_NEURAL[(content, bool(accelerated))])
-    table.update(_PERCEPTUAL)
+    table.update(_EVERY_TABLE)
     return {
         name: Alias(target, settings, summary, {"outscale": _OUTSCALE[name]}, repeat)
         for name, (target, settings, summary, repeat) in table.items()
