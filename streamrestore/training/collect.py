@@ -29,8 +29,9 @@ import cv2
 import numpy as np
 
 from streamrestore.errors import ConfigError
+from streamrestore.weights import sha256_file
 
-from .data import IMAGE_SUFFIXES, excluded_digests, sha256_file
+from .data import IMAGE_SUFFIXES, excluded_digests
 
 # Packages with real photographs (checked by eye on a contact sheet; the rest of the archive's wallpaper
 # packages are vector art). Paths narrow a package to its photo folders.
@@ -133,18 +134,17 @@ def build(candidates: list[Candidate], out: Path, exclude: frozenset[str], max_s
     excluded_groups = {c.group for c in candidates if digests[c.path] in exclude}
     excluded_thumbs = [thumbnail(image) for c in candidates if digests[c.path] in exclude
                        if (image := read_colour(c.path)) is not None]  # fmt: skip
-    largest: dict[str, Candidate] = {}
-    sizes: dict[Path, int] = {}
+    largest: dict[str, tuple[int, Candidate]] = {}  # group -> (pixels at 1/8 size, its largest file)
     for c in candidates:
         if c.group in excluded_groups:
             continue
-        header = cv2.imread(str(c.path), cv2.IMREAD_REDUCED_GRAYSCALE_8)
-        sizes[c.path] = 0 if header is None else header.size
-        if c.group not in largest or sizes[c.path] > sizes[largest[c.group].path]:
-            largest[c.group] = c
+        reduced = cv2.imread(str(c.path), cv2.IMREAD_REDUCED_GRAYSCALE_8)
+        size = 0 if reduced is None else reduced.size
+        if c.group not in largest or size > largest[c.group][0]:
+            largest[c.group] = (size, c)
     out.mkdir(parents=True, exist_ok=True)
     kept, near_duplicates, unusable, duplicates, seen_outputs, names = [], [], [], [], set(), set()
-    for group, c in sorted(largest.items()):
+    for group, (_, c) in sorted(largest.items()):
         image = read_colour(c.path)
         if image is None or min(image.shape[:2]) < MIN_SIDE:
             unusable.append(str(c.path))

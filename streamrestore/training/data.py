@@ -13,7 +13,6 @@ data-loader state, and any step's batch can be rebuilt.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 
 from streamrestore.errors import ConfigError, InputNotFoundError
+from streamrestore.weights import sha256_file
 
 from .degrade import Settings, degrade, scale_of
 
@@ -32,10 +32,6 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 def excluded_digests() -> frozenset[str]:
     text = resources.files("streamrestore.training").joinpath("exclude_sha256.txt").read_text()
     return frozenset(line.strip().lower() for line in text.splitlines() if line.strip() and not line.startswith("#"))
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @dataclass(frozen=True)
