@@ -45,6 +45,8 @@ if TYPE_CHECKING:  # spandrel itself is imported on first load, so that chains w
 # in tests/test_packaged_models.py. Any other architecture runs one frame at a time.
 BATCH_VERIFIED = frozenset({"Compact", "ESRGAN", "SwinIR", "RCAN", "Restormer", "MPRNet", "NAFNet", "UpConv7", "CUNet"})
 
+_COLOR_FIX_AT_X1 = "stage 'model': color_fix needs an output larger than the input (outscale ≥ 2)"
+
 _AUTO_TILE_MIN = 64
 """Smallest tile the out-of-memory back-off tries before giving up."""
 
@@ -138,7 +140,7 @@ class ModelStage(Stage):
         super().__init__(**options)
         tile, overlap = self.settings["tile"], self.settings["tile_overlap"]
         if self.settings["color_fix"] and self.settings["outscale"] == 1:
-            raise ConfigError("stage 'model': color_fix needs an output larger than the input (outscale ≥ 2)")
+            raise ConfigError(_COLOR_FIX_AT_X1)  # known without reading the file; a ×1 network is caught in to()
         if 0 < tile < max(overlap, 8):
             raise ConfigError(f"stage 'model': tile ({tile}) must be at least 8 and at least tile_overlap ({overlap})")
         self._loaded: tuple[spandrel.ImageModelDescriptor, Declared] | None = None
@@ -199,6 +201,8 @@ class ModelStage(Stage):
         )
 
     def to(self, device: torch.device, dtype: torch.dtype) -> None:
+        if self.settings["color_fix"] and self.capabilities.scale == 1:
+            raise ConfigError(_COLOR_FIX_AT_X1)
         net = self.network.to(device, dtype).eval()
         if self.settings["tile"] and not self.capabilities.tileable:
             raise ConfigError(f"stage 'model': {net.architecture.name} works on whole images; remove tile=")
@@ -287,7 +291,5 @@ def back_project(out: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
     the difference at the input's resolution, brought back up bicubically, removes that shift and leaves
     the detail the network added above the input's resolution (dev kit ×4: 26.86 → 28.15 dB PSNR-Y).
     """
-    if out.shape[-2:] == source.shape[-2:]:
-        raise ConfigError("stage 'model': color_fix needs an output larger than the input (outscale ≥ 2)")
     error = source.to(out.dtype) - F.interpolate(out, size=source.shape[-2:], mode="area")
     return (out + F.interpolate(error, size=out.shape[-2:], mode="bicubic", align_corners=False)).clamp_(0.0, 1.0)
