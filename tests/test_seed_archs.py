@@ -96,20 +96,23 @@ def photo(height: int = HEIGHT, width: int = WIDTH) -> np.ndarray:
     return np.ascontiguousarray(data.astronaut()[100 : 100 + height, 180 : 180 + width])
 
 
-def direct(net: torch.nn.Module, pixels: torch.Tensor) -> np.ndarray:
-    """The saved module itself, on RGB or (Y-channel networks) on each colour plane; as uint8 H×W×3."""
-    planes = pixels.shape[1] // net.state_dict()[next(iter(net.state_dict()))].shape[1]
+def direct(net: torch.nn.Module, pixels: torch.Tensor, channels: int | None = None) -> np.ndarray:
+    """The saved module itself, on RGB or (Y-channel networks) on each colour plane; as uint8 H×W×3.
+
+    ``channels``: the network's own; by default read from its first weight (not possible for weight-normed ones).
+    """
+    channels = channels or net.state_dict()[next(iter(net.state_dict()))].shape[1]
+    planes = pixels.shape[1] // channels
     with torch.inference_mode():
         out = net(pixels.reshape(planes, -1, *pixels.shape[-2:]))
     out = out.reshape(1, 3, *out.shape[-2:]).clamp(0, 1)
     return (out[0] * 255).round().permute(1, 2, 0).to(torch.uint8).numpy()
 
 
-@pytest.fixture(scope="module")
-def saved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, torch.nn.Module]]:
-    folder = tmp_path_factory.mktemp("seed")
+def save_cases(folder: Path, cases: list) -> dict[str, tuple[Path, torch.nn.Module]]:
+    """Each case's network with seeded random weights, written as its published file: ``{name: (path, net)}``."""
     out = {}
-    for index, case in enumerate(CASES):
+    for index, case in enumerate(cases):
         torch.manual_seed(index)
         net = case.build().eval()
         state = {f"{case.wrap}{key}": value for key, value in net.state_dict().items()}
@@ -117,6 +120,11 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, tor
         torch.save({**state, **(case.extra or {})}, path)
         out[case.name] = (path, net)
     return out
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, torch.nn.Module]]:
+    return save_cases(tmp_path_factory.mktemp("seed"), CASES)
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)

@@ -80,6 +80,8 @@ class Case:
     """The network's own channels: a single-channel network runs on each RGB plane."""
     extra: dict | None = None
     """Keys saved beside the network's own (the pre-upscaled network's declared scale)."""
+    wrap: str = ""
+    """A prefix before every key (none of these layouts has one; ``earlier.save_cases`` reads it)."""
 
 
 CASES = [
@@ -97,25 +99,9 @@ CASES = [
 IDS = [case.name for case in CASES]
 
 
-def direct(net: torch.nn.Module, pixels: torch.Tensor, channels: int) -> np.ndarray:
-    """The saved module itself, on RGB or (single-channel networks) on each colour plane; as uint8 H×W×3."""
-    with torch.inference_mode():
-        out = net(pixels.reshape(3 // channels, channels, *pixels.shape[-2:]))
-    out = out.reshape(1, 3, *out.shape[-2:]).clamp(0, 1)
-    return (out[0] * 255).round().permute(1, 2, 0).to(torch.uint8).numpy()
-
-
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, torch.nn.Module]]:
-    folder = tmp_path_factory.mktemp("seed-more")
-    out = {}
-    for index, case in enumerate(CASES):
-        torch.manual_seed(index)
-        net = case.build().eval()
-        path = folder / f"{case.name}.pth"
-        torch.save({**net.state_dict(), **(case.extra or {})}, path)
-        out[case.name] = (path, net)
-    return out
+    return earlier.save_cases(tmp_path_factory.mktemp("seed-more"), CASES)
 
 
 def claimed_by(state_dict: dict) -> set[str]:
@@ -137,7 +123,7 @@ def test_detected_by_layout_and_matches_a_direct_call(case: Case, saved) -> None
     image = earlier.photo()
     out = restore_image(image, f"model:model={path}")
     assert out.shape == (HEIGHT * case.scale, WIDTH * case.scale, 3)
-    expected = direct(net, image_to_tensor(image), case.channels)
+    expected = earlier.direct(net, image_to_tensor(image), case.channels)
     assert np.abs(out.astype(int) - expected).max() <= 1
     assert out.std() > 1  # a picture, not a flat (clipped) field, so the comparison means something
 
