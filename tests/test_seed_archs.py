@@ -71,6 +71,8 @@ class Case:
     """Keys saved beside the network's own (the pre-upscaled networks' declared scale)."""
     wrap: str = ""
     """A prefix the published file puts before every key."""
+    channels: int | None = None
+    """The network's own channels (a single-channel network runs on each colour plane); None: from its first weight."""
 
 
 CASES = [

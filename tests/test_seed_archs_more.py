@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -70,31 +68,20 @@ def lapsrn(scale: int, depth: int) -> LapSRN:
     return net
 
 
-@dataclass(frozen=True)
-class Case:
-    name: str
-    arch: str
-    scale: int
-    build: Callable[[], torch.nn.Module]
-    channels: int = 1
-    """The network's own channels: a single-channel network runs on each RGB plane."""
-    extra: dict | None = None
-    """Keys saved beside the network's own (the pre-upscaled network's declared scale)."""
-    wrap: str = ""
-    """A prefix before every key (none of these layouts has one; ``earlier.save_cases`` reads it)."""
-
+Case = earlier.Case
 
 CASES = [
-    Case("wdsr-a-x2", "WDSR", 2, lambda: weight_normed(earlier.calm(WDSR(2, "A", 8, 2, (32,)))), 3),
-    Case("wdsr-b-x3", "WDSR", 3, lambda: weight_normed(earlier.calm(WDSR(3, "B", 8, 2, (48, 6)))), 3),
+    Case("wdsr-a-x2", "WDSR", 2, lambda: weight_normed(earlier.calm(WDSR(2, "A", 8, 2, (32,)))), channels=3),
+    Case("wdsr-b-x3", "WDSR", 3, lambda: weight_normed(earlier.calm(WDSR(3, "B", 8, 2, (48, 6)))), channels=3),
     Case("wdsr-b-x2-parametrized", "WDSR", 2,
-         lambda: weight_normed(earlier.calm(WDSR(2, "B", 8, 1, (24, 6))), parametrized=True), 3),
-    Case("wdsr-a-x4-plain-weights", "WDSR", 4, lambda: earlier.calm(WDSR(4, "A", 8, 1, (16,))), 3),
-    Case("lapsrn-x2", "LapSRN", 2, lambda: lapsrn(2, 2)),
-    Case("lapsrn-x4", "LapSRN", 4, lambda: lapsrn(4, 3)),
-    Case("lapsrn-x8", "LapSRN", 8, lambda: lapsrn(8, 1)),
-    Case("drrn-x3", "DRRN", 3, lambda: earlier.calm(DRRN(1, 8, scale=3)), extra={SCALE_KEY: torch.tensor(3)}),
-    Case("drrn-pre-upscaled", "DRRN", 1, lambda: earlier.calm(DRRN(1, 8))),
+         lambda: weight_normed(earlier.calm(WDSR(2, "B", 8, 1, (24, 6))), parametrized=True), channels=3),
+    Case("wdsr-a-x4-plain-weights", "WDSR", 4, lambda: earlier.calm(WDSR(4, "A", 8, 1, (16,))), channels=3),
+    Case("lapsrn-x2", "LapSRN", 2, lambda: lapsrn(2, 2), channels=1),
+    Case("lapsrn-x4", "LapSRN", 4, lambda: lapsrn(4, 3), channels=1),
+    Case("lapsrn-x8", "LapSRN", 8, lambda: lapsrn(8, 1), channels=1),
+    Case("drrn-x3", "DRRN", 3, lambda: earlier.calm(DRRN(1, 8, scale=3)), extra={SCALE_KEY: torch.tensor(3)},
+         channels=1),
+    Case("drrn-pre-upscaled", "DRRN", 1, lambda: earlier.calm(DRRN(1, 8)), channels=1),
 ]
 IDS = [case.name for case in CASES]
 
