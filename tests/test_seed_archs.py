@@ -129,19 +129,24 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, tor
     return save_cases(tmp_path_factory.mktemp("seed"), CASES)
 
 
-@pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_detected_by_layout_and_matches_a_direct_call(case: Case, saved) -> None:
-    path, net = saved[case.name]
+def check_detected_and_matches_a_direct_call(case: Case, path: Path, net: torch.nn.Module) -> None:
     register_architectures()
     descriptor = spandrel.ModelLoader("cpu").load_from_file(path)
     assert descriptor.architecture.id == case.arch
     assert descriptor.scale == case.scale
+    if case.channels is not None:
+        assert descriptor.input_channels == case.channels
     image = photo()
     out = restore_image(image, f"model:model={path}")
     assert out.shape == (HEIGHT * case.scale, WIDTH * case.scale, 3)
-    expected = direct(net, image_to_tensor(image))
+    expected = direct(net, image_to_tensor(image), case.channels)
     assert np.abs(out.astype(int) - expected).max() <= 1
     assert out.std() > 1  # a picture, not a flat (clipped) field, so the comparison means something
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_detected_by_layout_and_matches_a_direct_call(case: Case, saved) -> None:
+    check_detected_and_matches_a_direct_call(case, *saved[case.name])
 
 
 def test_edsr_hyper_parameters_come_from_the_weights(saved) -> None:

@@ -12,7 +12,6 @@ import copy
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pytest
 import spandrel
 import torch
@@ -29,7 +28,6 @@ from streamrestore.archs.lapsrn import LapSRN, LapSRNArch
 from streamrestore.archs.preupscaled import SCALE_KEY
 from streamrestore.archs.wdsr import WDSR, WDSRArch
 from streamrestore.errors import WeightsError
-from streamrestore.frames import image_to_tensor
 from streamrestore.pipeline import restore_image
 
 import test_seed_archs as earlier  # its photo crop, weight calming and cases
@@ -101,18 +99,7 @@ def claimed_by(state_dict: dict) -> set[str]:
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_detected_by_layout_and_matches_a_direct_call(case: Case, saved) -> None:
-    path, net = saved[case.name]
-    register_architectures()
-    descriptor = spandrel.ModelLoader("cpu").load_from_file(path)
-    assert descriptor.architecture.id == case.arch
-    assert descriptor.scale == case.scale
-    assert descriptor.input_channels == case.channels
-    image = earlier.photo()
-    out = restore_image(image, f"model:model={path}")
-    assert out.shape == (HEIGHT * case.scale, WIDTH * case.scale, 3)
-    expected = earlier.direct(net, image_to_tensor(image), case.channels)
-    assert np.abs(out.astype(int) - expected).max() <= 1
-    assert out.std() > 1  # a picture, not a flat (clipped) field, so the comparison means something
+    earlier.check_detected_and_matches_a_direct_call(case, *saved[case.name])
 
 
 def test_wdsr_block_type_and_widths_come_from_the_weights(saved) -> None:

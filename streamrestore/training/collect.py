@@ -17,7 +17,6 @@ dropped whole. A second guard drops any image whose small thumbnail matches an e
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import subprocess
 import sys
