@@ -72,7 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a small network on clean images (synthetic degradations)")
     train.add_argument("--task", required=True, help="denoise, deblur, jpeg, sr2, sr3, sr4 or oldfilm")
-    train.add_argument("--arch", default="compact", help="compact (default), esrgan, or nafnet (×1 tasks)")
+    train.add_argument("--arch", help="compact (default), esrgan, or nafnet (×1 tasks); with --init, the file's")
+    train.add_argument("--init", metavar="WEIGHTS", help="fine-tune these weights (a file or a model name from "
+                       "`streamrestore models`) instead of training fresh ones; the architecture is detected")
+    train.add_argument("--resize", default="area", choices=("area", "bicubic"),
+                       help="downscaling kernel of the sr tasks and oldfilm: area (default) or bicubic "
+                            "(MATLAB's antialiased imresize, the one SR benchmarks use)")
     train.add_argument("--data", required=True, metavar="FOLDER", help="clean images; some held back for validation")
     train.add_argument("--steps", type=int, required=True, help="schedule length (cosine decay over exactly this)")
     train.add_argument("--out", required=True, metavar="DIR", help="checkpoint.pt and exported TASK-ARCH.safetensors")
@@ -289,10 +294,11 @@ def run_train(args: argparse.Namespace) -> int:
     """Train, validate and export (streamrestore.training.loop); a finished run prints the weights' path."""
     from .training.loop import TrainConfig, train
 
-    config = TrainConfig(task=args.task, arch=args.arch, data=args.data, out=args.out, steps=args.steps,
-                         batch=args.batch, patch=args.patch, lr=args.lr, loss=args.loss, features=args.features,
-                         blocks=args.blocks, seed=args.seed, val_every=args.val_every, resume=args.resume,
-                         stop_after=args.stop_after, device=args.device)  # fmt: skip
+    config = TrainConfig(task=args.task, arch=args.arch, init=args.init, resize=args.resize, data=args.data,
+                         out=args.out, steps=args.steps, batch=args.batch, patch=args.patch, lr=args.lr,
+                         loss=args.loss, features=args.features, blocks=args.blocks, seed=args.seed,
+                         val_every=args.val_every, resume=args.resume, stop_after=args.stop_after,
+                         device=args.device)  # fmt: skip
     result = train(config, progress=not args.quiet)
     if result.weights is not None:
         print(f"wrote {result.weights} (EMA weights; use with --chain model:model={result.weights})", file=sys.stderr)

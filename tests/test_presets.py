@@ -109,13 +109,14 @@ def test_default_aliases_point_at_packaged_networks_and_repeat() -> None:
         ("sr4", "model"), ("sr4", "model"), ("sr2", "model"), ("jpeg", "model"), ("denoise", "model"),
         ("nlm", "nlm-denoise"), ("tdenoise", "nlm-temporal")]
     assert chain[0].stage.settings["model"] == "waifu2x-upconv7-photo-x2"  # ×2 twice: the measured best ×4 on CPU
+    assert chain[2].stage.settings["model"] == "sr2-upconv7"  # ours: the packaged UpConv7, fine-tuned
     # Our own denoiser everywhere: photo and anime, CPU and GPU.
     for content in ("photo", "anime"):
         for accelerated in (False, True):
             built = build_chain(parse_chain("denoise"), Registry(content=content, accelerated=accelerated))
             assert [c.stage.settings["model"] for c in built] == ["denoise-nafnet16"], (content, accelerated)
     gpu = build_chain(parse_chain("sr2"), Registry(accelerated=True))
-    assert gpu[0].stage.settings["model"] == "waifu2x-cunet-x2"
+    assert gpu[0].stage.settings["model"] == "sr2-cunet"  # ours, fine-tuned from waifu2x's CUNet
     anime = build_chain(parse_chain("sr4"), Registry(content="anime", accelerated=False))
     assert [c.stage.settings["model"] for c in anime] == ["realesr-animevideov3-x4"]
     # A user's own weights replace the alias's network and are applied once, at the alias's scale.

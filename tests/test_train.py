@@ -17,7 +17,7 @@ import torch
 from streamrestore.cli import main
 from streamrestore.errors import ConfigError
 from streamrestore.training.data import Patches, excluded_digests, sha256_file, split_folder
-from streamrestore.training.degrade import TASKS, degrade, matlab_imresize, scale_of
+from streamrestore.training.degrade import TASKS, Settings, degrade, matlab_imresize, scale_of
 from streamrestore.training.loop import TrainConfig, train
 
 import skimage.data as skdata  # noqa: E402  (a test dependency: the [test] extra)
@@ -81,6 +81,14 @@ def test_matlab_bicubic_keeps_a_flat_image_flat_and_halves_a_ramp():
     half = matlab_imresize(ramp, (2, 8))
     # Away from the mirrored edges, an output pixel is the mean of the two inputs it covers.
     assert np.allclose(half[0, 2:6, 0], [4.5, 6.5, 8.5, 10.5])
+
+
+def test_bicubic_resize_setting_is_matlab_imresize():
+    clean = skdata.immunohistochemistry()[100:196, 200:296]
+    bicubic = degrade(clean, "sr4", 0, Settings(resize="bicubic"))
+    expected = np.clip(np.round(matlab_imresize(clean.astype(np.float32), (24, 24))), 0, 255)
+    assert np.abs(bicubic.astype(int) - expected.astype(int)).max() <= 1
+    assert not np.array_equal(bicubic, degrade(clean, "sr4", 0))  # the default, area, differs
 
 
 def test_sr_patch_must_be_a_multiple_of_the_scale():
@@ -172,6 +180,74 @@ def test_exported_weights_are_detected_by_the_model_stage(straight):
     # but it must not be garbage.
     reference = cv2.resize(image, (140, 100), interpolation=cv2.INTER_CUBIC).astype(float)
     assert np.abs(restored.astype(float) - reference).mean() < 40
+
+
+# --- fine-tuning (--init) -------------------------------------------------------------------------------
+
+
+def test_fine_tuning_starts_from_the_init_weights(straight, photos, tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    torch.set_num_threads(2)
+    # With a vanishing learning rate the run must hand back the weights it started from.
+    tuned = train(_config(photos, tmp_path, arch=None, init=str(straight.weights), steps=10, lr=1e-12), progress=False)
+    assert tuned.weights.name == "sr2-compact.safetensors"
+    start, end = load_file(straight.weights), load_file(tuned.weights)
+    assert start.keys() == end.keys() and all(torch.allclose(start[k], end[k], atol=1e-6) for k in start)
+    assert tuned.validation[-1][1] == pytest.approx(straight.validation[-1][1], abs=0.01)
+    # The same first batch as the straight run (same seed), on trained weights instead of fresh ones.
+    assert tuned.losses[0] < 0.8 * straight.losses[0]
+    with safe_open(str(tuned.weights), framework="pt") as handle:
+        assert handle.metadata()["streamrestore.train.init"] == str(straight.weights)
+
+
+def test_fine_tuning_pads_waifu2x_networks_as_at_inference(photos, tmp_path):
+    from safetensors.torch import save_file
+
+    from streamrestore.archs.waifu2x import UpConv7
+    from streamrestore.training.loop import training_call
+    from streamrestore_plugins.neural import load_network
+
+    torch.manual_seed(0)
+    small = UpConv7(widths=(4, 4, 8, 8, 8, 8))  # the packaged one has the same layers, wider
+    init = tmp_path / "upconv7.safetensors"
+    save_file({k: v.contiguous() for k, v in small.state_dict().items()}, str(init))
+    # Training calls it as the model stage does: padded by the 7 px it eats, replicating edge pixels.
+    x = torch.rand(1, 3, 21, 30)
+    with torch.no_grad():
+        assert torch.allclose(training_call(small)(x).clamp(0, 1), load_network(init)(x), atol=1e-6)
+    tuned = train(_config(photos, tmp_path / "run", arch=None, init=str(init), steps=6, val_every=3, resize="bicubic"),
+                  progress=False)  # fmt: skip
+    assert tuned.weights.name == "sr2-upconv7.safetensors"
+    assert len(tuned.losses) == 6 and all(np.isfinite(tuned.losses))
+    assert load_network(tuned.weights).architecture.id == "UpConv7"
+
+
+def test_fine_tuning_a_waifu2x_cunet_keeps_its_marker_and_its_padding(tmp_path):
+    from safetensors.torch import save_file
+
+    from streamrestore.archs.cunet import WAIFU2X_MARKER
+    from streamrestore.archs.waifu2x import CUNet
+    from streamrestore.training.loop import export, initial_network
+    from streamrestore_plugins.neural import load_network
+
+    # Without its marker a waifu2x CUNet ×2 reads as a Real-CUGAN ×2 (spandrel's), which pads by reflecting.
+    state = {**CUNet(2).state_dict(), WAIFU2X_MARKER: torch.zeros(1)}
+    init = tmp_path / "cunet.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(init))
+    config = TrainConfig(task="sr2", data=str(tmp_path), out=str(tmp_path), init=str(init))
+    start = initial_network(config, 2)
+    assert start.arch == "cunet" and WAIFU2X_MARKER in start.markers
+    exported = load_network(export(start.network, tmp_path / "tuned.safetensors", config, start))
+    assert exported.architecture.id == "CUNet" and exported.model.pad_mode == "replicate"
+
+
+def test_fine_tuning_refuses_a_network_of_another_scale_or_arch(straight, photos, tmp_path):
+    with pytest.raises(ConfigError, match="×2 Compact network"):
+        train(_config(photos, tmp_path, task="sr4", arch=None, init=str(straight.weights)), progress=False)
+    with pytest.raises(ConfigError, match="not --arch esrgan"):
+        train(_config(photos, tmp_path, arch="esrgan", init=str(straight.weights)), progress=False)
 
 
 def test_cli_trains_and_exports(photos, tmp_path, capsys):

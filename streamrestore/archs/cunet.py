@@ -50,8 +50,8 @@ class CUNetArch(Architecture[CUNet]):
         scale = 1 if _is_x1(state_dict) else 2
         in_channels = state_dict["unet1.conv1.conv.0.weight"].shape[1]
         out_channels = state_dict["unet2.conv_bottom.weight"].shape[0]
-        model = CUNet(scale, in_channels, out_channels, se=se)
         mode = "replicate" if waifu2x else "reflect"
+        model = CUNet(scale, in_channels, out_channels, se=se, pad_mode=mode)
         return ImageModelDescriptor(
             model,
             state_dict,

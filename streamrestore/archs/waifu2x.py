@@ -29,6 +29,7 @@ class UpConv7(nn.Module):
     scale = 2
     border = 7  # 6 convs eat 1 px each; the deconv's padding 3 eats the 7th (in input pixels)
     size_multiple = 1
+    pad_mode = "replicate"  # as waifu2x pads
 
     def __init__(self, in_channels: int = 3, out_channels: int = 3,
                  widths: tuple[int, ...] = (16, 32, 64, 128, 128, 256)) -> None:
@@ -127,16 +128,19 @@ class CUNet(nn.Module):
     """waifu2x CUNet: UNet1 then UNet2, summed with UNet1's output (cropped by 20 px).
 
     x1 (denoise only) eats 28 px per side and needs its input to be a multiple of 4;
-    x2 eats 18 px per side (at input resolution) and needs a multiple of 2.
+    x2 eats 18 px per side (at input resolution) and needs a multiple of 2. waifu2x pads by replicating
+    edge pixels, Real-CUGAN by reflecting them (``pad_mode``).
     """
 
-    def __init__(self, scale: int = 1, in_channels: int = 3, out_channels: int = 3, se: bool = True):
+    def __init__(self, scale: int = 1, in_channels: int = 3, out_channels: int = 3, se: bool = True,
+                 pad_mode: str = "replicate") -> None:  # fmt: skip
         super().__init__()
         if scale not in (1, 2):
             raise ValueError(f"CUNet scale must be 1 or 2, not {scale}")
         self.scale = scale
         self.border = 28 if scale == 1 else 18
         self.size_multiple = 4 if scale == 1 else 2
+        self.pad_mode = pad_mode
         self.unet1 = UNet1(in_channels, out_channels, deconv=scale == 2, se=se)
         self.unet2 = UNet2(out_channels, out_channels, se=se)
 
@@ -145,14 +149,14 @@ class CUNet(nn.Module):
         return self.unet2(x) + _crop(x, 20)
 
 
-def run_padded(net: UpConv7 | CUNet, x: torch.Tensor, mode: str = "replicate") -> torch.Tensor:
+def run_padded(net: UpConv7 | CUNet, x: torch.Tensor, mode: str | None = None) -> torch.Tensor:
     """``net`` on ``x`` padded the way the ncnn wrappers pad it; returns ``scale`` × the input size.
 
     The pad is the border the network eats, plus bottom/right up to its size multiple, all in ``mode``
-    (waifu2x replicates edge pixels, Real-CUGAN reflects). Padded once only: CUNet's SE blocks average
+    (waifu2x replicates edge pixels, Real-CUGAN reflects; default: the network's ``pad_mode``). Padded once only: CUNet's SE blocks average
     over the whole map, so a second border (say, the caller's) would change every output pixel.
     """
     h, w = x.shape[-2:]
     b, m = net.border, net.size_multiple
-    y = net(F.pad(x, (b, b + (-w) % m, b, b + (-h) % m), mode=mode))
+    y = net(F.pad(x, (b, b + (-w) % m, b, b + (-h) % m), mode=mode or net.pad_mode))
     return y[..., : h * net.scale, : w * net.scale]

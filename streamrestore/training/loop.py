@@ -6,6 +6,8 @@ optimizer, scheduler, EMA weights, AMP scaler, torch RNG state and loss history,
 the same run bit for bit: stopping at step N (``stop_after``, or Ctrl-C after a checkpoint) and resuming
 gives the losses and weights an uninterrupted run gives. A resume with different settings is refused.
 
+A run starts from fresh weights of ``arch``, or fine-tunes ``init``: any weights file or model name the
+``model`` stage loads (its architecture detected, its scale the task's), e.g. a packaged waifu2x network.
 The exported file is the EMA weights as safetensors, in the architecture's official key layout, so the
 ``model`` stage detects it: ``restore_image(img, "model:model=DIR/sr2-compact.safetensors")``.
 AMP (bf16 where supported, else fp16 with loss scaling) is used on CUDA only; the CPU trains in fp32.
@@ -14,14 +16,17 @@ AMP (bf16 where supported, else fp16 with loss scaling) is used on CUDA only; th
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import os
 import sys
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from spandrel import SizeRequirements
 
 from streamrestore.errors import ConfigError
 
@@ -32,7 +37,7 @@ ARCHS = ("compact", "esrgan", "nafnet")
 LOSSES = ("l1", "charbonnier")
 # Settings that shape the run: a resume must match them exactly, or it would not be the same run.
 _RUN_KEYS = ("task", "arch", "steps", "batch", "patch", "lr", "seed", "loss", "ema_decay", "features", "blocks",
-             "val_fraction")  # fmt: skip
+             "val_fraction", "init", "resize")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,9 @@ class TrainConfig:
     task: str
     data: str
     out: str
-    arch: str = "compact"
+    arch: str | None = None  # None: compact, or the architecture of init
+    init: str | None = None  # weights (a path or a model name) to fine-tune instead of fresh ones
+    resize: str = "area"  # the downscaling kernel of sr2/sr3/sr4 and oldfilm: area or bicubic (MATLAB's)
     steps: int = 1000
     batch: int = 8
     patch: int = 64  # clean (target) patch side; the input is patch / scale
@@ -88,6 +95,76 @@ def build_network(arch: str, scale: int, features: int, blocks: int) -> torch.nn
     raise ConfigError(f"unknown --arch {arch!r} (known: {', '.join(ARCHS)})")
 
 
+@dataclass
+class InitialNetwork:
+    """What a run starts from, and what of its weights file the export keeps."""
+
+    network: torch.nn.Module
+    arch: str  # lower case: "compact", "nafnet", "cunet", …
+    size_requirements: SizeRequirements | None = None  # the input sizes the network takes (None: any)
+    half: bool = True  # fp16 autocast allowed
+    bfloat16: bool = True
+    markers: dict[str, torch.Tensor] = field(default_factory=dict)  # weight-less keys the loader reads
+    metadata: dict[str, str] = field(default_factory=dict)  # how the stage pads it (border, mode)
+    digest: str = ""  # sha256 of the weights file
+
+
+def initial_network(config: TrainConfig, scale: int) -> InitialNetwork:
+    """Fresh weights of ``config.arch``, or the network in ``config.init`` (checked against the task's scale)."""
+    if config.init is None:
+        arch = config.arch or "compact"
+        return InitialNetwork(build_network(arch, scale, config.features, config.blocks), arch)
+    from safetensors import safe_open
+
+    from streamrestore.archs.cunet import WAIFU2X_MARKER
+    from streamrestore.weights import BORDER_KEY, BORDER_MODE_KEY, resolve_weights, sha256_file
+    from streamrestore_plugins.neural import load_network
+
+    path = resolve_weights(config.init)
+    descriptor = load_network(path)
+    arch = descriptor.architecture.id
+    if config.arch is not None and config.arch.lower() != arch.lower():
+        raise ConfigError(f"--init {config.init} is a {arch} network, not --arch {config.arch}")
+    if descriptor.scale != scale or descriptor.input_channels != 3:
+        raise ConfigError(f"--init {config.init} is a ×{descriptor.scale} {arch} network with "
+                          f"{descriptor.input_channels} input channel(s); --task {config.task} needs ×{scale} RGB")
+    # Weight-less keys that tell the loader how to run the network: a waifu2x CUNet's marker (else it reads as
+    # a Real-CUGAN, which pads differently) and a Real-CUGAN "pro"'s. The model's own state dict drops them.
+    markers, metadata = {}, {}
+    if path.suffix == ".safetensors":
+        with safe_open(str(path), framework="pt") as handle:
+            markers = {key: handle.get_tensor(key) for key in (WAIFU2X_MARKER, "pro") if key in handle.keys()}
+            metadata = {key: value for key, value in (handle.metadata() or {}).items()
+                        if key in (BORDER_KEY, BORDER_MODE_KEY)}  # fmt: skip
+    return InitialNetwork(descriptor.model, arch.lower(), descriptor.size_requirements, descriptor.supports_half,
+                          descriptor.supports_bfloat16, markers, metadata, sha256_file(path))  # fmt: skip
+
+
+def training_call(network: torch.nn.Module, requirements: SizeRequirements | None = None
+                  ) -> Callable[[torch.Tensor], torch.Tensor]:  # fmt: skip
+    """``network`` as a function of an input patch, padded as the model stage pads it: to the sizes the
+    network takes (bottom/right, cropped after), and waifu2x's unpadded networks by their border."""
+    from streamrestore.archs.waifu2x import CUNet, UpConv7, run_padded
+
+    run = functools.partial(run_padded, network) if isinstance(network, (UpConv7, CUNet)) else network
+    if requirements is None:
+        return run
+
+    def padded(x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        pad_w, pad_h = requirements.get_padding(width, height)
+        if not (pad_w or pad_h):
+            return run(x)
+        reflect_w, reflect_h = min(pad_w, width - 1), min(pad_h, height - 1)  # reflection needs the pixels
+        x = F.pad(F.pad(x, (0, reflect_w, 0, reflect_h), "reflect"), (0, pad_w - reflect_w, 0, pad_h - reflect_h),
+                  "replicate")  # fmt: skip
+        out = run(x)
+        factor = out.shape[-1] // x.shape[-1]
+        return out[..., : height * factor, : width * factor]
+
+    return padded
+
+
 def charbonnier(out: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
     return torch.sqrt((out - target) ** 2 + eps * eps).mean()
 
@@ -114,12 +191,15 @@ def ssim(out: torch.Tensor, target: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def validate(network: torch.nn.Module, pairs: list, scale: int, device: torch.device) -> tuple[float, float]:
+def validate(network: torch.nn.Module, pairs: list, scale: int, device: torch.device,
+             call: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[float, float]:  # fmt: skip
     """PSNR and SSIM of 8-bit outputs on the held-back pairs, ``scale`` pixels cropped at each edge."""
+    call = call or network
     network.eval()
     scores = []
     for lq, gt in pairs:
-        out = (network(lq.to(device)).float().clamp(0, 1) * 255).round() / 255
+        # A private copy: some networks (RCAN) scale their input in place, and the pairs are used again.
+        out = (call(lq.to(device).clone()).float().clamp(0, 1) * 255).round() / 255
         out, gt = out[..., scale:-scale, scale:-scale], gt.to(device)[..., scale:-scale, scale:-scale]
         scores.append((psnr(out, gt), ssim(out, gt)))
     network.train()
@@ -137,16 +217,25 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
     device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     out_dir = Path(config.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    data = Patches(split_folder(config.data, config.val_fraction), config.task, config.patch, config.seed, Settings())
+    if config.resize not in ("area", "bicubic"):
+        raise ConfigError(f"unknown --resize {config.resize!r} (known: area, bicubic)")
+    data = Patches(split_folder(config.data, config.val_fraction), config.task, config.patch, config.seed,
+                   Settings(resize=config.resize))  # fmt: skip
 
     torch.manual_seed(config.seed)
-    network = build_network(config.arch, scale, config.features, config.blocks).to(device)
+    start = initial_network(config, scale)
+    config = replace(config, arch=start.arch)  # what the checkpoint and the export record
+    network = start.network.to(device).train()
     ema = copy.deepcopy(network).requires_grad_(False)
+    call, ema_call = training_call(network, start.size_requirements), training_call(ema, start.size_requirements)
     optimizer = torch.optim.Adam(network.parameters(), lr=config.lr, betas=(0.9, 0.99))
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps, eta_min=config.lr * 0.01)
     amp_dtype = None
-    if device.type == "cuda":
-        amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cuda":  # bf16 where the GPU and the network take it, else fp16 where the network does
+        if start.bfloat16 and torch.cuda.is_bf16_supported():
+            amp_dtype = torch.bfloat16
+        elif start.half:
+            amp_dtype = torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     loss_fn = F.l1_loss if config.loss == "l1" else charbonnier
     result = TrainResult(step=0)
@@ -157,7 +246,10 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
             raise ConfigError(f"--resume: no checkpoint at {checkpoint_path}")
         state = torch.load(checkpoint_path, map_location=device, weights_only=True)
         ours = {key: asdict(config)[key] for key in _RUN_KEYS}
-        changed = [f"{k}: {state['config'][k]!r} → {ours[k]!r}" for k in _RUN_KEYS if state["config"][k] != ours[k]]
+        # A key newer than the checkpoint had the value its default has now.
+        defaults = {f.name: f.default for f in fields(TrainConfig)}
+        theirs = {key: state["config"].get(key, defaults[key]) for key in _RUN_KEYS}
+        changed = [f"{k}: {theirs[k]!r} → {ours[k]!r}" for k in _RUN_KEYS if theirs[k] != ours[k]]
         if changed:
             raise ConfigError(f"--resume with different settings than the checkpoint ({'; '.join(changed)})")
         network.load_state_dict(state["network"])
@@ -190,7 +282,7 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
         while result.step < end:
             lq, gt = (t.to(device, non_blocking=True) for t in data.batch(result.step, config.batch))
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                out = network(lq)
+                out = call(lq)
             loss = loss_fn(out.float(), gt)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -209,7 +301,7 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
             result.step += 1
             postfix = {"loss": f"{sum(result.losses[-20:]) / len(result.losses[-20:]):.4f}"}
             if result.step % config.val_every == 0 or result.step == config.steps:
-                value, structure = validate(ema, data.validation, scale, device)
+                value, structure = validate(ema, data.validation, scale, device, ema_call)
                 result.validation.append((result.step, value, structure))
                 bar.write(f"step {result.step}: validation PSNR {value:.2f} dB, SSIM {structure:.4f} (EMA)")
                 save_checkpoint()
@@ -222,16 +314,25 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
     if result.step % config.val_every and result.step < config.steps:
         save_checkpoint()  # stopped between validations (stop_after)
     if result.step == config.steps:
-        result.weights = export(ema, out_dir / f"{config.task}-{config.arch}.safetensors", config)
+        path = out_dir / f"{config.task}-{config.arch.lower()}.safetensors"
+        result.weights = export(ema, path, config, start)
     return result
 
 
-def export(network: torch.nn.Module, path: Path, config: TrainConfig) -> Path:
-    """The weights as float32 safetensors, with what made them in the metadata."""
+def export(network: torch.nn.Module, path: Path, config: TrainConfig, start: InitialNetwork | None = None) -> Path:
+    """The weights as safetensors (floats in float32), with what made them in the metadata; a fine-tuned
+    network keeps its init file's loader markers and padding metadata."""
     from safetensors.torch import save_file
 
-    tensors = {key: value.detach().float().cpu().contiguous() for key, value in network.state_dict().items()}
+    tensors = {key: (value.float() if value.is_floating_point() else value).detach().cpu().contiguous()
+               for key, value in network.state_dict().items()}  # fmt: skip
+    shaped_by_init = ("features", "blocks") if config.init else ()  # the init file's network has its own shape
     metadata = {f"streamrestore.train.{key}": str(value) for key, value in asdict(config).items()
-                if key in _RUN_KEYS}  # fmt: skip
+                if key in _RUN_KEYS and key not in shaped_by_init}  # fmt: skip
+    if start is not None:
+        tensors.update({key: value.contiguous() for key, value in start.markers.items()})
+        metadata.update(start.metadata)
+        if start.digest:
+            metadata["streamrestore.train.init_sha256"] = start.digest
     save_file(tensors, str(path), metadata=metadata)
     return path
