@@ -182,6 +182,25 @@ def test_exported_weights_are_detected_by_the_model_stage(straight):
     assert np.abs(restored.astype(float) - reference).mean() < 40
 
 
+@pytest.mark.parametrize(("task", "arch", "detected"), [("sr2", "swinir", "SwinIR"), ("denoise", "esrgan", "ESRGAN")])
+def test_other_architectures_train_and_export_what_the_loader_detects(photos, tmp_path, task, arch, detected):
+    from streamrestore_plugins.neural import load_network
+
+    torch.set_num_threads(2)
+    run = train(_config(photos, tmp_path, task=task, arch=arch, features=12, blocks=1, steps=3, batch=2,
+                        val_every=3), progress=False)  # fmt: skip
+    assert len(run.losses) == 3 and all(np.isfinite(run.losses)) and run.validation
+    descriptor = load_network(run.weights)
+    assert descriptor.architecture.id == detected and descriptor.scale == scale_of(task)
+
+
+def test_a_fresh_network_the_loader_would_misread_is_refused_before_training(photos, tmp_path):
+    with pytest.raises(ConfigError, match="divisible by 6"):
+        train(_config(photos, tmp_path, arch="swinir", features=8), progress=False)
+    with pytest.raises(ConfigError, match="unknown --arch 'unet'"):
+        train(_config(photos, tmp_path, arch="unet"), progress=False)
+
+
 # --- fine-tuning (--init) -------------------------------------------------------------------------------
 
 

@@ -33,7 +33,7 @@ from streamrestore.errors import ConfigError
 from .data import Patches, split_folder
 from .degrade import Settings, scale_of
 
-ARCHS = ("compact", "esrgan", "nafnet")
+ARCHS = ("compact", "esrgan", "nafnet", "swinir")
 LOSSES = ("l1", "charbonnier")
 # Settings that shape the run: a resume must match them exactly, or it would not be the same run.
 _RUN_KEYS = ("task", "arch", "steps", "batch", "patch", "lr", "seed", "loss", "ema_decay", "features", "blocks",
@@ -92,6 +92,17 @@ def build_network(arch: str, scale: int, features: int, blocks: int) -> torch.nn
         # NAFNet's shape (deeper at the coarse levels, where a block costs least), narrowed for small budgets.
         return NAFNet(img_channel=3, width=features, middle_blk_num=blocks, enc_blk_nums=[1, 1, 2, 4],
                       dec_blk_nums=[1, 1, 1, 1])  # fmt: skip
+    if arch == "swinir":
+        from spandrel.architectures.SwinIR import SwinIR
+
+        heads = 6
+        if features % heads:
+            raise ConfigError(f"--arch swinir needs --features divisible by {heads} (SwinIR-light: 60), not {features}")
+        # SwinIR-light's shape (Liang et al. 2021): window 8, MLP ratio 2, one-step pixel-shuffle upsampler;
+        # --blocks residual Swin groups of six layers each. At ×1 the denoising layout (no upsampler).
+        return SwinIR(upscale=scale, img_size=64, window_size=8, img_range=1.0, embed_dim=features,
+                      depths=[6] * blocks, num_heads=[heads] * blocks, mlp_ratio=2.0,
+                      upsampler="pixelshuffledirect" if scale > 1 else "", resi_connection="1conv")  # fmt: skip
     raise ConfigError(f"unknown --arch {arch!r} (known: {', '.join(ARCHS)})")
 
 
@@ -113,7 +124,7 @@ def initial_network(config: TrainConfig, scale: int) -> InitialNetwork:
     """Fresh weights of ``config.arch``, or the network in ``config.init`` (checked against the task's scale)."""
     if config.init is None:
         arch = config.arch or "compact"
-        return InitialNetwork(build_network(arch, scale, config.features, config.blocks), arch)
+        return _as_loaded(build_network(arch, scale, config.features, config.blocks), arch, scale)
     from safetensors import safe_open
 
     from streamrestore.archs.cunet import WAIFU2X_MARKER
@@ -138,6 +149,25 @@ def initial_network(config: TrainConfig, scale: int) -> InitialNetwork:
                         if key in (BORDER_KEY, BORDER_MODE_KEY)}  # fmt: skip
     return InitialNetwork(descriptor.model, arch.lower(), descriptor.size_requirements, descriptor.supports_half,
                           descriptor.supports_bfloat16, markers, metadata, sha256_file(path))  # fmt: skip
+
+
+def _as_loaded(network: torch.nn.Module, arch: str, scale: int) -> InitialNetwork:
+    """A fresh ``network`` read back by the loader, as its export will be: that its weights are detected as
+    ``arch`` at ``scale`` is checked before training, and the loader says how it is called (sizes, fp16)."""
+    import spandrel
+
+    from streamrestore.archs import register_architectures
+
+    register_architectures()
+    try:
+        descriptor = spandrel.ModelLoader("cpu").load_from_state_dict(dict(network.state_dict()))
+    except spandrel.UnsupportedModelError as error:
+        raise ConfigError(f"a fresh --arch {arch} network is not detected by the loader") from error
+    if descriptor.architecture.id.lower() != arch or descriptor.scale != scale:
+        raise ConfigError(f"a fresh --arch {arch} ×{scale} reads back as {descriptor.architecture.id} "
+                          f"×{descriptor.scale}")  # fmt: skip
+    return InitialNetwork(descriptor.model, arch, descriptor.size_requirements, descriptor.supports_half,
+                          descriptor.supports_bfloat16)  # fmt: skip
 
 
 def training_call(network: torch.nn.Module, requirements: SizeRequirements | None = None
