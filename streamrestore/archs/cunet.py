@@ -10,8 +10,6 @@ or one without SE blocks is unambiguous and needs no marker.
 
 from __future__ import annotations
 
-import functools
-
 from spandrel import Architecture, ImageModelDescriptor, ModelTiling, SizeRequirements, StateDict
 
 from .waifu2x import CUNet, run_padded
@@ -68,5 +66,5 @@ class CUNetArch(Architecture[CUNet]):
             size_requirements=SizeRequirements(minimum=model.border + 1 if mode == "reflect" else 0),
             # SE blocks weigh channels by a whole-tile average: tiles work, but each sees its own.
             tiling=ModelTiling.DISCOURAGED if se else ModelTiling.SUPPORTED,
-            call_fn=functools.partial(run_padded, mode=mode),
+            call_fn=run_padded,  # in the network's pad_mode
         )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-
 from spandrel import Architecture, ImageModelDescriptor, StateDict
 
 from .waifu2x import UpConv7, run_padded
@@ -38,5 +36,5 @@ class UpConv7Arch(Architecture[UpConv7]):
             output_channels=out_channels,
             # Unpadded convolutions: the call pads by the 7 px the network eats, replicating edge pixels
             # as waifu2x does, so that any size goes in and ×2 comes out.
-            call_fn=functools.partial(run_padded, mode="replicate"),
+            call_fn=run_padded,
         )

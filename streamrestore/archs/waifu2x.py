@@ -149,14 +149,14 @@ class CUNet(nn.Module):
         return self.unet2(x) + _crop(x, 20)
 
 
-def run_padded(net: UpConv7 | CUNet, x: torch.Tensor, mode: str | None = None) -> torch.Tensor:
+def run_padded(net: UpConv7 | CUNet, x: torch.Tensor) -> torch.Tensor:
     """``net`` on ``x`` padded the way the ncnn wrappers pad it; returns ``scale`` × the input size.
 
-    The pad is the border the network eats, plus bottom/right up to its size multiple, all in ``mode``
-    (waifu2x replicates edge pixels, Real-CUGAN reflects; default: the network's ``pad_mode``). Padded once only: CUNet's SE blocks average
-    over the whole map, so a second border (say, the caller's) would change every output pixel.
+    The pad is the border the network eats, plus bottom/right up to its size multiple, all in the
+    network's ``pad_mode`` (waifu2x replicates edge pixels, Real-CUGAN reflects). Padded once only: CUNet's
+    SE blocks average over the whole map, so a second border (say, the caller's) would change every output pixel.
     """
     h, w = x.shape[-2:]
     b, m = net.border, net.size_multiple
-    y = net(F.pad(x, (b, b + (-w) % m, b, b + (-h) % m), mode=mode or net.pad_mode))
+    y = net(F.pad(x, (b, b + (-w) % m, b, b + (-h) % m), mode=net.pad_mode))
     return y[..., : h * net.scale, : w * net.scale]

@@ -33,6 +33,7 @@ from streamrestore.errors import ConfigError
 
 SCALES = {"denoise": 1, "deblur": 1, "jpeg": 1, "sr2": 2, "sr3": 3, "sr4": 4, "oldfilm": 4}
 TASKS = tuple(SCALES)
+RESIZE_METHODS = ("area", "bicubic")  # OpenCV's area filter; MATLAB's antialiased bicubic imresize
 
 
 @dataclass(frozen=True)
@@ -212,7 +213,7 @@ def resize(image: np.ndarray, size: tuple[int, int], method: str = "area") -> np
         return cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_AREA)
     if method == "bicubic":
         return matlab_imresize(image, size).astype(np.float32)
-    raise ConfigError(f"unknown resize method {method!r} (area or bicubic)")
+    raise ConfigError(f"unknown resize method {method!r} (known: {', '.join(RESIZE_METHODS)})")
 
 
 def _cubic(x: np.ndarray) -> np.ndarray:

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
+import spandrel
 import torch
 import torch.nn.functional as F
 from spandrel import SizeRequirements
@@ -31,7 +32,7 @@ from spandrel import SizeRequirements
 from streamrestore.errors import ConfigError
 
 from .data import Patches, split_folder
-from .degrade import Settings, scale_of
+from .degrade import RESIZE_METHODS, Settings, scale_of
 
 ARCHS = ("compact", "esrgan", "nafnet", "swinir")
 LOSSES = ("l1", "charbonnier")
@@ -112,12 +113,18 @@ class InitialNetwork:
 
     network: torch.nn.Module
     arch: str  # lower case: "compact", "nafnet", "cunet", …
-    size_requirements: SizeRequirements | None = None  # the input sizes the network takes (None: any)
-    half: bool = True  # fp16 autocast allowed
-    bfloat16: bool = True
+    size_requirements: SizeRequirements  # the input sizes the network takes
+    half: bool  # fp16 autocast allowed
+    bfloat16: bool
     markers: dict[str, torch.Tensor] = field(default_factory=dict)  # weight-less keys the loader reads
     metadata: dict[str, str] = field(default_factory=dict)  # how the stage pads it (border, mode)
     digest: str = ""  # sha256 of the weights file
+
+    @classmethod
+    def read(cls, descriptor: spandrel.ImageModelDescriptor, **from_file) -> InitialNetwork:
+        """The network of ``descriptor``, with what the loader says about calling it."""
+        return cls(descriptor.model, descriptor.architecture.id.lower(), descriptor.size_requirements,
+                   descriptor.supports_half, descriptor.supports_bfloat16, **from_file)  # fmt: skip
 
 
 def initial_network(config: TrainConfig, scale: int) -> InitialNetwork:
@@ -147,15 +154,12 @@ def initial_network(config: TrainConfig, scale: int) -> InitialNetwork:
             markers = {key: handle.get_tensor(key) for key in (WAIFU2X_MARKER, "pro") if key in handle.keys()}
             metadata = {key: value for key, value in (handle.metadata() or {}).items()
                         if key in (BORDER_KEY, BORDER_MODE_KEY)}  # fmt: skip
-    return InitialNetwork(descriptor.model, arch.lower(), descriptor.size_requirements, descriptor.supports_half,
-                          descriptor.supports_bfloat16, markers, metadata, sha256_file(path))  # fmt: skip
+    return InitialNetwork.read(descriptor, markers=markers, metadata=metadata, digest=sha256_file(path))
 
 
 def _as_loaded(network: torch.nn.Module, arch: str, scale: int) -> InitialNetwork:
     """A fresh ``network`` read back by the loader, as its export will be: that its weights are detected as
     ``arch`` at ``scale`` is checked before training, and the loader says how it is called (sizes, fp16)."""
-    import spandrel
-
     from streamrestore.archs import register_architectures
 
     register_architectures()
@@ -166,8 +170,7 @@ def _as_loaded(network: torch.nn.Module, arch: str, scale: int) -> InitialNetwor
     if descriptor.architecture.id.lower() != arch or descriptor.scale != scale:
         raise ConfigError(f"a fresh --arch {arch} ×{scale} reads back as {descriptor.architecture.id} "
                           f"×{descriptor.scale}")  # fmt: skip
-    return InitialNetwork(descriptor.model, arch, descriptor.size_requirements, descriptor.supports_half,
-                          descriptor.supports_bfloat16)  # fmt: skip
+    return InitialNetwork.read(descriptor)
 
 
 def training_call(network: torch.nn.Module, requirements: SizeRequirements | None = None
@@ -247,8 +250,8 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
     device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     out_dir = Path(config.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if config.resize not in ("area", "bicubic"):
-        raise ConfigError(f"unknown --resize {config.resize!r} (known: area, bicubic)")
+    if config.resize not in RESIZE_METHODS:  # checked here too: oldfilm and sr only meet it on the first patch
+        raise ConfigError(f"unknown --resize {config.resize!r} (known: {', '.join(RESIZE_METHODS)})")
     data = Patches(split_folder(config.data, config.val_fraction), config.task, config.patch, config.seed,
                    Settings(resize=config.resize))  # fmt: skip
 
@@ -344,8 +347,7 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
     if result.step % config.val_every and result.step < config.steps:
         save_checkpoint()  # stopped between validations (stop_after)
     if result.step == config.steps:
-        path = out_dir / f"{config.task}-{config.arch.lower()}.safetensors"
-        result.weights = export(ema, path, config, start)
+        result.weights = export(ema, out_dir / f"{config.task}-{config.arch}.safetensors", config, start)
     return result
 
 
