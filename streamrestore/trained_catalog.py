@@ -53,8 +53,8 @@ _SHIPPED: list[Shipped] = [
     Shipped("sr2-upconv7", "sr2-upconv7.safetensors",
             "09e885b5899e6c15d7a0b99ff95ba6ccd655a8ac96df3e8f5e3b315ce59e4005", "UpConv7", 2, "sr",
             "fast fidelity ×2 for photos: waifu2x UpConv7 fine-tuned on bicubic downscales (0.55 M)", _FROM_WAIFU2X),
-    # Not a default: 29.39 dB on the kit's ×4 task, below UpConv7 ×2 twice (29.53) but at 0.34 s a frame
-    # against 0.83 on the CPU; the fast fidelity ×4. README, model cards.
+    # Not a default: 29.39 dB on the kit's ×4 task, below UpConv7 ×2 twice (29.53), but 1.43 s for a 480×270
+    # frame against 4.64 on 2 CPU cores; the fast fidelity ×4. README, model cards.
     Shipped("sr4-compact", "sr4-compact.safetensors",
             "b54217f28689e89a1d80f89918a8d7f09d1f01b9af5fe27c6b6ca3772eb140eb", "Compact", 4, "sr",
             "fast fidelity ×4 for photos: Real-ESRGAN Compact fine-tuned on bicubic downscales (0.62 M)",
