@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--config", metavar="YAML", help="a preset file (see configs/), or a bundled preset's name")
     run.add_argument("-o", "--output", help="output path ('-' for standard output); default NAME.restored.EXT beside the input")
     run.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    run.add_argument("--codec", help="video encoder (libx264 default, libx265, ffv1, libsvtav1, …)")
+    run.add_argument("--codec", help="video encoder (default: follows the source: HEVC -> libx265, ProRes -> prores_ks, "
+                     "FFV1 -> ffv1, anything else -> libx264; also libsvtav1, …)")
     run.add_argument("--crf", type=float, help="constant quality for x264/x265/AV1 (default 18; lower is better)")
     run.add_argument("--preset", help="encoder speed preset (x264/x265 default: medium)")
     run.add_argument("--pix-fmt", help="output pixel format (default: the source's chroma layout and bit depth)")
@@ -205,6 +206,7 @@ def _run_video(args: argparse.Namespace, chain: str) -> int:
             args.input, args.output, chain, overwrite=args.overwrite, codec=args.codec, crf=args.crf,
             preset=args.preset, pix_fmt=args.pix_fmt, encoder_threads=args.encoder_threads, format=args.format,
             device=args.device, content=args.content, batch_size=args.batch, precision=args.precision, strict=args.strict, timeout=args.timeout,
+            encoder_log=args.debug,
             on_start=on_start, on_frames=on_frames,
         )
     finally:
@@ -214,12 +216,14 @@ def _run_video(args: argparse.Namespace, chain: str) -> int:
             # Ctrl-C while tqdm drew its first line, before it was handed back: end that line, so
             # the error message gets one of its own.
             print(file=sys.stderr)
+    for warning in report.warnings:
+        print(f"streamrestore: warning: {warning}", file=sys.stderr)
     if report.damaged_frames:
         print(f"streamrestore: warning: {report.damaged_frames} damaged frame(s) in the input; "
               f"{report.repaired_frames} replaced by the previous good frame (frame count kept)", file=sys.stderr)
     if not args.quiet and report.output != "-":
         fps = report.frames / report.seconds if report.seconds else 0.0
-        print(f"wrote {report.output}: {report.frames} frames, {report.width}×{report.height} {report.pix_fmt}, "
+        print(f"wrote {report.output}: {report.frames} frames, {report.width}×{report.height} {report.codec} {report.pix_fmt}, "
               f"{report.color}, {report.seconds:.1f} s ({fps:.2f} fps)", file=sys.stderr)
     return 0
 

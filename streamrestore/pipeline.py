@@ -19,6 +19,7 @@ import numpy as np
 from . import engine
 from .errors import ConfigError, CorruptInputError, InputNotFoundError, MediaError
 from .frames import FrameBatch, image_to_tensor, tensor_to_images
+from .media import encoder
 from .media.reader import MediaReader
 from .media.writer import EncodeSettings, MediaWriter, OutputVideo, choose_pix_fmt
 from .output import OutputTarget, default_output_path
@@ -41,6 +42,9 @@ class RestoreReport:
     height: int
     pix_fmt: str
     color: str
+    codec: str = ""
+    warnings: tuple[str, ...] = ()
+    """One line per repair of the input (timestamps that went back, frames resized mid-stream, …)."""
 
 
 def prepare_chain(
@@ -71,6 +75,7 @@ def restore_video(
     precision: str | None = None,
     strict: bool = False,
     timeout: float = 15.0,
+    encoder_log: bool = False,
     content: str = "photo",
     registry: Registry | None = None,
     on_start: Callable[[MediaReader], None] = lambda reader: None,
@@ -78,7 +83,10 @@ def restore_video(
 ) -> RestoreReport:
     """Restore a video file, stream URL or ``-`` (stdin) into ``dst`` (default: ``NAME.restored.EXT``).
 
-    Encoder arguments left as None come from the preset's ``output:`` section, then the defaults.
+    Encoder arguments left as None come from the preset's ``output:`` section, then the defaults; the
+    default codec follows the source's (``media.encoder``), and so does the default output's container
+    when the input's cannot hold that codec (an animated GIF gives ``NAME.restored.mp4``).
+    ``encoder_log`` lets encoders that log on their own (libx265) print their settings.
     ``strict`` makes damaged input an error instead of repairing it. ``on_start`` sees the opened
     reader (for a progress bar); ``on_frames`` is called with each count of frames written.
     ``batch_size`` None plans it (``runtime.BatchSizer``); ``cpu_threads`` None gives torch every core;
@@ -90,18 +98,23 @@ def restore_video(
     settings = _encode_settings(plan.output, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt,
                                 threads=encoder_threads)
     runner = ChainRunner(built, device, precision)
-    target = OutputTarget(dst or default_output_path(src), src, overwrite=overwrite, stream_format=format)
+    if dst is None:
+        default_output_path(src)  # refuses standard input and URLs before anything is opened
     configure_cpu_threads(cpu_threads)
     started = time.perf_counter()
     reader = MediaReader(src, timeout=timeout)
+    target: OutputTarget | None = None
     try:
         info = reader.info
+        settings = encoder.resolve(settings, info, reader.first_frame, encoder_log=encoder_log)
+        target = OutputTarget(dst or default_output_path(src, settings.codec), src, overwrite=overwrite,
+                              stream_format=format)
         width, height = info.width * runner.scale, info.height * runner.scale
         out_fmt = choose_pix_fmt(settings, info, width, height)
         writer = MediaWriter(
             target.temporary, target.format, OutputVideo(width, height, out_fmt, info.color, info), settings,
             reader.passthrough, dict(reader.container.metadata), _chapters(reader),
-            container_options=target.container_options,
+            container_options=target.container_options, label=target.destination,
         )
         try:
             on_start(reader)
@@ -116,14 +129,16 @@ def restore_video(
             raise
         target.commit()
     except BaseException:
-        target.abort()
+        if target is not None:
+            target.abort()
         raise
     finally:
         reader.close()
     return RestoreReport(
         output=target.destination, frames=writer.frames_written, damaged_frames=reader.damaged_frames,
         repaired_frames=reader.repaired_frames, seconds=time.perf_counter() - started,
-        width=width, height=height, pix_fmt=out_fmt, color=info.color.describe(),
+        width=width, height=height, pix_fmt=out_fmt, color=info.color.describe(), codec=settings.codec,
+        warnings=tuple(reader.warnings()),
     )
 
 
