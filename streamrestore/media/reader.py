@@ -197,6 +197,13 @@ class MediaReader:
 
     def frames(self, on_packet: Callable[[av.Packet], None]) -> Iterator[DecodedFrame]:
         """Yield every video frame (repairing damaged ones) and pass other packets to ``on_packet``."""
+        try:
+            yield from self._frames(on_packet)
+        except av.error.FFmpegError as error:
+            # Whatever FFmpeg still answers while reading is about the input, never an internal error.
+            raise MediaError(f"{_label(self.source)}: cannot read the input: {_reason(error, self._timeout)}") from None
+
+    def _frames(self, on_packet: Callable[[av.Packet], None]) -> Iterator[DecodedFrame]:
         rgb_format = "rgb48le" if self.info.bit_depth > 8 else "rgb24"
         last: DecodedFrame | None = None
 
@@ -336,7 +343,8 @@ def _open_input(source: str, timeout: float) -> av.container.InputContainer:
             raise MediaError(f"input {source!r} is a directory, not a media file")
         target = source
     try:
-        return av.open(target, mode="r", timeout=(timeout, timeout))
+        # Old files carry tags in Latin-1 or worse: a wrong byte becomes U+FFFD rather than an error.
+        return av.open(target, mode="r", timeout=(timeout, timeout), metadata_errors="replace")
     except av.error.FFmpegError as error:
         raise MediaError(_open_failure(source, error, timeout)) from None
 
