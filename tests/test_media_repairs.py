@@ -33,7 +33,8 @@ AAC_FRAME = Fraction(1024, 44100)  # one AAC frame of FFmpeg's `sine` source
 
 
 def ffmpeg(*args: object) -> None:
-    subprocess.run(["ffmpeg", "-v", "error", "-y", *map(str, args)], check=True, timeout=120)
+    argv = [a if isinstance(a, bytes) else str(a) for a in args]
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *argv], check=True, timeout=120)
 
 
 def ffprobe(path: Path, *entries: str) -> dict:
@@ -297,7 +298,7 @@ def _broken_inputs(folder: Path) -> dict[str, tuple[Path, int]]:
         found[name] = (folder / name, code)
     latin = folder / "latin1_title.avi"  # old AVIs carry Latin-1 tags, not UTF-8
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=24", "-t", 0.25, "-c:v", "mpeg4", "-metadata",
-           "title=Caf\udce9".encode("utf-8", "surrogateescape").decode("latin-1"), latin)
+           b"title=Caf\xe9", latin)
     found[latin.name] = (latin, 0)
     return found
 
