@@ -234,6 +234,10 @@ class MediaWriter:
         target = self._copies.get(packet.stream.index)
         if target is None:
             return
+        if packet.is_discard and self.container.format.name not in _EDIT_LIST_FORMATS:
+            # Audio before an MP4 edit list's start (a cut made with -c copy): an MP4/MOV output keeps
+            # it behind an edit list of its own, as the source did; any other container would play it.
+            return
         adts = self._filters.get(packet.stream.index)
         origin = _describe_packet(packet)  # before the packet is moved onto the output stream
         packets = adts.filter(packet) if adts is not None else [packet]
@@ -286,6 +290,7 @@ class MediaWriter:
                 pass  # the partial output is deleted by the caller; its trailer does not matter
 
 
+_EDIT_LIST_FORMATS = {"mov", "mp4", "ipod", "3gp", "3g2", "ismv", "f4v", "psp"}
 _RAW_AAC_FORMATS = {"matroska", "webm", "mp4", "mov", "ipod", "3gp", "3g2", "ismv", "f4v"}
 _AAC_OBJECT_TYPES = {"Main": 1, "LC": 2, "SSR": 3, "LTP": 4}  # the profiles an ADTS header can state
 _AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
