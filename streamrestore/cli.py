@@ -1,8 +1,10 @@
 """Command line: parses arguments, calls the library, turns errors into one line and an exit code.
 
-Exit codes: 0 success, 2 bad option/chain/preset, 3 input not found, 4 not a media file, 5 no video
-stream, 6 truncated input, 7 damaged input with --strict, 8 unknown stage, 9 broken plugin,
-10 output not writable, 11 disk full, 12 weights, 13 a stage failed, 70 internal error, 130 Ctrl-C.
+Exit codes: 0 success, 1 other one-line failures (output pipe closed, demo cannot start), 2 bad
+option/chain/preset, 3 input not found, 4 not a media file or unreadable media, 5 no video stream,
+6 truncated input, 7 damaged input with --strict, 8 unknown stage, 9 broken plugin, 10 output not
+writable, 11 disk full, 12 weights, 13 a stage failed, 130 Ctrl-C; 70 internal error is a bug, never
+the answer to an input file.
 """
 
 from __future__ import annotations
