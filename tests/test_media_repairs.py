@@ -350,3 +350,18 @@ def test_a_copied_packet_the_muxer_refuses_is_blamed_on_the_input(tmp_path, edit
     finally:
         reader.close()
     assert MediaError.exit_code == 4
+
+
+@pytest.mark.parametrize("ext", ["mkv", "mp4"])
+def test_ts_with_adts_aac_to_a_file_has_a_clean_header(tmp_path, run, ext):
+    """ADTS AAC from MPEG-TS: the header written up front made Matroska rewrite its Tracks at the end."""
+    src = _ts_part(tmp_path / "a.ts", "96x64", 0.5)
+    out = tmp_path / f"out.{ext}"
+    code, lines = run("run", src, "--chain", "identity", "-o", out, "--preset", "ultrafast", "-q")
+    assert code == 0, lines
+    probe = subprocess.run(["ffprobe", "-v", "warning", "-show_entries", "stream=codec_type", "-of", "csv", str(out)],
+                           capture_output=True, text=True, timeout=60)
+    assert probe.stderr == "" and probe.stdout.split() == ["stream,video", "stream,audio"]
+    with av.open(str(out)) as container:
+        assert [s.type for s in container.streams] == ["video", "audio"]
+        assert container.streams.audio[0].codec_context.extradata == b"\x12\x08"  # AAC LC, 44.1 kHz, mono

@@ -182,7 +182,11 @@ class MediaWriter:
             # automatic aac_adtstoasc does for a file: the AAC payload itself is untouched.
             config = _aac_config(source.codec_context)
             if config is not None:
-                copy.codec_context.extradata = config
+                if self.container.name.startswith("pipe:"):
+                    # Only where the muxer never goes back: to a file, the filter's first packet hands the
+                    # configuration to the muxer, and a header written with it already makes Matroska
+                    # rewrite its track entry at the end over a different size (a corrupt Tracks element).
+                    copy.codec_context.extradata = config
                 self._filters[source.index] = BitStreamFilterContext("aac_adtstoasc", source)
         copy.metadata.update(source.metadata)
         if "title" not in source.metadata and "name" in source.metadata:
