@@ -98,17 +98,20 @@ def restore_video(
     settings = _encode_settings(plan.output, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt,
                                 threads=encoder_threads)
     runner = ChainRunner(built, device, precision)
-    if dst is None:
-        default_output_path(src)  # refuses standard input and URLs before anything is opened
+    # An explicit output is checked before the input is opened; the default one's container depends
+    # on the encoder, which follows the source (default_output_path refuses stdin and URLs here).
+    target = OutputTarget(dst, src, overwrite=overwrite, stream_format=format) if dst else None
+    if target is None:
+        default_output_path(src)
     configure_cpu_threads(cpu_threads)
     started = time.perf_counter()
     reader = MediaReader(src, timeout=timeout)
-    target: OutputTarget | None = None
     try:
         info = reader.info
         settings = encoder.resolve(settings, info, reader.first_frame, encoder_log=encoder_log)
-        target = OutputTarget(dst or default_output_path(src, settings.codec), src, overwrite=overwrite,
-                              stream_format=format)
+        if target is None:
+            target = OutputTarget(default_output_path(src, settings.codec), src, overwrite=overwrite,
+                                  stream_format=format)
         width, height = info.width * runner.scale, info.height * runner.scale
         out_fmt = choose_pix_fmt(settings, info, width, height)
         writer = MediaWriter(

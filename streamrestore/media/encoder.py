@@ -21,6 +21,7 @@ import av
 import av.error
 
 from .reader import VideoInfo
+from .writer import EncodeSettings
 
 SOURCE_ENCODERS = {"hevc": "libx265", "prores": "prores_ks", "ffv1": "ffv1"}
 FALLBACK_ENCODER = "libx264"
@@ -35,8 +36,9 @@ def default_codec(source_codec: str) -> str:
     return SOURCE_ENCODERS.get(source_codec, FALLBACK_ENCODER)
 
 
-def resolve(settings, source: VideoInfo, first_frame: av.VideoFrame | None, *, encoder_log: bool = False):
-    """``settings`` (writer.EncodeSettings) with the codec chosen and the per-encoder options added.
+def resolve(settings: EncodeSettings, source: VideoInfo, first_frame: av.VideoFrame | None, *,
+            encoder_log: bool = False) -> EncodeSettings:
+    """``settings`` with the codec chosen (when None) and the per-encoder options added.
 
     Options the user gave win over the ones added here.
     """
