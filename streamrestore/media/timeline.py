@@ -122,9 +122,9 @@ class TimestampRepair:
         if not self.jumps:
             return None
         first = self.jumps[0]
-        times = "" if len(self.jumps) == 1 else f" ({len(self.jumps)} times)"
+        times = "" if len(self.jumps) == 1 else f", {len(self.jumps)} times"
         sync = ("audio and video kept in sync" if not self.residual
                 else f"audio and video kept in sync within {float(self.residual) * 1000:.0f} ms")
         return (f"the input's timestamps go back by {float(first.back):.3f} s{times} (files joined end to end?): "
-                f"the part after the jump now plays from {float(first.at + first.shift):.3f} s, right after the "
-                f"part before it; {sync}")
+                f"the part after the {'first ' if self.jumps[1:] else ''}jump now plays from "
+                f"{float(first.at + first.shift):.3f} s, right after the part before it; {sync}")
