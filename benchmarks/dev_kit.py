@@ -75,7 +75,7 @@ def score(restored: Path, reference: Path, crop: int) -> dict:
 
 def run_task(task: Task, chain: str, workdir: Path) -> dict:
     from streamrestore import read_image, restore_image, restore_video, write_image
-    from streamrestore.pipeline import prepare_chain
+    from streamrestore.restore import prepare_chain
 
     folder = KIT / ("videos" if task.video else "images")
     items = sorted(p for p in folder.iterdir() if (p / task.inputs).exists())

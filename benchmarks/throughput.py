@@ -48,10 +48,10 @@ import torch
 from streamrestore.frames import FrameBatch, image_to_tensor, tensor_to_images
 from streamrestore.media.reader import MediaReader
 from streamrestore.media.writer import MediaWriter, OutputVideo, choose_pix_fmt
-from streamrestore.pipeline import _encode_settings, prepare_chain, restore_video
-from streamrestore.runner import ChainRunner
-from streamrestore.runtime import Placement, configure_cpu_threads, cpu_batch
-from streamrestore.transfer import Transfer
+from streamrestore.restore import _encode_settings, prepare_chain, restore_video
+from streamrestore.engine.chain import ChainRunner
+from streamrestore.engine.placement import Placement, configure_cpu_threads, cpu_batch
+from streamrestore.engine.transfer import Transfer
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -187,7 +187,7 @@ def naive(path: str, out: str, runner: ChainRunner, settings, scale: int) -> int
 
 def ncnn_engine(name: str):
     """The wheel's own wrapper for a packaged model name, on the CPU (gpuid=-1); None if not shipped."""
-    from streamrestore.ncnn_packaged import find_packaged_models
+    from streamrestore.models.ncnn_packaged import find_packaged_models
 
     models = {m.name: m for m in find_packaged_models()}
     model = models.get(name)

@@ -29,10 +29,10 @@ import cv2
 import numpy as np
 
 from streamrestore.errors import ConfigError, MediaError, StreamRestoreError, WeightsError
-from streamrestore.pipeline import read_image, restore_image, write_image
+from streamrestore.restore import read_image, restore_image, write_image
 from streamrestore.presets import BuiltStage, ChainPlan, StageRequest, available_presets, build_chain, parse_chain
 from streamrestore.registry import MODEL_STAGE, Registry
-from streamrestore.runtime import cuda_available, place
+from streamrestore.engine.placement import cuda_available, place
 from streamrestore.stage import Capabilities, Option
 
 # What PIL calls the formats the page takes (cameras' JPEGs often open as MPO: a JPEG with a second picture).

@@ -18,7 +18,7 @@ from streamrestore.media.reader import MediaReader
 from streamrestore.media.writer import EncodeSettings, MediaWriter, OutputVideo
 from streamrestore.presets import BuiltStage
 from streamrestore.registry import spec_from_class
-from streamrestore.runner import ChainRunner
+from streamrestore.engine.chain import ChainRunner
 from streamrestore.stage import Capabilities, Option, Stage
 
 from media_factory import make_clip, panned_frames, video_frames

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 from skimage import data
 
-from streamrestore.pipeline import restore_image
+from streamrestore.restore import restore_image
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -66,7 +66,7 @@ def test_noise_estimate_follows_sigma_on_a_real_photo() -> None:
 
 
 def test_auto_strength_is_near_the_best_fixed_strength_and_resets_per_stream() -> None:
-    from streamrestore.pipeline import prepare_chain
+    from streamrestore.restore import prepare_chain
 
     clean = photo()
     noisy = np.clip(clean + np.random.default_rng(3).normal(0, 20, clean.shape), 0, 255).astype(np.uint8)

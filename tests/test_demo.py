@@ -33,7 +33,7 @@ from spandrel.architectures.Compact import Compact
 
 from streamrestore.demo.app import start, stop
 from streamrestore.demo.logic import DemoSession, DemoSettings, make_registry
-from streamrestore.pipeline import read_image, restore_image
+from streamrestore.restore import read_image, restore_image
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

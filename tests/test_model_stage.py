@@ -24,11 +24,11 @@ import torch.nn.functional as F
 
 from streamrestore.errors import ConfigError, WeightsError
 from streamrestore.frames import FrameBatch, image_to_tensor
-from streamrestore.pipeline import prepare_chain, restore_image
+from streamrestore.restore import prepare_chain, restore_image
 from streamrestore.presets import build_chain, parse_chain
 from streamrestore.registry import Registry
-from streamrestore.runner import ChainRunner
-from streamrestore.tiling import run_tiled
+from streamrestore.engine.chain import ChainRunner
+from streamrestore.engine.tiling import run_tiled
 from streamrestore_plugins.neural import BATCH_VERIFIED, ModelStage
 
 with warnings.catch_warnings():
@@ -310,7 +310,7 @@ def test_running_out_of_memory_falls_back_to_tiles(saved, monkeypatch: pytest.Mo
 
 
 def test_out_of_memory_on_a_batch_halves_the_batch_before_tiling(saved, monkeypatch: pytest.MonkeyPatch) -> None:
-    from streamrestore.runner import ChainRunner
+    from streamrestore.engine.chain import ChainRunner
 
     case = CASES[0]
     path, net = saved[case.name]

@@ -22,12 +22,12 @@ import numpy as np
 import pytest
 import skimage.data
 
-from streamrestore import weights
+from streamrestore.models import weights
 from streamrestore.cli import list_known_models, list_stages
-from streamrestore.pipeline import prepare_chain, restore_image
+from streamrestore.restore import prepare_chain, restore_image
 from streamrestore.presets import build_chain, parse_chain
 from streamrestore.registry import CONTENTS, MODEL_STAGE, Registry
-from streamrestore.trained_catalog import trained_entries
+from streamrestore.models.trained import trained_entries
 from streamrestore.training.data import excluded_digests
 from streamrestore.training.degrade import convolve, gaussian_kernel, shake_kernel
 from streamrestore_plugins.neural import BATCH_VERIFIED, ModelStage

@@ -37,7 +37,7 @@ from streamrestore.cli import main
 from streamrestore.errors import DiskFullError, MediaError, StageFailedError, TruncatedInputError
 from streamrestore.frames import FrameBatch
 from streamrestore.media.reader import MediaReader
-from streamrestore.pipeline import restore_video
+from streamrestore.restore import restore_video
 from streamrestore.presets import available_presets
 from streamrestore.registry import Registry, default_aliases, spec_from_class
 from streamrestore.stage import Capabilities, Stage
@@ -523,7 +523,7 @@ def test_stage_failure_leaves_nothing(clips, tmp_path):
 
 
 def test_stage_failure_on_the_command_line(clips, cli, tmp_path, monkeypatch):
-    monkeypatch.setattr("streamrestore.pipeline.Registry", stage_registry)
+    monkeypatch.setattr("streamrestore.restore.Registry", stage_registry)
     outcome = cli("run", clips["mp4"], "--chain", "fails", "-o", tmp_path / "out.mkv", "-q")
     assert_one_line(outcome, 13, "'fails'", "boom on batch 3")
     assert os.listdir(tmp_path) == []

@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from streamrestore.weights import sha256_file
+from streamrestore.models.weights import sha256_file
 
 
 def ship(source: Path, target: Path) -> str:
