@@ -141,7 +141,7 @@ def _fail(error: StreamRestoreError, debug: bool) -> int:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from .pipeline import IMAGE_SUFFIXES
+    from .media.images import is_image_path
 
     chain = args.config if args.config else args.chain
     if args.config and not args.config.endswith((".yaml", ".yml")):
@@ -167,10 +167,10 @@ def _run_image(args: argparse.Namespace, prepared) -> int:
     return 0
 
 
-def _run_video(args: argparse.Namespace, chain: str) -> int:
+def _run_video(args: argparse.Namespace, prepared) -> int:
     from tqdm import tqdm
 
-    from .pipeline import restore_video
+    from .restore import OutputSettings
 
     bar: list[tqdm] = []
     drawing: list[bool] = []

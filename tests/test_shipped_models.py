@@ -24,7 +24,7 @@ import skimage.data
 
 from streamrestore.models import weights
 from streamrestore.cli import list_known_models, list_stages
-from streamrestore.restore import prepare_chain, restore_image
+from streamrestore.restore import PreparedChain, restore_image
 from streamrestore.presets import build_chain, parse_chain
 from streamrestore.registry import CONTENTS, MODEL_STAGE, Registry
 from streamrestore.models.trained import trained_entries
@@ -110,7 +110,7 @@ def astronaut() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def denoiser():
-    return prepare_chain("denoise")[1]  # built once (the weights are read on the first image)
+    return PreparedChain("denoise")  # built once (the weights are read on the first image)
 
 
 # σ, the NLM strength tuned for it (benchmarks/dev_kit.py), the least gain over it, the least PSNR; see the top.
@@ -118,7 +118,7 @@ def denoiser():
 def test_denoise_beats_nlm_on_a_photo_it_never_saw(astronaut, denoiser, sigma, strength, gain, floor) -> None:
     noise = np.random.default_rng(sigma).normal(0, sigma, astronaut.shape)
     noisy = np.clip(astronaut + noise, 0, 255).astype(np.uint8)
-    ours = psnr(restore_image(noisy, stages=denoiser), astronaut)
+    ours = psnr(denoiser.restore_array(noisy), astronaut)
     classical = psnr(restore_image(noisy, f"nlm:strength={strength}"), astronaut)
     assert ours > classical + gain and ours > floor, f"σ{sigma}: denoise {ours:.2f} dB, nlm {classical:.2f} dB"
 

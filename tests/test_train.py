@@ -168,13 +168,13 @@ def test_resume_refuses_other_settings(straight, photos):
 
 
 def test_exported_weights_are_detected_by_the_model_stage(straight):
-    from streamrestore.restore import restore_image
+    from streamrestore.restore import RunSettings, restore_image
     from streamrestore.models.loader import load_network
 
     descriptor = load_network(Path(straight.weights))
     assert descriptor.architecture.id == "Compact" and descriptor.scale == 2
     image = skdata.immunohistochemistry()[:50, :70]
-    restored = restore_image(image, f"model:model={straight.weights}", device="cpu")
+    restored = restore_image(image, f"model:model={straight.weights}", RunSettings(device="cpu"))
     assert restored.shape == (100, 140, 3) and restored.dtype == np.uint8
     # The network learnt something: closer to the clean image than a bicubic ×2 is not asked of 30 steps,
     # but it must not be garbage.
