@@ -101,9 +101,11 @@ CASES = [
     Case("mprnet", "MPRNet", lambda: MPRNet(n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=1,
                                             reduction=2), 1, "mprnet.pth",
          lambda net: {"state_dict": net.state_dict()}, multiple=8, align=8, local=False),
-    # NAFNet (our shipped denoise/deblur weights): a U-Net that pads itself to its depth; global pooling (SCA).
+    # NAFNet (our shipped denoise/deblur weights): a U-Net that pads itself to its depth (2 ** encoders) with
+    # zeros, which drew a dark line along the bottom and right edges; spandrel does not declare that multiple,
+    # the loader reads it from the network, so the runtime reflects up to it. Global pooling (SCA).
     Case("nafnet", "NAFNet", lambda: NAFNet(img_channel=3, width=8, middle_blk_num=1, enc_blk_nums=[1, 1],
-                                            dec_blk_nums=[1, 1]), 1, "nafnet.safetensors", local=False),
+                                            dec_blk_nums=[1, 1]), 1, "nafnet.safetensors", multiple=4, align=4, local=False),
 ]
 IDS = [case.name for case in CASES]
 

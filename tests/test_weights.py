@@ -22,7 +22,8 @@ from safetensors import safe_open
 
 from streamrestore.models import weights
 from streamrestore.errors import WeightsError
-from streamrestore.models.weights import ModelEntry, PackagedFile, cache_dir, list_models, resolve_weights
+from streamrestore.models.catalog import list_models
+from streamrestore.models.weights import ModelEntry, PackagedFile, cache_dir, resolve_weights
 
 PAYLOAD = bytes(range(256)) * 1024  # 256 KiB, several read chunks' worth once cut
 DIGEST = hashlib.sha256(PAYLOAD).hexdigest()

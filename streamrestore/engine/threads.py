@@ -37,7 +37,7 @@ _POLL_SECONDS = 0.1
 @dataclass(frozen=True)
 class StreamSettings:
     batch_size: int | None = None
-    """Frames per batch; None: measured on the first batch (``runtime.BatchSizer``)."""
+    """Frames per batch; None: measured on the first batch (``placement.BatchSizer``)."""
     queue_frames: int = 16
     """Decoded frames waiting for the stages (bounds host memory together with batch_size)."""
     queue_batches: int = 4
