@@ -36,7 +36,7 @@ class ResizeOutput(nn.Module):
 def build_module(converted: ConvertedModel) -> nn.Module:
     """An eval-mode float32 module for ``converted`` (spandrel for the archs it knows)."""
     if converted.arch in ("UpConv7", "CUNet"):
-        from .archs.waifu2x import CUNet, UpConv7
+        from streamrestore.models.archs.waifu2x import CUNet, UpConv7
 
         if converted.arch == "UpConv7":
             module: nn.Module = UpConv7()
