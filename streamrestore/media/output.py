@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import OutputError
-from .media.reader import STDIO, is_network_url
+from ..errors import OutputError
+from .encoder import container_accepts
+from .reader import STDIO, is_network_url
 
 STREAM_FORMATS = {"mpegts": "mpegts", "matroska": "matroska", "mkv": "matroska", "nut": "nut", "mp4": "mp4"}
 _FRAGMENTED_MP4 = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
@@ -35,8 +36,6 @@ def default_output_path(source: str, codec: str | None = None) -> str:
 
 
 def _holds(suffix: str, codec: str) -> bool:
-    from .media.encoder import container_accepts
-
     return container_accepts(f"probe{suffix}", codec)
 
 
