@@ -71,13 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
     train = commands.add_parser("train", help="train a small network on clean images (synthetic degradations)")
-    train.add_argument("--task", required=True, help="denoise, deblur, jpeg, sr2, sr3, sr4 or oldfilm")
+    train.add_argument("--task", required=True, help="denoise, deblur, jpeg, sr2, sr3, sr4, oldfilm or oldvideo (×1: old-video noise and blocks)")
     train.add_argument("--arch", help="compact (default), esrgan, swinir, or nafnet (×1 tasks); with --init, the file's")
     train.add_argument("--init", metavar="WEIGHTS", help="fine-tune these weights (a file or a model name from "
                        "`streamrestore models`) instead of training fresh ones; the architecture is detected")
     train.add_argument("--resize", default="area", choices=("area", "bicubic"),
                        help="downscaling kernel of the sr tasks and oldfilm: area (default) or bicubic "
                             "(MATLAB's antialiased imresize, the one SR benchmarks use)")
+    train.add_argument("--blur-odds", default="0.4,0.2,0.4", metavar="G,S,C",
+                       help="deblur: odds of a Gaussian, straight-motion and camera-shake kernel (default 0.4,0.2,0.4)")
     train.add_argument("--data", required=True, metavar="FOLDER", help="clean images; some held back for validation")
     train.add_argument("--steps", type=int, required=True, help="schedule length (cosine decay over exactly this)")
     train.add_argument("--out", required=True, metavar="DIR", help="checkpoint.pt and exported TASK-ARCH.safetensors")
@@ -294,7 +296,12 @@ def run_train(args: argparse.Namespace) -> int:
     """Train, validate and export (streamrestore.training.loop); a finished run prints the weights' path."""
     from .training.loop import TrainConfig, train
 
-    config = TrainConfig(task=args.task, arch=args.arch, init=args.init, resize=args.resize, data=args.data,
+    try:
+        blur_odds = tuple(float(v) for v in args.blur_odds.split(","))
+    except ValueError:
+        raise ConfigError(f"--blur-odds {args.blur_odds!r}: three numbers separated by commas") from None
+    config = TrainConfig(task=args.task, arch=args.arch, init=args.init, resize=args.resize, blur_odds=blur_odds,
+                         data=args.data,
                          out=args.out, steps=args.steps, batch=args.batch, patch=args.patch, lr=args.lr,
                          loss=args.loss, features=args.features, blocks=args.blocks, seed=args.seed,
                          val_every=args.val_every, resume=args.resume, stop_after=args.stop_after,

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 def register_architectures() -> None:
     """Add UpConv7, CUNet and the seed SR networks (EDSR, RDN, SRResNet, ESPCN, SRCNN, VDSR, WDSR, LapSRN,
-    DRRN) to spandrel's main registry (idempotent). Each detects only its own exact key layout."""
+    DRRN, DRCN, SAN) to spandrel's main registry (idempotent). Each detects only its own exact key layout."""
     from spandrel import MAIN_REGISTRY, ArchSupport
 
     from .cunet import CUNetArch
+    from .drcn import DRCNArch
     from .drrn import DRRNArch
     from .edsr import EDSRArch
     from .espcn import ESPCNArch
     from .lapsrn import LapSRNArch
     from .rdn import RDNArch
+    from .san import SANArch
     from .srcnn import SRCNNArch
     from .srresnet import SRResNetArch
     from .upconv7 import UpConv7Arch
@@ -30,6 +32,6 @@ def register_architectures() -> None:
         ArchSupport.from_architecture(CUNetArch(), before=("RealCUGAN",)),
         *(ArchSupport.from_architecture(arch()) for arch in (EDSRArch, RDNArch, SRResNetArch, ESPCNArch,
                                                                  SRCNNArch, VDSRArch, WDSRArch, LapSRNArch,
-                                                                 DRRNArch)),
+                                                                 DRRNArch, DRCNArch, SANArch)),
         ignore_duplicates=True,
     )

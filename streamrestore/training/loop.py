@@ -38,7 +38,7 @@ ARCHS = ("compact", "esrgan", "nafnet", "swinir")
 LOSSES = ("l1", "charbonnier")
 # Settings that shape the run: a resume must match them exactly, or it would not be the same run.
 _RUN_KEYS = ("task", "arch", "steps", "batch", "patch", "lr", "seed", "loss", "ema_decay", "features", "blocks",
-             "val_fraction", "init", "resize")  # fmt: skip
+             "val_fraction", "init", "resize", "blur_odds")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,7 @@ class TrainConfig:
     arch: str | None = None  # None: compact, or the architecture of init
     init: str | None = None  # weights (a path or a model name) to fine-tune instead of fresh ones
     resize: str = "area"  # the downscaling kernel of sr2/sr3/sr4 and oldfilm: area or bicubic (MATLAB's)
+    blur_odds: tuple[float, float, float] = Settings.blur_odds  # deblur: Gaussian, straight streak, camera shake
     steps: int = 1000
     batch: int = 8
     patch: int = 64  # clean (target) patch side; the input is patch / scale
@@ -252,8 +253,10 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
     out_dir.mkdir(parents=True, exist_ok=True)
     if config.resize not in RESIZE_METHODS:  # checked here too: oldfilm and sr only meet it on the first patch
         raise ConfigError(f"unknown --resize {config.resize!r} (known: {', '.join(RESIZE_METHODS)})")
+    if len(config.blur_odds) != 3 or min(config.blur_odds) < 0 or sum(config.blur_odds) <= 0:
+        raise ConfigError(f"--blur-odds needs three non-negative weights, not {config.blur_odds}")
     data = Patches(split_folder(config.data, config.val_fraction), config.task, config.patch, config.seed,
-                   Settings(resize=config.resize))  # fmt: skip
+                   Settings(resize=config.resize, blur_odds=tuple(config.blur_odds)))  # fmt: skip
 
     torch.manual_seed(config.seed)
     start = initial_network(config, scale)
