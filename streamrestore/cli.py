@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a small network on clean images (synthetic degradations)")
     train.add_argument("--task", required=True, help="denoise, deblur, jpeg, sr2, sr3, sr4, oldfilm or oldvideo (×1: old-video noise and blocks)")
-    train.add_argument("--arch", help="compact (default), esrgan, swinir, or nafnet (×1 tasks); with --init, the file's")
+    train.add_argument("--arch", help="compact (default), esrgan, swinir, or nafnet, restormer, mprnet (×1 tasks; "
+                       "the last two need the extra-arches extra); with --init, the file's")
     train.add_argument("--init", metavar="WEIGHTS", help="fine-tune these weights (a file or a model name from "
                        "`streamrestore models`) instead of training fresh ones; the architecture is detected")
     train.add_argument("--resize", default="area", choices=("area", "bicubic"),

@@ -34,7 +34,7 @@ from streamrestore.errors import ConfigError
 from .data import Patches, split_folder
 from .degrade import RESIZE_METHODS, Settings, scale_of
 
-ARCHS = ("compact", "esrgan", "nafnet", "swinir")
+ARCHS = ("compact", "esrgan", "nafnet", "swinir", "restormer", "mprnet")
 LOSSES = ("l1", "charbonnier")
 # Settings that shape the run: a resume must match them exactly, or it would not be the same run.
 _RUN_KEYS = ("task", "arch", "steps", "batch", "patch", "lr", "seed", "loss", "ema_decay", "features", "blocks",
@@ -105,7 +105,33 @@ def build_network(arch: str, scale: int, features: int, blocks: int) -> torch.nn
         return SwinIR(upscale=scale, img_size=64, window_size=8, img_range=1.0, embed_dim=features,
                       depths=[6] * blocks, num_heads=[heads] * blocks, mlp_ratio=2.0,
                       upsampler="pixelshuffledirect" if scale > 1 else "", resi_connection="1conv")  # fmt: skip
+    if arch in ("restormer", "mprnet"):
+        return _extra_network(arch, scale, features, blocks)
     raise ConfigError(f"unknown --arch {arch!r} (known: {', '.join(ARCHS)})")
+
+
+def _extra_network(arch: str, scale: int, features: int, blocks: int) -> torch.nn.Module:
+    """Restormer and MPRNet (×1), narrowed: their official classes from spandrel-extra-arches (optional)."""
+    if scale != 1:
+        raise ConfigError(f"--arch {arch} restores at ×1 (denoise, deblur, jpeg); ×{scale} needs compact or esrgan")
+    try:
+        from spandrel_extra_arches.architectures.MPRNet import MPRNet
+        from spandrel_extra_arches.architectures.Restormer import Restormer
+    except ImportError:
+        raise ConfigError(f"--arch {arch} needs the optional extra: pip install 'streamrestore[extra-arches]'") from None
+    if arch == "restormer":
+        if features % 8:
+            raise ConfigError(f"--arch restormer needs --features divisible by 8 (Restormer: 48), not {features}")
+        # Restormer's shape (Zamir et al. 2022: dim 48, blocks 4/6/6/8, 4 refinement, heads 1/2/4/8), narrowed:
+        # --features is dim, --blocks the bottleneck's transformer blocks; one or two at the other levels.
+        return Restormer(dim=features, num_blocks=[1, 2, 2, blocks], num_refinement_blocks=1, heads=[1, 2, 4, 8],
+                         ffn_expansion_factor=2.66, bias=False, LayerNorm_type="WithBias")  # fmt: skip
+    if features % 4:  # its channel attention reduces by 4; the loader reads the reduction back from n_feat
+        raise ConfigError(f"--arch mprnet needs --features divisible by 4 (MPRNet: 40), not {features}")
+    # MPRNet's shape (Zamir et al. 2021: n_feat 40 (deblur 96), U-Net +n/2 per level, ORSNet +0.4 n, 8 CABs), narrowed:
+    # --features is n_feat, --blocks the CABs per original-resolution block.
+    return MPRNet(n_feat=features, scale_unetfeats=features // 2, scale_orsnetfeats=features * 2 // 5,
+                  num_cab=blocks, reduction=4, bias=False)  # fmt: skip
 
 
 @dataclass
@@ -162,8 +188,10 @@ def _as_loaded(network: torch.nn.Module, arch: str, scale: int) -> InitialNetwor
     """A fresh ``network`` read back by the loader, as its export will be: that its weights are detected as
     ``arch`` at ``scale`` is checked before training, and the loader says how it is called (sizes, fp16)."""
     from streamrestore.archs import register_architectures
+    from streamrestore_plugins.neural import _install_extra_architectures
 
     register_architectures()
+    _install_extra_architectures()  # Restormer, MPRNet (build_network needs the extra for those)
     try:
         descriptor = spandrel.ModelLoader("cpu").load_from_state_dict(dict(network.state_dict()))
     except spandrel.UnsupportedModelError as error:
@@ -182,6 +210,8 @@ def training_call(network: torch.nn.Module, requirements: SizeRequirements | Non
 
     run = functools.partial(run_padded, network) if isinstance(network, (UpConv7, CUNet)) else network
     if requirements is None:
+        return run
+    if type(network).__name__ == "MPRNet":  # multi-stage output, the final image first
         return run
 
     def padded(x: torch.Tensor) -> torch.Tensor:
@@ -233,7 +263,9 @@ def validate(network: torch.nn.Module, pairs: list, scale: int, device: torch.de
     scores = []
     for lq, gt in pairs:
         # A private copy: some networks (RCAN) scale their input in place, and the pairs are used again.
-        out = (call(lq.to(device).clone()).float().clamp(0, 1) * 255).round() / 255
+        out = call(lq.to(device).clone())
+        out = out[0] if isinstance(out, (tuple, list)) else out  # multi-stage networks: the final image
+        out = (out.float().clamp(0, 1) * 255).round() / 255
         out, gt = out[..., scale:-scale, scale:-scale], gt.to(device)[..., scale:-scale, scale:-scale]
         scores.append((psnr(out, gt), ssim(out, gt)))
     network.train()
@@ -319,7 +351,9 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
             lq, gt = (t.to(device, non_blocking=True) for t in data.batch(result.step, config.batch))
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                 out = call(lq)
-            loss = loss_fn(out.float(), gt)
+            # Multi-stage networks (MPRNet) are supervised at every stage, as in their papers.
+            outs = out if isinstance(out, (tuple, list)) else (out,)
+            loss = sum(loss_fn(o.float(), gt) for o in outs)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -359,7 +393,9 @@ def export(network: torch.nn.Module, path: Path, config: TrainConfig, start: Ini
     network keeps its init file's loader markers and padding metadata."""
     from safetensors.torch import save_file
 
-    tensors = {key: (value.float() if value.is_floating_point() else value).detach().cpu().contiguous()
+    # Copies: some networks tie weights (MPRNet shares one PReLU across its blocks), and safetensors stores
+    # no shared tensors; the loader builds the tied module and reads the same value under each key.
+    tensors = {key: (value.float() if value.is_floating_point() else value).detach().cpu().clone().contiguous()
                for key, value in network.state_dict().items()}  # fmt: skip
     shaped_by_init = ("features", "blocks") if config.init else ()  # the init file's network has its own shape
     metadata = {f"streamrestore.train.{key}": str(value) for key, value in asdict(config).items()
