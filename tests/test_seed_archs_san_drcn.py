@@ -12,16 +12,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import spandrel
 import torch
 from spandrel.architectures.Compact import Compact
 from spandrel.architectures.ESRGAN import ESRGAN
 from spandrel.architectures.RCAN import RCAN
 
-from streamrestore.archs import register_architectures
-from streamrestore.archs.drcn import RECURSIONS, DRCN, DRCNArch
-from streamrestore.archs.preupscaled import SCALE_KEY
-from streamrestore.archs.san import SAN, SANArch, covariance, sqrtm_newton_schulz
+from streamrestore.models.archs.drcn import RECURSIONS, DRCN, DRCNArch
+from streamrestore.models.archs.preupscaled import SCALE_KEY
+from streamrestore.models.archs.san import SAN, SANArch, covariance, sqrtm_newton_schulz
+from streamrestore.models.loader import model_loader
 
 import test_seed_archs as earlier
 import test_seed_archs_more as more
@@ -76,8 +75,7 @@ def test_each_new_detector_takes_only_its_own_layout(case: Case, saved) -> None:
 
 
 def test_san_hyper_parameters_and_range_come_from_the_weights(saved) -> None:
-    register_architectures()
-    net = spandrel.ModelLoader("cpu").load_from_file(saved["san-x4"][0]).model
+    net = model_loader().load_from_file(saved["san-x4"][0]).model
     assert (len(net.RG), len(net.RG[0].rcab), net.head[0].out_channels) == (3, 1, 32)
     assert net.RG[0].soca.conv_du[0].out_channels == 4 and net.rgb_range == 255
     # The keys and values of the non-local block are max-pooled ×2, as the official block ends up doing.
@@ -88,9 +86,8 @@ def test_san_hyper_parameters_and_range_come_from_the_weights(saved) -> None:
 
 
 def test_drcn_recursions_come_from_the_file_or_the_published_default(saved) -> None:
-    register_architectures()
-    plain = spandrel.ModelLoader("cpu").load_from_file(saved["drcn-pre-upscaled"][0]).model
-    learnt = spandrel.ModelLoader("cpu").load_from_file(saved["drcn-x3-learnt-weights"][0]).model
+    plain = model_loader().load_from_file(saved["drcn-pre-upscaled"][0]).model
+    learnt = model_loader().load_from_file(saved["drcn-x3-learnt-weights"][0]).model
     assert plain.recursions == RECURSIONS and torch.allclose(plain.w, torch.full((RECURSIONS,), 1 / RECURSIONS))
     assert learnt.recursions == 5 and learnt.scale == 3
 

@@ -11,18 +11,17 @@ import importlib.util
 import cv2
 import numpy as np
 import pytest
-import spandrel
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
 from streamrestore.errors import ConfigError
-from streamrestore.pipeline import restore_image
+from streamrestore.restore import restore_image
 from streamrestore.training.data import Patches, split_folder
 from streamrestore.training.degrade import Settings, degrade
 from streamrestore.training.loop import TrainConfig, train
 from streamrestore.training.snapshot import snapshot
-from streamrestore_plugins.neural import load_network
+from streamrestore.models.loader import load_network, model_loader
 
 import skimage.data as skdata
 from test_train import _write_photos
@@ -108,7 +107,7 @@ def test_restormer_and_mprnet_train_fresh_in_their_official_layouts(photos, tmp_
     result = train(_config(photos, tmp_path, task="deblur", arch=arch, features=features, blocks=1), progress=False)
     assert result.weights is not None and len(result.validation) == 2
     assert all(np.isfinite(loss) for loss in result.losses)
-    descriptor = spandrel.ModelLoader("cpu").load_from_state_dict(load_file(result.weights))
+    descriptor = model_loader().load_from_state_dict(load_file(result.weights))
     assert descriptor.architecture.id == detected and descriptor.scale == 1
     image = skdata.astronaut()[:37, :45]  # odd sizes: the stage pads to the network's multiple and crops back
     assert restore_image(image, f"model={result.weights}").shape == image.shape
