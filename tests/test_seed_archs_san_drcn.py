@@ -1,4 +1,4 @@
-"""The seed architectures SAN and DRCN of streamrestore.archs, through the stage.
+"""The seed architectures SAN and DRCN of streamrestore.models.archs, through the stage.
 
 As in test_seed_archs: each is built small with random weights, saved in its official key layout (daitao/SAN,
 icpm/super-resolution's DRCN), loaded back through the ``model`` stage by auto-detection, and compared on an
