@@ -101,7 +101,7 @@ def restore_video(
         writer = MediaWriter(
             target.temporary, target.format, OutputVideo(width, height, out_fmt, info.color, info), settings,
             reader.passthrough, dict(reader.container.metadata), _chapters(reader),
-            container_options=target.container_options,
+            container_options=target.container_options, extras=reader.extras,
         )
         try:
             on_start(reader)

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import InputNotFoundError, MediaError, NoVideoStreamError, TruncatedInputError
 from .color import ColorDescription, describe_source, frame_to_rgb
+from .extras import ContainerExtras, copied_streams, gather, main_video, no_video_message
 
 STDIO = "-"
 _NETWORK_PREFIXES = ("tcp://", "udp://", "rtp://", "rtsp://", "rtmp://", "http://", "https://", "srt://")
@@ -73,15 +74,17 @@ class MediaReader:
         self._flushed = False
         self.container = _open_input(source, timeout)
         try:
-            if not self.container.streams.video:
-                raise NoVideoStreamError(f"{_label(source)} has no video stream")
-            self.video = self.container.streams.video[0]
+            video = main_video(self.container)
+            if video is None:
+                raise NoVideoStreamError(no_video_message(self.container, _label(source)))
+            self.video = video
             self.video.thread_type = "AUTO"
             self.passthrough = [
                 s for s in self.container.streams if s.type in ("audio", "subtitle") and s.index != self.video.index
             ]
             self._first = self._first_frame()
             self.info = self._describe(self._first)
+            self.extras: ContainerExtras = gather(self.container, self.video, self._early_packets)
         except BaseException:
             self.container.close()
             raise
@@ -89,7 +92,8 @@ class MediaReader:
     # -- opening ---------------------------------------------------------------------------------
     def _first_frame(self) -> av.VideoFrame:
         """Decode ahead to the first frame: colour, rotation and size come from it, not from guesses."""
-        self._demuxed = self.container.demux(self.video, *self.passthrough)
+        self._demuxed = self.container.demux(
+            self.video, *self.passthrough, *copied_streams(self.container, self.video))
         self._early_packets: list[av.Packet] = []
         self._pending_frames: list[av.VideoFrame] = []
         self._pending_pts: list[int] = []

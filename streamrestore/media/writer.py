@@ -21,6 +21,7 @@ from av.bitstream import BitStreamFilterContext
 
 from ..errors import ConfigError, DiskFullError, OutputError
 from .color import ColorDescription, is_rgb_format, rgb_to_frame
+from .extras import ContainerExtras, add_streams, label_video
 from .reader import VideoInfo
 
 DEFAULT_CODEC = "libx264"
@@ -116,6 +117,7 @@ class MediaWriter:
         container_metadata: dict[str, str] | None = None,
         chapters: list[Any] | None = None,
         container_options: dict[str, str] | None = None,
+        extras: ContainerExtras | None = None,
     ) -> None:
         self._lock = threading.Lock()
         self._filters: dict[int, BitStreamFilterContext] = {}
@@ -130,6 +132,9 @@ class MediaWriter:
             # Video first, then the copied streams in source order, as players and most sources expect.
             self._video = self._add_video(video, settings)
             self._copies = {s.index: self._add_copy(s) for s in copy_streams}
+            if extras is not None:
+                label_video(self._video, extras)
+                self._copies.update(add_streams(self.container, extras))
             if container_metadata:
                 self.container.metadata.update(container_metadata)
             if chapters:
