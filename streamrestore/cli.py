@@ -214,6 +214,8 @@ def _run_video(args: argparse.Namespace, chain: str) -> int:
             # Ctrl-C while tqdm drew its first line, before it was handed back: end that line, so
             # the error message gets one of its own.
             print(file=sys.stderr)
+    for warning in report.warnings:
+        print(f"streamrestore: warning: {warning}", file=sys.stderr)
     if report.damaged_frames:
         print(f"streamrestore: warning: {report.damaged_frames} damaged frame(s) in the input; "
               f"{report.repaired_frames} replaced by the previous good frame (frame count kept)", file=sys.stderr)

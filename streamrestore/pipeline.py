@@ -41,6 +41,8 @@ class RestoreReport:
     height: int
     pix_fmt: str
     color: str
+    warnings: tuple[str, ...] = ()
+    """What the output could not keep of the source (e.g. HDR10+ metadata), one line each."""
 
 
 def prepare_chain(
@@ -123,7 +125,7 @@ def restore_video(
     return RestoreReport(
         output=target.destination, frames=writer.frames_written, damaged_frames=reader.damaged_frames,
         repaired_frames=reader.repaired_frames, seconds=time.perf_counter() - started,
-        width=width, height=height, pix_fmt=out_fmt, color=info.color.describe(),
+        width=width, height=height, pix_fmt=out_fmt, color=info.color.describe(), warnings=tuple(writer.warnings),
     )
 
 

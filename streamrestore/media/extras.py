@@ -7,7 +7,8 @@
 - **Attachments** (fonts for ASS subtitles, images) are written back with name, MIME type and bytes.
 - **Data streams** are copied packet for packet, except QuickTime timecode (``tmcd``) tracks: a muxer
   refuses to copy those, and makes its own from the video stream's ``timecode`` tag, so the timecode
-  travels as that tag (MOV/MP4 write a ``tmcd`` track from it, Matroska a ``TIMECODE`` tag).
+  travels as that tag (MOV/MP4 write a ``tmcd`` track from it, Matroska a ``TIMECODE`` tag). A MOV/MP4
+  chapter text track is not copied either: the chapters are, and the muxer writes its own track.
 - **The video track's own labels** (language, title, handler name, default/forced...) are kept;
   tags that describe the old encoding (encoder, bit rate, statistics) are not.
 
@@ -34,14 +35,15 @@ _STALE_TAGS = {"encoder", "vendor_id", "duration", "bps", "number_of_frames", "n
                "_statistics_writing_app", "_statistics_writing_date_utc", "_statistics_tags"}
 
 
-@dataclass
+# repr=False: a stream's repr reads its container, which is closed by the time an error is shown.
+@dataclass(repr=False)
 class Cover:
     stream: av.stream.Stream
     payload: bytes | None
     """The picture's bytes (its one packet), when it was demuxed before the first video frame."""
 
 
-@dataclass
+@dataclass(repr=False)
 class ContainerExtras:
     covers: list[Cover] = field(default_factory=list)
     attachments: list[av.stream.Stream] = field(default_factory=list)
@@ -70,10 +72,27 @@ def is_timecode_track(stream: av.stream.Stream) -> bool:
     return stream.type == "data" and "timecode" in stream.metadata
 
 
+def is_chapter_track(container: av.container.InputContainer, stream: av.stream.Stream) -> bool:
+    """A QuickTime chapter text track: the muxer writes a new one from the chapters, which are copied."""
+    return (stream.type == "data" and getattr(stream, "name", None) == "bin_data"
+            and "mov" in container.format.name and bool(_chapters(container)))
+
+
+def _chapters(container: av.container.InputContainer) -> list:
+    try:
+        return list(container.chapters())
+    except (AttributeError, av.error.FFmpegError):
+        return []
+
+
+def _is_copied_data(container: av.container.InputContainer, stream: av.stream.Stream) -> bool:
+    return stream.type == "data" and not is_timecode_track(stream) and not is_chapter_track(container, stream)
+
+
 def copied_streams(container: av.container.InputContainer, video: av.stream.Stream) -> list[av.stream.Stream]:
     """Cover art and data streams, whose packets are copied (audio and subtitles are the reader's own)."""
-    return [s for s in container.streams if s.index != video.index
-            and (is_cover(s) or (s.type == "data" and not is_timecode_track(s)))]
+    return [s for s in container.streams
+            if s.index != video.index and (is_cover(s) or _is_copied_data(container, s))]
 
 
 def no_video_message(container: av.container.InputContainer, label: str) -> str:
@@ -94,7 +113,7 @@ def gather(container: av.container.InputContainer, video: av.stream.Stream,
             extras.covers.append(Cover(stream, payloads.get(stream.index)))
         elif stream.type == "attachment":
             extras.attachments.append(stream)
-        elif stream.type == "data" and not is_timecode_track(stream):
+        elif _is_copied_data(container, stream):
             extras.data.append(stream)
     tracks = [s.metadata["timecode"] for s in container.streams if is_timecode_track(s)]
     extras.timecode = video.metadata.get("timecode") or next(iter(tracks), None) or container.metadata.get("timecode")

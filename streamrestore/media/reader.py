@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import InputNotFoundError, MediaError, NoVideoStreamError, TruncatedInputError
 from .color import ColorDescription, describe_source, frame_to_rgb
+from .hdr import HdrMetadata, read_hdr
 from .extras import ContainerExtras, copied_streams, gather, main_video, no_video_message
 
 STDIO = "-"
@@ -47,6 +48,8 @@ class VideoInfo:
     rotation: int
     sample_aspect_ratio: Fraction | None
     codec: str
+    hdr: HdrMetadata | None = None
+    """HDR10 static metadata, and which dynamic metadata the source has (None: none)."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,7 @@ class MediaReader:
             rotation=int(first.rotation or 0),
             sample_aspect_ratio=stream.sample_aspect_ratio,
             codec=stream.codec_context.name,
+            hdr=read_hdr(first),
         )
 
     # -- decoding --------------------------------------------------------------------------------

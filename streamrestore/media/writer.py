@@ -22,6 +22,7 @@ from av.bitstream import BitStreamFilterContext
 from ..errors import ConfigError, DiskFullError, OutputError
 from .color import ColorDescription, is_rgb_format, rgb_to_frame
 from .extras import ContainerExtras, add_streams, label_video
+from .hdr import encoder_options
 from .reader import VideoInfo
 
 DEFAULT_CODEC = "libx264"
@@ -122,6 +123,8 @@ class MediaWriter:
         self._lock = threading.Lock()
         self._filters: dict[int, BitStreamFilterContext] = {}
         self.frames_written = 0
+        self.warnings: list[str] = []
+        """What the output cannot keep of the source (said once, never silently dropped)."""
         try:
             self.container = av.open(target, mode="w", format=container_format, options=container_options or {})
         except av.error.FFmpegError as error:
@@ -182,7 +185,8 @@ class MediaWriter:
 
     def _add_video(self, video: OutputVideo, settings: EncodeSettings) -> av.video.stream.VideoStream:
         source = video.source
-        options = dict(settings.options)
+        options, hdr_warnings = encoder_options(settings.codec, source.hdr, dict(settings.options))
+        self.warnings += hdr_warnings
         if settings.crf is not None and settings.codec in _CRF_CODECS:
             options.setdefault("crf", f"{settings.crf:g}")
         if settings.preset is not None and settings.codec in _PRESET_CODECS:
