@@ -153,15 +153,18 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def _run_image(args: argparse.Namespace, chain: str) -> int:
+    from .media.images import read_picture, write_picture
     from .output import OutputTarget
-    from .pipeline import read_image, restore_image, write_image
+    from .pipeline import restore_image
 
     source = Path(args.input)
     destination = args.output or str(source.with_name(f"{source.stem}.restored.png"))
     target = OutputTarget(destination, args.input, overwrite=args.overwrite)
-    restored = restore_image(read_image(source), chain, device=args.device, content=args.content)
+    picture = read_picture(source)
+    restored = restore_image(picture.rgb, chain, device=args.device, content=args.content)
     try:
-        write_image(target.temporary, restored)
+        # Alpha (transparency) skips the stages and is resized to the restored picture.
+        write_picture(target.temporary, restored, picture.alpha, suffix=Path(destination).suffix)
         target.commit()
     except BaseException:
         target.abort()

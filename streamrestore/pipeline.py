@@ -17,8 +17,9 @@ import cv2
 import numpy as np
 
 from . import engine
-from .errors import ConfigError, CorruptInputError, InputNotFoundError, MediaError
+from .errors import ConfigError, CorruptInputError, MediaError
 from .frames import FrameBatch, image_to_tensor, tensor_to_images
+from .media.images import read_picture
 from .media.reader import MediaReader
 from .media.writer import EncodeSettings, MediaWriter, OutputVideo, choose_pix_fmt
 from .output import OutputTarget, default_output_path
@@ -167,28 +168,15 @@ def restore_image(
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as H×W×3 RGB (8 or 16 bit); grey is expanded, alpha dropped."""
-    path = Path(path)
-    if not path.exists():
-        raise InputNotFoundError(f"input not found: {str(path)!r}")
-    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
-    if data is None:
-        raise MediaError(f"{str(path)!r} is not a readable image")
-    return _check_image(_to_rgb(data))
+    """Read an image file as H×W×3 RGB (8 or 16 bit), upright (EXIF orientation applied); grey is
+    expanded, alpha left out (``media.images.read_picture`` returns it too)."""
+    return _check_image(read_picture(path).rgb)
 
 
 def write_image(path: str | Path, image: np.ndarray) -> None:
     """Write an RGB image losslessly (PNG keeps 16-bit)."""
     if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
         raise MediaError(f"cannot write image {str(path)!r}")
-
-
-def _to_rgb(data: np.ndarray) -> np.ndarray:
-    if data.ndim == 2:
-        return cv2.cvtColor(data, cv2.COLOR_GRAY2RGB)
-    if data.shape[2] == 4:
-        return cv2.cvtColor(data, cv2.COLOR_BGRA2RGB)
-    return cv2.cvtColor(data, cv2.COLOR_BGR2RGB)
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import InputNotFoundError, MediaError, NoVideoStreamError, TruncatedInputError
 from .color import ColorDescription, describe_source, frame_to_rgb
+from .alpha import has_alpha, rgba_format, split
 from .hdr import HdrMetadata, read_hdr
 from .extras import ContainerExtras, copied_streams, gather, main_video, no_video_message
 
@@ -50,6 +51,8 @@ class VideoInfo:
     codec: str
     hdr: HdrMetadata | None = None
     """HDR10 static metadata, and which dynamic metadata the source has (None: none)."""
+    alpha: bool = False
+    """The source has an alpha plane; frames carry it beside the RGB picture (``media.alpha``)."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,8 @@ class DecodedFrame:
     """H×W×3 RGB, uint8 for 8-bit sources and uint16 for deeper ones."""
     pts: int | None
     repaired: bool = False
+    alpha: np.ndarray | None = None
+    """H×W alpha plane, same dtype as ``rgb`` (None: the source has no alpha)."""
 
 
 def is_network_url(source: str) -> bool:
@@ -146,6 +151,7 @@ class MediaReader:
             sample_aspect_ratio=stream.sample_aspect_ratio,
             codec=stream.codec_context.name,
             hdr=read_hdr(first),
+            alpha=has_alpha(first.format.name),
         )
 
     # -- decoding --------------------------------------------------------------------------------
@@ -185,6 +191,8 @@ class MediaReader:
     def frames(self, on_packet: Callable[[av.Packet], None]) -> Iterator[DecodedFrame]:
         """Yield every video frame (repairing damaged ones) and pass other packets to ``on_packet``."""
         rgb_format = "rgb48le" if self.info.bit_depth > 8 else "rgb24"
+        if self.info.alpha:
+            rgb_format = rgba_format(self.info.bit_depth > 8)
         last: DecodedFrame | None = None
 
         def emit(frame: av.VideoFrame) -> Iterator[DecodedFrame]:
@@ -193,11 +201,12 @@ class MediaReader:
             if pts is None and last is not None and last.pts is not None and self.info.average_rate:
                 pts = last.pts + round(1 / (self.info.average_rate * self.info.time_base))
             rgb = frame_to_rgb(frame, self.info.color, rgb_format).to_ndarray()
+            rgb, alpha = split(rgb) if self.info.alpha else (rgb, None)
             for lost in self._take_lost(pts):
-                yield self._repair(last.rgb if last is not None else rgb, lost)
+                yield self._repair(last if last is not None else DecodedFrame(rgb, pts, alpha=alpha), lost)
             if frame.is_corrupt:
                 self.damaged_frames += 1
-            last = DecodedFrame(rgb, pts)
+            last = DecodedFrame(rgb, pts, alpha=alpha)
             self.frames_read += 1
             yield last
 
@@ -218,7 +227,7 @@ class MediaReader:
             yield from emit(frame)
         if last is not None:
             for lost in self._take_lost(None):
-                yield self._repair(last.rgb, lost)
+                yield self._repair(last, lost)
         self._check_complete()
 
     def _take_lost(self, pts: int | None) -> list[int]:
@@ -233,11 +242,11 @@ class MediaReader:
         del self._pending_pts[:end]
         return lost
 
-    def _repair(self, rgb: np.ndarray, pts: int) -> DecodedFrame:
+    def _repair(self, good: DecodedFrame, pts: int) -> DecodedFrame:
         self.damaged_frames += 1
         self.repaired_frames += 1
         self.frames_read += 1
-        return DecodedFrame(rgb, pts, repaired=True)
+        return DecodedFrame(good.rgb, pts, repaired=True, alpha=good.alpha)
 
     def _check_complete(self) -> None:
         expected = self.info.frame_count if self.info.frame_count_exact else None

@@ -20,6 +20,7 @@ import numpy as np
 from av.bitstream import BitStreamFilterContext
 
 from ..errors import ConfigError, DiskFullError, OutputError
+from . import alpha as alpha_plane
 from .color import ColorDescription, is_rgb_format, rgb_to_frame
 from .extras import ContainerExtras, add_streams, label_video
 from .hdr import encoder_options
@@ -69,6 +70,8 @@ def choose_pix_fmt(settings: EncodeSettings, source: VideoInfo, width: int, heig
                 "use a 4:4:4 format (e.g. yuv444p)"
             )
         return settings.pix_fmt
+    if source.alpha:
+        return alpha_plane.choose_pix_fmt(settings.codec, supported, source.bit_depth, width, height)
     deep = source.bit_depth > 8
     if is_rgb_format(source.pix_fmt):
         layout = "444" if settings.codec == "ffv1" else "420"
@@ -191,7 +194,10 @@ class MediaWriter:
             options.setdefault("crf", f"{settings.crf:g}")
         if settings.preset is not None and settings.codec in _PRESET_CODECS:
             options.setdefault("preset", settings.preset)
-        stream = self.container.add_stream(settings.codec, rate=source.average_rate, options=options)
+        try:
+            stream = self.container.add_stream(settings.codec, rate=source.average_rate, options=options)
+        except ValueError as error:  # PyAV: "'matroska' format does not support 'png' codec"
+            raise ConfigError(f"{error}; choose another --codec or output container") from None
         stream.time_base = source.time_base
         context = stream.codec_context
         context.width, context.height = video.width, video.height
@@ -210,6 +216,7 @@ class MediaWriter:
         if source.rotation:
             stream.set_display_rotation(source.rotation)
         self._output = video
+        self._alpha = alpha_plane.has_alpha(video.pix_fmt)
         self._time_base = source.time_base
         return stream
 
@@ -225,9 +232,15 @@ class MediaWriter:
             copied.stream = target
         self._mux(packets)
 
-    def write_frame(self, rgb: np.ndarray, pts: int | None) -> None:
-        """Encode one H×W×3 RGB frame (uint8 or uint16) at its source timestamp."""
+    def write_frame(self, rgb: np.ndarray, pts: int | None, alpha: np.ndarray | None = None) -> None:
+        """Encode one H×W×3 RGB frame (uint8 or uint16) at its source timestamp.
+
+        ``alpha`` is the source frame's alpha plane (any size and depth), written when the output
+        format has alpha (``media.alpha``).
+        """
         rgb_format = "rgb48le" if rgb.dtype == np.uint16 else "rgb24"
+        if self._alpha:
+            rgb, rgb_format = alpha_plane.merge(rgb, alpha), alpha_plane.rgba_format(rgb.dtype == np.uint16)
         frame = av.VideoFrame.from_ndarray(rgb, format=rgb_format)
         frame = rgb_to_frame(frame, self._output.color, self._output.pix_fmt)
         frame.pts = pts
