@@ -226,3 +226,12 @@ def test_video_track_labels_into_mp4(media, tmp_path):
     video = probe(out)[0]
     assert video["tags"]["language"] == "fra" and video["tags"]["handler_name"] == "Restored picture"
     assert video["disposition"]["default"] == 1
+
+
+def test_matroska_timecode_tag_becomes_a_tmcd_track(media, tmp_path):
+    source = tmp_path / "tc.mkv"  # ffmpeg stores -timecode in Matroska as the file's TIMECODE tag
+    ffmpeg("-i", media["clip"], "-map", "0", "-c", "copy", "-timecode", "10:00:00:05", source)
+    out = tmp_path / "tc_out.mov"
+    restore(source, out)
+    tmcd = [s for s in probe(out) if s.get("codec_tag_string") == "tmcd"]
+    assert [s["tags"]["timecode"] for s in tmcd] == ["10:00:00:05"]

@@ -68,8 +68,13 @@ def main_video(container: av.container.InputContainer) -> av.stream.Stream | Non
     return next((s for s in container.streams.video if not is_cover(s)), None)
 
 
+def _tag(metadata: dict[str, str], name: str) -> str | None:
+    """A tag by name in any case (Matroska upper-cases its tags; FFmpeg's muxers match any case)."""
+    return next((value for key, value in metadata.items() if key.lower() == name), None)
+
+
 def is_timecode_track(stream: av.stream.Stream) -> bool:
-    return stream.type == "data" and "timecode" in stream.metadata
+    return stream.type == "data" and _tag(stream.metadata, "timecode") is not None
 
 
 def is_chapter_track(container: av.container.InputContainer, stream: av.stream.Stream) -> bool:
@@ -115,9 +120,10 @@ def gather(container: av.container.InputContainer, video: av.stream.Stream,
             extras.attachments.append(stream)
         elif _is_copied_data(container, stream):
             extras.data.append(stream)
-    tracks = [s.metadata["timecode"] for s in container.streams if is_timecode_track(s)]
-    extras.timecode = video.metadata.get("timecode") or next(iter(tracks), None) or container.metadata.get("timecode")
-    extras.video_tags = _fresh_tags(video.metadata)
+    tracks = [_tag(s.metadata, "timecode") for s in container.streams if is_timecode_track(s)]
+    extras.timecode = (_tag(video.metadata, "timecode") or next(iter(tracks), None)
+                       or _tag(container.metadata, "timecode"))
+    extras.video_tags = {k: v for k, v in _fresh_tags(video.metadata).items() if k.lower() != "timecode"}
     if extras.timecode:
         extras.video_tags["timecode"] = extras.timecode
     extras.video_disposition = int(video.disposition)

@@ -42,6 +42,9 @@ def read_picture(path: str | Path) -> Picture:
     data = orient(data, exif_orientation(path))
     if data.ndim == 2:
         return Picture(cv2.cvtColor(data, cv2.COLOR_GRAY2RGB), None)
+    if data.shape[2] == 2:  # grey + alpha
+        return Picture(cv2.cvtColor(np.ascontiguousarray(data[..., 0]), cv2.COLOR_GRAY2RGB),
+                       np.ascontiguousarray(data[..., 1]))
     if data.shape[2] == 4:
         return Picture(cv2.cvtColor(data, cv2.COLOR_BGRA2RGB), np.ascontiguousarray(data[..., 3]))
     return Picture(cv2.cvtColor(data, cv2.COLOR_BGR2RGB), None)
