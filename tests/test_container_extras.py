@@ -235,3 +235,12 @@ def test_matroska_timecode_tag_becomes_a_tmcd_track(media, tmp_path):
     restore(source, out)
     tmcd = [s for s in probe(out) if s.get("codec_tag_string") == "tmcd"]
     assert [s["tags"]["timecode"] for s in tmcd] == ["10:00:00:05"]
+
+
+@pytest.mark.parametrize("ext", [".mov", ".ts", ".nut"])
+def test_cover_art_refused_where_it_would_be_lost(media, tmp_path, capsys, ext):
+    # MOV drops an attached picture; MPEG-TS and NUT would turn it into an ordinary stream.
+    code, err = run_cli(capsys, "run", media["cover_mp4"], "--chain", "identity", "-o", tmp_path / f"out{ext}")
+    assert code == OutputError.exit_code
+    assert "cannot carry the cover art #2 (mjpeg)" in err and ".mp4 or .mkv" in err
+    assert not leftovers(tmp_path) and not (tmp_path / f"out{ext}").exists()

@@ -1,9 +1,10 @@
 """What a container holds beside the restored video, and how each piece reaches the output.
 
 - **Cover art** (a video stream with the ``attached_pic`` disposition) is never the video to restore:
-  its one packet is copied as cover art. MP4/MOV keep it as an ``attached_pic`` stream; Matroska
+  its one packet is copied as cover art. MP4 keeps it as an ``attached_pic`` stream; Matroska
   stores a cover as an image *attachment* (that is how its demuxer presents one as a video stream),
-  so there it is written back as one, byte for byte, under its file name and MIME type.
+  so there it is written back as one, byte for byte, under its file name and MIME type. Other
+  muxers would drop it (MOV) or make it an ordinary stream (MPEG-TS, NUT), so they are refused.
 - **Attachments** (fonts for ASS subtitles, images) are written back with name, MIME type and bytes.
 - **Data streams** are copied packet for packet, except QuickTime timecode (``tmcd``) tracks: a muxer
   refuses to copy those, and makes its own from the video stream's ``timecode`` tag, so the timecode
@@ -28,6 +29,8 @@ from av.stream import Disposition
 from ..errors import OutputError
 
 _MATROSKA = {"matroska"}  # WebM allows neither attachments nor cover art
+# Muxers that write an attached picture as cover art (MOV drops it, MPEG-TS and NUT make it a plain stream).
+_COVER_FORMATS = {"mp4", "ipod"}
 _COVER_MIME = {"mjpeg": "image/jpeg", "png": "image/png", "bmp": "image/bmp", "gif": "image/gif",
                "webp": "image/webp"}
 # Tags that describe the source's encoding or its old statistics, true of the input only.
@@ -150,8 +153,13 @@ def add_streams(output: av.container.OutputContainer, extras: ContainerExtras) -
     for cover in extras.covers:
         if fmt in _MATROSKA and cover.payload is not None:
             _attach(output, cover.stream, _cover_name(cover.stream), _cover_mime(cover.stream), cover.payload)
-        else:
+        elif fmt in _COVER_FORMATS:
             copies[cover.stream.index] = _copy(output, cover.stream, "cover art", ".mp4 or .mkv")
+        else:
+            raise OutputError(
+                f"the output container ({fmt}) cannot carry the cover art #{cover.stream.index} "
+                f"({_codec(cover.stream)}); choose a container that can (.mp4 or .mkv)"
+            )
     for stream in extras.attachments:
         _attach(output, stream, stream.name or f"attachment{stream.index}", stream.mimetype or "application/octet-stream",
                 bytes(stream.data))
