@@ -185,8 +185,21 @@ def test_klv_data_stream_copied_packet_for_packet(media, tmp_path):
 def test_data_stream_refused_where_it_cannot_be_written(media, tmp_path, capsys, ext):
     code, err = run_cli(capsys, "run", media["klv_ts"], "--chain", "identity", "-o", tmp_path / f"out{ext}")
     assert code == OutputError.exit_code
-    assert "cannot carry the data stream #1 (klv)" in err and "MPEG-TS (.ts)" in err
+    assert "cannot carry the data stream #1 (klv); choose one that can: MPEG-TS (.ts)" in err
     assert not leftovers(tmp_path)
+
+
+def test_data_stream_no_container_can_hold_is_left_out_with_a_warning(media, tmp_path, monkeypatch):
+    # Such streams exist (an iPhone's "mebx" metadata track: FFmpeg knows no codec for it), but no
+    # FFmpeg can write a file with one; so every muxer's refusal is imitated here.
+    from streamrestore.media import extras
+
+    monkeypatch.setattr(extras, "_muxer_accepts", lambda format_name, stream: False)
+    out = tmp_path / "out.mkv"
+    report = restore(media["klv_ts"], out)
+    assert report.warnings == ("data stream #1 (klv) cannot be written by any container FFmpeg knows, "
+                               "and is left out",)
+    assert [s["codec_type"] for s in probe(out)] == ["video"] and report.frames == 6
 
 
 # -- timecode --------------------------------------------------------------------------------------

@@ -14,7 +14,8 @@
   tags that describe the old encoding (encoder, bit rate, statistics) are not.
 
 A container that cannot hold one of these stops the run with a message naming one that can, as for
-audio and subtitles: nothing is dropped silently.
+audio and subtitles: nothing is dropped silently. The one exception is a data stream that no muxer
+can write at all: it is left out with a warning.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from av.stream import Disposition
 from ..errors import OutputError
 
 _MATROSKA = {"matroska"}  # WebM allows neither attachments nor cover art
+# Where to send a user whose output cannot hold a data stream, in order of preference.
+_DATA_CONTAINERS = {"mpegts": "MPEG-TS (.ts)", "matroska": "Matroska (.mkv)", "mov": "QuickTime (.mov)",
+                    "mp4": "MP4 (.mp4)"}
 # Muxers that write an attached picture as cover art (MOV drops it, MPEG-TS and NUT make it a plain stream).
 _COVER_FORMATS = {"mp4", "ipod"}
 _COVER_MIME = {"mjpeg": "image/jpeg", "png": "image/png", "bmp": "image/bmp", "gif": "image/gif",
@@ -146,10 +150,16 @@ def label_video(stream: av.stream.Stream, extras: ContainerExtras) -> None:
     stream.disposition = Disposition(extras.video_disposition & ~int(Disposition.attached_pic))
 
 
-def add_streams(output: av.container.OutputContainer, extras: ContainerExtras) -> dict[int, av.stream.Stream]:
-    """Add cover art, attachments and data streams; returns the streams that take copied packets."""
+def add_streams(output: av.container.OutputContainer,
+                extras: ContainerExtras) -> tuple[dict[int, av.stream.Stream], list[str]]:
+    """Add cover art, attachments and data streams.
+
+    Returns the streams that take copied packets (by source index), and warnings for data streams
+    no container can hold.
+    """
     fmt = output.format.name
     copies: dict[int, av.stream.Stream] = {}
+    warnings: list[str] = []
     for cover in extras.covers:
         if fmt in _MATROSKA and cover.payload is not None:
             _attach(output, cover.stream, _cover_name(cover.stream), _cover_mime(cover.stream), cover.payload)
@@ -164,13 +174,20 @@ def add_streams(output: av.container.OutputContainer, extras: ContainerExtras) -
         _attach(output, stream, stream.name or f"attachment{stream.index}", stream.mimetype or "application/octet-stream",
                 bytes(stream.data))
     for stream in extras.data:
-        if not _muxer_accepts(output.format.name, stream):
+        if _muxer_accepts(fmt, stream):
+            copies[stream.index] = _copy(output, stream, "data stream", ".ts")
+            continue
+        other = next((name for name in _DATA_CONTAINERS if name != fmt and _muxer_accepts(name, stream)), None)
+        if other is not None:
             raise OutputError(
-                f"the output container ({output.format.name}) cannot carry the data stream #{stream.index} "
-                f"({_codec(stream)}); choose MPEG-TS (.ts), which carries KLV and other data streams"
+                f"the output container ({fmt}) cannot carry the data stream #{stream.index} "
+                f"({_codec(stream)}); choose one that can: {_DATA_CONTAINERS[other]}"
             )
-        copies[stream.index] = _copy(output, stream, "data stream", ".ts")
-    return copies
+        # No muxer FFmpeg has can write it (e.g. an iPhone's "mebx" metadata track, which FFmpeg
+        # does not know): refusing would refuse the file for ever, so it is left out, and said so.
+        warnings.append(f"data stream #{stream.index} ({_codec(stream)}) cannot be written by any container "
+                        "FFmpeg knows, and is left out")
+    return copies, warnings
 
 
 def _muxer_accepts(format_name: str, stream: av.stream.Stream) -> bool:

@@ -140,7 +140,9 @@ class MediaWriter:
             self._copies = {s.index: self._add_copy(s) for s in copy_streams}
             if extras is not None:
                 label_video(self._video, extras)
-                self._copies.update(add_streams(self.container, extras))
+                copies, warnings = add_streams(self.container, extras)
+                self._copies.update(copies)
+                self.warnings += warnings
             if container_metadata:
                 self.container.metadata.update(container_metadata)
             if chapters:
