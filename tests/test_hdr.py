@@ -77,10 +77,22 @@ def test_hdr10_written_on_the_output_frames(hdr_clip, tmp_path, codec, preset):
     assert (light["max_content"], light["max_average"]) == (1000, 400)
 
 
+def test_hdr10_written_by_libx264(hdr_clip, tmp_path):
+    # Debian 12's ffprobe (FFmpeg 5.1) does not parse H.264's mastering-display SEI; PyAV's FFmpeg does.
+    import av
+
+    out = tmp_path / "out.mkv"
+    report = restore_video(str(hdr_clip), str(out), "identity", preset="ultrafast")  # the default codec
+    assert report.warnings == ()
+    with av.open(str(hdr_clip)) as source, av.open(str(out)) as written:
+        assert written.streams.video[0].codec_context.name == "h264"
+        assert read_hdr(next(written.decode(video=0))) == read_hdr(next(source.decode(video=0)))
+
+
 def test_encoder_without_hdr10_support_warns(hdr_clip, tmp_path):
-    report = restore_video(str(hdr_clip), str(tmp_path / "out.mkv"), "identity", preset="ultrafast")
-    assert report.warnings == ("libx264 cannot write the source's HDR10 mastering-display/light-level metadata; "
-                               "use --codec libx265 (or libsvtav1) to keep it",)
+    report = restore_video(str(hdr_clip), str(tmp_path / "out.mkv"), "identity", codec="ffv1")
+    assert report.warnings == ("ffv1 cannot write the source's HDR10 mastering-display/light-level metadata; "
+                               "use --codec libx265 (or libx264, libsvtav1) to keep it",)
     assert not any(d["side_data_type"] == "Mastering display metadata"
                    for d in first_frame(tmp_path / "out.mkv").get("side_data_list", []))
 

@@ -3,8 +3,8 @@
 The decoder attaches this metadata to every frame (from the bitstream's SEI, or from the container's
 stream-level side data), so it is read from the first frame. PyAV cannot set side data on frames or
 streams, so it reaches the output through the encoder's own HDR options, which write it into the
-bitstream where players and ffprobe find it on the frames: x265's ``master-display``/``max-cll``
-and SVT-AV1's ``mastering-display``/``content-light``. Other encoders cannot write it: the run
+bitstream where players and ffprobe find it on the frames: x265's ``master-display``/``max-cll``,
+x264's ``mastering-display``/``cll`` and SVT-AV1's ``mastering-display``/``content-light``. Other encoders cannot write it: the run
 says so in a warning instead of dropping it silently. Dynamic metadata (HDR10+, Dolby Vision) is
 per-scene and tied to the source's pictures; it is never carried, and a source that has it gets a
 warning.
@@ -21,7 +21,7 @@ from av.sidedata.sidedata import Type
 
 _DYNAMIC = {Type.DYNAMIC_HDR_PLUS: "HDR10+", Type.DOVI_RPU_BUFFER: "Dolby Vision",
             Type.DOVI_METADATA: "Dolby Vision", Type.DYNAMIC_HDR_VIVID: "HDR Vivid"}
-_HDR10_PARAMS = {"libx265": "x265-params", "libsvtav1": "svtav1-params"}
+_HDR10_PARAMS = {"libx265": "x265-params", "libx264": "x264-params", "libsvtav1": "svtav1-params"}
 
 
 @dataclass(frozen=True)
@@ -86,10 +86,10 @@ def encoder_options(codec: str, hdr: HdrMetadata | None, options: dict[str, str]
     if codec not in _HDR10_PARAMS:
         if hdr.mastering or hdr.light_level:
             warnings.append(f"{codec} cannot write the source's HDR10 mastering-display/light-level metadata; "
-                            "use --codec libx265 (or libsvtav1) to keep it")
+                            "use --codec libx265 (or libx264, libsvtav1) to keep it")
         return options, warnings
     key = _HDR10_PARAMS[codec]
-    static = _x265(hdr) if codec == "libx265" else _svtav1(hdr)
+    static = {"libx265": _x265, "libx264": _x264, "libsvtav1": _svtav1}[codec](hdr)
     merged = dict(options)
     # The user's own parameters come last, so anything they set explicitly wins.
     merged[key] = ":".join(static + ([options[key]] if options.get(key) else []))
@@ -98,16 +98,25 @@ def encoder_options(codec: str, hdr: HdrMetadata | None, options: dict[str, str]
     return merged, warnings
 
 
+def _st2086(m: MasteringDisplay) -> str:
+    """x265's and x264's notation: chromaticity in units of 0.00002, luminance in 0.0001 cd/m²."""
+
+    def xy(point: tuple[Fraction, Fraction]) -> str:
+        return f"({round(point[0] * 50000)},{round(point[1] * 50000)})"
+
+    luminance = f"L({round(m.max_luminance * 10000)},{round(m.min_luminance * 10000)})"
+    return f"G{xy(m.green)}B{xy(m.blue)}R{xy(m.red)}WP{xy(m.white)}{luminance}"
+
+
+def _x264(hdr: HdrMetadata) -> list[str]:
+    params = [f"mastering-display={_st2086(hdr.mastering)}"] if hdr.mastering is not None else []
+    if hdr.light_level is not None:
+        params.append(f"cll={hdr.light_level[0]},{hdr.light_level[1]}")
+    return params
+
+
 def _x265(hdr: HdrMetadata) -> list[str]:
-    params = []
-    if hdr.mastering is not None:
-        m = hdr.mastering
-
-        def xy(point: tuple[Fraction, Fraction]) -> str:  # chromaticity in units of 0.00002
-            return f"({round(point[0] * 50000)},{round(point[1] * 50000)})"
-
-        luminance = f"L({round(m.max_luminance * 10000)},{round(m.min_luminance * 10000)})"  # 0.0001 cd/m²
-        params.append(f"master-display=G{xy(m.green)}B{xy(m.blue)}R{xy(m.red)}WP{xy(m.white)}{luminance}")
+    params = [f"master-display={_st2086(hdr.mastering)}"] if hdr.mastering is not None else []
     if hdr.light_level is not None:
         params.append(f"max-cll={hdr.light_level[0]},{hdr.light_level[1]}")
     # Repeat the headers (and with them these SEI) at every keyframe, so a seek finds them too.
