@@ -1,7 +1,8 @@
 """Opens an input (file, stdin or network URL) and yields its video frames as RGB arrays, in order.
 
-Audio and subtitle packets are handed untouched to a callback as they are demuxed, so they can be
-copied packet for packet while the video goes through the stages.
+Audio, subtitle, cover-art and data packets are handed untouched to a callback as they are demuxed,
+so they can be copied packet for packet while the video goes through the stages (``media.extras``
+sorts the streams; ``media.alpha`` explains the alpha plane a frame may carry).
 
 Damaged input policy: every video packet the container carries becomes exactly one output frame.
 A packet the decoder cannot turn into a frame (corrupt data) is replaced by a copy of the previous
@@ -23,10 +24,10 @@ import av.error
 import numpy as np
 
 from ..errors import InputNotFoundError, MediaError, NoVideoStreamError, TruncatedInputError
-from .color import ColorDescription, describe_source, frame_to_rgb
 from .alpha import has_alpha, rgba_format, split
-from .hdr import HdrMetadata, read_hdr
+from .color import ColorDescription, describe_source, frame_to_rgb
 from .extras import ContainerExtras, copied_streams, gather, main_video, no_video_message
+from .hdr import HdrMetadata, read_hdr
 
 STDIO = "-"
 _NETWORK_PREFIXES = ("tcp://", "udp://", "rtp://", "rtsp://", "rtmp://", "http://", "https://", "srt://")
