@@ -21,7 +21,8 @@ import pytest
 from streamrestore.cli import main
 from streamrestore.errors import ConfigError
 from streamrestore.media.images import read_picture
-from streamrestore.pipeline import read_image, restore_video
+from streamrestore.media.images import read_image
+from streamrestore.restore import OutputSettings, restore_video
 
 W, H, FRAMES = 64, 48, 4
 
@@ -86,7 +87,7 @@ def alpha_clips(tmp_path_factory) -> dict[str, Path]:
 def test_alpha_kept_and_resized_with_the_picture(alpha_clips, tmp_path, source, codec, ext, chain, scale, pix_fmt,
                                                  tolerance):
     out = tmp_path / f"out.{ext}"
-    report = restore_video(str(alpha_clips[source]), str(out), chain, codec=codec)
+    report = restore_video(str(alpha_clips[source]), str(out), chain, output=OutputSettings(codec=codec))
     assert (report.width, report.height) == (W * scale, H * scale)
     written, planes = decoded_alpha(out)
     assert written == pix_fmt and len(planes) == FRAMES
@@ -110,7 +111,7 @@ def test_alpha_source_with_an_encoder_without_alpha_is_refused(alpha_clips, tmp_
 
 def test_explicit_pix_fmt_without_alpha_drops_it(alpha_clips, tmp_path):
     out = tmp_path / "out.mp4"
-    restore_video(str(alpha_clips["png"]), str(out), "identity", pix_fmt="yuv420p", preset="ultrafast")
+    restore_video(str(alpha_clips["png"]), str(out), "identity", output=OutputSettings(pix_fmt="yuv420p", preset="ultrafast"))
     with av.open(str(out)) as container:
         assert container.streams.video[0].codec_context.pix_fmt == "yuv420p"
 
@@ -191,7 +192,7 @@ def test_ffprobe_sees_the_alpha_format(alpha_clips, tmp_path):
     if shutil.which("ffprobe") is None:
         pytest.skip("needs ffprobe (apt install ffmpeg)")
     out = tmp_path / "out.mov"
-    restore_video(str(alpha_clips["qtrle"]), str(out), "identity", codec="qtrle")
+    restore_video(str(alpha_clips["qtrle"]), str(out), "identity", output=OutputSettings(codec="qtrle"))
     shown = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=pix_fmt", "-of", "csv=p=0", str(out)],
                            check=True, capture_output=True, text=True).stdout.strip()
     assert shown == "argb"

@@ -22,7 +22,7 @@ import pytest
 
 from streamrestore.cli import main
 from streamrestore.errors import NoVideoStreamError, OutputError
-from streamrestore.pipeline import restore_video
+from streamrestore.restore import OutputSettings, restore_video
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,
                                 reason="needs the ffmpeg and ffprobe commands (apt install ffmpeg)")
@@ -50,7 +50,7 @@ def packet_hashes(path: Path) -> dict[int, list[str]]:
 
 def restore(src: Path, dst: Path, **options) -> object:
     options.setdefault("preset", "ultrafast")
-    return restore_video(str(src), str(dst), "identity", **options)
+    return restore_video(str(src), str(dst), "identity", output=OutputSettings(**options))
 
 
 def leftovers(folder: Path) -> list[str]:

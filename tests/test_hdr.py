@@ -17,7 +17,7 @@ import pytest
 from av.sidedata.sidedata import Type
 
 from streamrestore.media.hdr import HdrMetadata, MasteringDisplay, encoder_options, read_hdr
-from streamrestore.pipeline import restore_video
+from streamrestore.restore import OutputSettings, restore_video
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,
                                 reason="needs the ffmpeg and ffprobe commands (apt install ffmpeg)")
@@ -64,7 +64,7 @@ def test_source_metadata_is_read(hdr_clip):
 @pytest.mark.parametrize("codec, preset", [("libx265", "ultrafast"), ("libsvtav1", "12")])
 def test_hdr10_written_on_the_output_frames(hdr_clip, tmp_path, codec, preset):
     out = tmp_path / "out.mkv"
-    report = restore_video(str(hdr_clip), str(out), "identity", codec=codec, preset=preset)
+    report = restore_video(str(hdr_clip), str(out), "identity", output=OutputSettings(codec=codec, preset=preset))
     assert report.warnings == ()
     frame, source = first_frame(out), first_frame(hdr_clip)
     assert frame["color_transfer"] == "smpte2084" and frame["color_primaries"] == "bt2020"
@@ -82,7 +82,7 @@ def test_hdr10_written_by_libx264(hdr_clip, tmp_path):
     import av
 
     out = tmp_path / "out.mkv"
-    report = restore_video(str(hdr_clip), str(out), "identity", preset="ultrafast")  # the default codec
+    report = restore_video(str(hdr_clip), str(out), "identity", output=OutputSettings(preset="ultrafast"))  # the default codec
     assert report.warnings == ()
     with av.open(str(hdr_clip)) as source, av.open(str(out)) as written:
         assert written.streams.video[0].codec_context.name == "h264"
@@ -90,7 +90,7 @@ def test_hdr10_written_by_libx264(hdr_clip, tmp_path):
 
 
 def test_encoder_without_hdr10_support_warns(hdr_clip, tmp_path):
-    report = restore_video(str(hdr_clip), str(tmp_path / "out.mkv"), "identity", codec="ffv1")
+    report = restore_video(str(hdr_clip), str(tmp_path / "out.mkv"), "identity", output=OutputSettings(codec="ffv1"))
     assert report.warnings == ("ffv1 cannot write the source's HDR10 mastering-display/light-level metadata; "
                                "use --codec libx265 (or libx264, libsvtav1) to keep it",)
     assert not any(d["side_data_type"] == "Mastering display metadata"

@@ -1,4 +1,8 @@
-"""Still image files: read as a viewer shows them (EXIF orientation applied), alpha and 16-bit kept.
+"""Image files: read as a viewer shows them (EXIF orientation applied), alpha and 16-bit kept; written
+losslessly; the one list of image suffixes.
+
+A path whose suffix is in ``IMAGE_SUFFIXES`` is restored as an image by the CLI (and the library), any
+other input as a video.
 
 OpenCV reads the pixels (8 or 16 bit, with alpha) but applies EXIF orientation only when it may also
 drop alpha and depth, so the orientation tag is read here (JPEG APP1, PNG ``eXIf``, WebP ``EXIF``;
@@ -19,6 +23,7 @@ import numpy as np
 from ..errors import ConfigError, InputNotFoundError, MediaError
 from .alpha import merge
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 ALPHA_SUFFIXES = {".png", ".tif", ".tiff", ".webp"}
 _ORIENTATION_TAG = 0x0112
 _HEAD_BYTES = 1 << 20  # the orientation tag sits in the first segments of every format read here
@@ -30,6 +35,29 @@ class Picture:
     """H×W×3 RGB, uint8 or uint16, turned upright."""
     alpha: np.ndarray | None
     """H×W alpha plane of the same dtype, turned the same way (None: opaque image)."""
+
+
+def is_image_path(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image file as H×W×3 RGB (8 or 16 bit), upright; grey is expanded, alpha left out
+    (``read_picture`` returns it too)."""
+    return check_image(read_picture(path).rgb)
+
+
+def write_image(path: str | Path, image: np.ndarray) -> None:
+    """Write an RGB image losslessly (PNG keeps 16-bit)."""
+    write_picture(path, image)
+
+
+def check_image(image: np.ndarray) -> np.ndarray:
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
+        raise MediaError(f"expected an H×W×3 RGB image, got {getattr(image, 'shape', type(image).__name__)}")
+    if image.dtype not in (np.uint8, np.uint16):
+        raise MediaError(f"expected 8- or 16-bit samples, got {image.dtype}")
+    return image
 
 
 def read_picture(path: str | Path) -> Picture:

@@ -24,7 +24,7 @@ from . import alpha as alpha_plane
 from .color import ColorDescription, is_rgb_format, rgb_to_frame
 from .extras import ContainerExtras, add_streams, label_video
 from .hdr import encoder_options
-from .reader import VideoInfo
+from .reader import SourceDescription, VideoInfo
 
 DEFAULT_CODEC = "libx264"
 DEFAULT_CRF = 18
@@ -160,6 +160,14 @@ class MediaWriter:
         except BaseException:
             self.container.close()
             raise
+
+    @classmethod
+    def for_source(cls, target: str, container_format: str | None, video: OutputVideo, settings: EncodeSettings,
+                   source: SourceDescription, container_options: dict[str, str] | None = None) -> MediaWriter:  # fmt: skip
+        """A writer that carries ``source``'s audio, subtitles, tags, chapters and the rest of its container
+        (cover art, attachments, data, timecode: ``media.extras``), from ``MediaReader.describe()``."""
+        return cls(target, container_format, video, settings, source.copy_streams, source.metadata, source.chapters,
+                   container_options=container_options, extras=source.extras)
 
     def _add_copy(self, source: av.stream.Stream) -> av.stream.Stream:
         try:
