@@ -36,7 +36,7 @@ from media_factory import (
     video_times,
 )
 from streamrestore.errors import ConfigError, CorruptInputError, MediaError
-from streamrestore.restore import restore_image, restore_video
+from streamrestore.restore import OutputSettings, RunSettings, restore_image, restore_video
 
 # Irregular gaps (ms): a variable-frame-rate clip. Exact in every container's time base.
 VFR_PTS = [0, 40, 80, 200, 240, 250, 400, 433, 466, 700, 740, 1000]
@@ -44,10 +44,10 @@ MS = Fraction(1, 1000)
 _EMPTY_MOV_TEXT = hashlib.sha256(b"\x00\x00").hexdigest()  # a mov_text sample with no text
 
 
-def restore(src: Path | str, dst: Path | str, chain: str = "identity", **options) -> object:
+def restore(src: Path | str, dst: Path | str, chain: str = "identity", strict: bool = False, **options) -> object:
     """restore_video with a fast encoder preset unless the test chooses otherwise."""
     options.setdefault("preset", "ultrafast")
-    return restore_video(str(src), str(dst), chain, **options)
+    return restore_video(str(src), str(dst), chain, RunSettings(strict=strict), OutputSettings(**options))
 
 
 def leftovers(folder: Path) -> list[str]:
