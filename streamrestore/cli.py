@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     run.add_argument("--content", choices=("photo", "anime"), default="photo",
                      help="which pretrained models the aliases (sr2, sr4, jpeg, …) use (default photo)")
+    run.add_argument("--interlaced", choices=("auto", "deinterlace", "keep"), default="auto",
+                     help="interlaced input: auto (default) deinterlaces with bwdif at field rate before stages "
+                     "that change pixels; deinterlace: always; keep: process each field, output stays interlaced")
     run.add_argument("--batch", type=int, help="frames per batch through the stages (default: planned from the "
                      "free GPU memory, or about a megapixel of input per batch on the CPU)")
     run.add_argument("--precision", choices=("auto", "float32", "float16", "bfloat16"), default="auto",
@@ -200,12 +203,15 @@ def _run_video(args: argparse.Namespace, chain: str) -> int:
             tqdm.write(f"expected: about {_duration(per_frame * bar[0].total)} for {bar[0].total} frames "
                        f"({per_frame:.2f} s/frame so far)", file=sys.stderr)
 
+    def on_notice(message: str) -> None:
+        print(f"streamrestore: {message}", file=sys.stderr)
+
     try:
         report = restore_video(
             args.input, args.output, chain, overwrite=args.overwrite, codec=args.codec, crf=args.crf,
             preset=args.preset, pix_fmt=args.pix_fmt, encoder_threads=args.encoder_threads, format=args.format,
             device=args.device, content=args.content, batch_size=args.batch, precision=args.precision, strict=args.strict, timeout=args.timeout,
-            on_start=on_start, on_frames=on_frames,
+            interlaced=args.interlaced, on_start=on_start, on_frames=on_frames, on_notice=on_notice,
         )
     finally:
         if bar:
@@ -219,7 +225,8 @@ def _run_video(args: argparse.Namespace, chain: str) -> int:
               f"{report.repaired_frames} replaced by the previous good frame (frame count kept)", file=sys.stderr)
     if not args.quiet and report.output != "-":
         fps = report.frames / report.seconds if report.seconds else 0.0
-        print(f"wrote {report.output}: {report.frames} frames, {report.width}×{report.height} {report.pix_fmt}, "
+        source = f" from {report.source_frames} source frames" if report.source_frames != report.frames else ""
+        print(f"wrote {report.output}: {report.frames} frames{source}, {report.width}×{report.height} {report.pix_fmt}, "
               f"{report.color}, {report.seconds:.1f} s ({fps:.2f} fps)", file=sys.stderr)
     return 0
 

@@ -1,14 +1,16 @@
 """The library API: ``restore_video`` and ``restore_image``. The CLI and the web demo call these.
 
-Data path of ``restore_video``: MediaReader (decode, RGB at source precision) → ChainRunner (the
-stages) → MediaWriter (RGB→YUV with the source's colour description, encode at source timestamps,
-audio/subtitles copied) → OutputTarget (temporary file renamed into place on success).
+Data path of ``restore_video``: MediaReader (decode; deinterlace/IVTC/field split with libavfilter
+when the chain or the interlacing policy asks, see ``media.interlace``; RGB at source precision) →
+ChainRunner (the stages) → MediaWriter (RGB→YUV with the source's colour description, fields woven
+back for ``--interlaced keep``, encode at source timestamps, audio/subtitles copied) → OutputTarget
+(temporary file renamed into place on success).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,6 +21,7 @@ import numpy as np
 from . import engine
 from .errors import ConfigError, CorruptInputError, InputNotFoundError, MediaError
 from .frames import FrameBatch, image_to_tensor, tensor_to_images
+from .media import interlace
 from .media.reader import MediaReader
 from .media.writer import EncodeSettings, MediaWriter, OutputVideo, choose_pix_fmt
 from .output import OutputTarget, default_output_path
@@ -41,6 +44,8 @@ class RestoreReport:
     height: int
     pix_fmt: str
     color: str
+    source_frames: int = 0
+    """Frames read from the source (``frames`` differs by design after deinterlacing or IVTC)."""
 
 
 def prepare_chain(
@@ -72,9 +77,11 @@ def restore_video(
     strict: bool = False,
     timeout: float = 15.0,
     content: str = "photo",
+    interlaced: str = "auto",
     registry: Registry | None = None,
     on_start: Callable[[MediaReader], None] = lambda reader: None,
     on_frames: Callable[[int], None] = lambda count: None,
+    on_notice: Callable[[str], None] = lambda message: None,
 ) -> RestoreReport:
     """Restore a video file, stream URL or ``-`` (stdin) into ``dst`` (default: ``NAME.restored.EXT``).
 
@@ -83,10 +90,17 @@ def restore_video(
     reader (for a progress bar); ``on_frames`` is called with each count of frames written.
     ``batch_size`` None plans it (``runtime.BatchSizer``); ``cpu_threads`` None gives torch every core;
     ``precision`` None is ``runtime.choose_dtype``'s automatic choice.
+
+    Interlaced input (``media.interlace``): ``deinterlace`` or ``ivtc`` at the head of the chain apply
+    to the decoded frames; otherwise ``interlaced`` decides: ``auto`` deinterlaces (bwdif, field rate)
+    before any stage that changes pixels, ``deinterlace`` always, ``keep`` processes each field as a
+    half-height picture and writes interlaced output. ``on_notice`` gets one line when that happens.
     """
     if batch_size is not None and batch_size < 1:
         raise ConfigError(f"--batch must be at least 1, got {batch_size}")
-    plan, built = prepare_chain(chain, registry, content, device)
+    plan = parse_chain(chain) if isinstance(chain, str) else chain
+    field_operations, stage_requests = interlace.take_field_operations(plan.stages)
+    plan, built = prepare_chain(replace(plan, stages=stage_requests), registry, content, device)
     settings = _encode_settings(plan.output, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt,
                                 threads=encoder_threads)
     runner = ChainRunner(built, device, precision)
@@ -95,11 +109,17 @@ def restore_video(
     started = time.perf_counter()
     reader = MediaReader(src, timeout=timeout)
     try:
+        fields = _apply_field_plan(reader, field_operations, interlaced, built)
+        if fields.notice:
+            on_notice(fields.notice)
         info = reader.info
         width, height = info.width * runner.scale, info.height * runner.scale
-        out_fmt = choose_pix_fmt(settings, info, width, height)
+        out_fmt = choose_pix_fmt(settings, info, width, height)  # per field when fields are woven back
+        if fields.field_split:
+            height *= 2
+        output = OutputVideo(width, height, out_fmt, info.color, info, fields.output_order, fields.field_split)
         writer = MediaWriter(
-            target.temporary, target.format, OutputVideo(width, height, out_fmt, info.color, info), settings,
+            target.temporary, target.format, output, settings,
             reader.passthrough, dict(reader.container.metadata), _chapters(reader),
             container_options=target.container_options,
         )
@@ -123,8 +143,23 @@ def restore_video(
     return RestoreReport(
         output=target.destination, frames=writer.frames_written, damaged_frames=reader.damaged_frames,
         repaired_frames=reader.repaired_frames, seconds=time.perf_counter() - started,
-        width=width, height=height, pix_fmt=out_fmt, color=info.color.describe(),
+        width=width, height=height, pix_fmt=out_fmt, color=info.color.describe(), source_frames=reader.frames_read,
     )
+
+
+def _apply_field_plan(reader: MediaReader, operations: list[interlace.FieldOperation], mode: str,
+                      built: list[BuiltStage]) -> interlace.FieldPlan:
+    """Detect interlacing on the first frames, choose what to do with the fields, set the reader's filter."""
+    info = reader.info
+    # No interlaced format is taller than 1080 lines: larger frames skip idet (and decoding far ahead).
+    frames = reader.peek(interlace.IDET_FRAMES if info.height <= 1088 else 1)
+    source = interlace.detect(reader.video.codec_context.field_order, frames, info.time_base, info.average_rate)
+    touches_pixels = any(stage.spec.name != "identity" for stage in built)
+    plan = interlace.plan_fields(operations, mode, source, touches_pixels, info.average_rate)
+    if plan.filters:
+        reader.set_video_filter(interlace.FrameFilter(plan, frames[0], info.time_base, info.average_rate,
+                                                      info.sample_aspect_ratio))
+    return plan
 
 
 def _encode_settings(preset_output: dict[str, Any], **given: Any) -> EncodeSettings:
@@ -157,6 +192,10 @@ def restore_image(
     ``stages`` lets a caller that restores many images (the web demo) build the chain once.
     """
     pixels = read_image(image) if isinstance(image, (str, Path)) else _check_image(image)
+    if isinstance(chain, str) and stages is None:
+        chain = parse_chain(chain)
+    if isinstance(chain, ChainPlan) and interlace.take_field_operations(chain.stages)[0]:
+        raise ConfigError("deinterlace and ivtc work on video fields, not on images")
     built = stages if stages is not None else prepare_chain(chain, registry, content, device)[1]
     runner = ChainRunner(built, device)
     results = [runner.push(FrameBatch(image_to_tensor(pixels), (0,)))] + runner.flush()

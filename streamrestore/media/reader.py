@@ -16,7 +16,7 @@ import bisect
 import os
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import av
 import av.error
@@ -24,6 +24,9 @@ import numpy as np
 
 from ..errors import InputNotFoundError, MediaError, NoVideoStreamError, TruncatedInputError
 from .color import ColorDescription, describe_source, frame_to_rgb
+
+if TYPE_CHECKING:
+    from .interlace import FrameFilter
 
 STDIO = "-"
 _NETWORK_PREFIXES = ("tcp://", "udp://", "rtp://", "rtsp://", "rtmp://", "http://", "https://", "srt://")
@@ -71,6 +74,7 @@ class MediaReader:
         self._read_error: av.error.FFmpegError | None = None
         self._timeout = timeout
         self._flushed = False
+        self.video_filter: FrameFilter | None = None
         self.container = _open_input(source, timeout)
         try:
             if not self.container.streams.video:
@@ -82,6 +86,7 @@ class MediaReader:
             ]
             self._first = self._first_frame()
             self.info = self._describe(self._first)
+            self.source_info = self.info
         except BaseException:
             self.container.close()
             raise
@@ -174,24 +179,64 @@ class MediaReader:
         except (av.error.InvalidDataError, av.error.PatchWelcomeError, av.error.UndefinedError):
             return []  # the packet stays in _pending_pts and is repaired when a later frame passes it
 
+    def peek(self, count: int) -> list[av.VideoFrame]:
+        """Decode ahead until ``count`` frames wait (fewer if the input ends); ``frames`` still yields them."""
+        if len(self._pending_frames) < count:
+            for packet in self._safe_demux():
+                if packet.stream.index != self.video.index:
+                    if packet.size > 0:
+                        self._early_packets.append(packet)
+                    continue
+                self._pending_frames.extend(self._decode(packet))
+                if len(self._pending_frames) >= count:
+                    break
+            else:
+                self._pending_frames.extend(self._decode(None))
+        return self._pending_frames[:count]
+
+    def set_video_filter(self, video_filter: FrameFilter) -> None:
+        """Apply a libavfilter graph (deinterlace, IVTC, field split) to decoded frames, before RGB.
+
+        It may change the frame count and timing: ``info`` then describes the filtered frames, while
+        the completeness check keeps counting the source's.
+        """
+        self.video_filter = video_filter
+        self.info = video_filter.describe(self.source_info)
+
     def frames(self, on_packet: Callable[[av.Packet], None]) -> Iterator[DecodedFrame]:
         """Yield every video frame (repairing damaged ones) and pass other packets to ``on_packet``."""
         rgb_format = "rgb48le" if self.info.bit_depth > 8 else "rgb24"
-        last: DecodedFrame | None = None
+        source = self.source_info
+        last: av.VideoFrame | None = None
+        last_pts: int | None = None
+        converted: tuple[av.VideoFrame | None, np.ndarray | None] = (None, None)
+
+        def to_rgb(frame: av.VideoFrame, pts: int | None, repaired: bool = False) -> DecodedFrame:
+            nonlocal converted
+            if converted[0] is not frame:  # a repair repeats the previous frame: convert it once
+                converted = (frame, frame_to_rgb(frame, self.info.color, rgb_format).to_ndarray())
+            return DecodedFrame(converted[1], pts, repaired)
+
+        def deliver(frame: av.VideoFrame, pts: int | None, repaired: bool = False) -> Iterator[DecodedFrame]:
+            if self.video_filter is None:
+                yield to_rgb(frame, pts, repaired)
+                return
+            frame.pts = pts  # the graph keeps its own reference: a repair may re-send this frame
+            for out in self.video_filter.push(frame):
+                yield to_rgb(out, out.pts)
 
         def emit(frame: av.VideoFrame) -> Iterator[DecodedFrame]:
-            nonlocal last
+            nonlocal last, last_pts
             pts = frame.pts
-            if pts is None and last is not None and last.pts is not None and self.info.average_rate:
-                pts = last.pts + round(1 / (self.info.average_rate * self.info.time_base))
-            rgb = frame_to_rgb(frame, self.info.color, rgb_format).to_ndarray()
+            if pts is None and last_pts is not None and source.average_rate:
+                pts = last_pts + round(1 / (source.average_rate * source.time_base))
             for lost in self._take_lost(pts):
-                yield self._repair(last.rgb if last is not None else rgb, lost)
+                yield from self._repair(last if last is not None else frame, lost, deliver)
             if frame.is_corrupt:
                 self.damaged_frames += 1
-            last = DecodedFrame(rgb, pts)
+            last, last_pts = frame, pts
             self.frames_read += 1
-            yield last
+            yield from deliver(frame, pts)
 
         for packet in self._early_packets:
             on_packet(packet)
@@ -210,7 +255,10 @@ class MediaReader:
             yield from emit(frame)
         if last is not None:
             for lost in self._take_lost(None):
-                yield self._repair(last.rgb, lost)
+                yield from self._repair(last, lost, deliver)
+        if self.video_filter is not None:
+            for out in self.video_filter.flush():
+                yield to_rgb(out, out.pts)
         self._check_complete()
 
     def _take_lost(self, pts: int | None) -> list[int]:
@@ -225,14 +273,14 @@ class MediaReader:
         del self._pending_pts[:end]
         return lost
 
-    def _repair(self, rgb: np.ndarray, pts: int) -> DecodedFrame:
+    def _repair(self, frame: av.VideoFrame, pts: int, deliver: Callable) -> Iterator[DecodedFrame]:
         self.damaged_frames += 1
         self.repaired_frames += 1
         self.frames_read += 1
-        return DecodedFrame(rgb, pts, repaired=True)
+        yield from deliver(frame, pts, True)
 
     def _check_complete(self) -> None:
-        expected = self.info.frame_count if self.info.frame_count_exact else None
+        expected = self.source_info.frame_count if self.source_info.frame_count_exact else None
         if expected is not None and self.frames_read < expected:
             raise TruncatedInputError(
                 f"{_label(self.source)} is truncated: {self.frames_read} of {expected} frames are readable"

@@ -21,6 +21,7 @@ from av.bitstream import BitStreamFilterContext
 
 from ..errors import ConfigError, DiskFullError, OutputError
 from .color import ColorDescription, is_rgb_format, rgb_to_frame
+from .interlace import FIELD_BB, FIELD_PROGRESSIVE, FIELD_TT, FieldWeaver
 from .reader import VideoInfo
 
 DEFAULT_CODEC = "libx264"
@@ -51,6 +52,10 @@ class OutputVideo:
     pix_fmt: str
     color: ColorDescription
     source: VideoInfo
+    field_order: str | None = None
+    """``tff``/``bff``: encode interlaced with this field order (``interlace.FieldWeaver``); None: progressive."""
+    woven: bool = False
+    """Frames arrive as single fields (half height, field rate) to be woven in pairs."""
 
 
 def choose_pix_fmt(settings: EncodeSettings, source: VideoInfo, width: int, height: int) -> str:
@@ -182,14 +187,19 @@ class MediaWriter:
             options.setdefault("crf", f"{settings.crf:g}")
         if settings.preset is not None and settings.codec in _PRESET_CODECS:
             options.setdefault("preset", settings.preset)
-        stream = self.container.add_stream(settings.codec, rate=source.average_rate, options=options)
+        rate = source.average_rate / 2 if video.woven and source.average_rate else source.average_rate
+        if video.field_order:
+            # Interlaced coding (x264: MBAFF, field order from each frame's flags, which the weaver sets).
+            options.setdefault("flags", "+ildct+ilme")
+        stream = self.container.add_stream(settings.codec, rate=rate, options=options)
         stream.time_base = source.time_base
         context = stream.codec_context
         context.width, context.height = video.width, video.height
         context.pix_fmt = video.pix_fmt
         context.time_base = source.time_base
-        if source.average_rate:
-            context.framerate = source.average_rate
+        if rate:
+            context.framerate = rate
+        context.field_order = FIELD_ORDERS.get(video.field_order, FIELD_PROGRESSIVE)
         context.thread_count = settings.threads
         if not is_rgb_format(video.pix_fmt):
             context.colorspace = video.color.matrix
@@ -202,6 +212,7 @@ class MediaWriter:
             stream.set_display_rotation(source.rotation)
         self._output = video
         self._time_base = source.time_base
+        self._weaver = FieldWeaver(video.field_order, video.woven) if video.field_order else None
         return stream
 
     # -- writing ---------------------------------------------------------------------------------
@@ -223,12 +234,17 @@ class MediaWriter:
         frame = rgb_to_frame(frame, self._output.color, self._output.pix_fmt)
         frame.pts = pts
         frame.time_base = self._time_base
+        for ready in self._weaver.push(frame) if self._weaver is not None else [frame]:
+            self._encode(ready)
+
+    def _encode(self, frame: av.VideoFrame | None) -> None:
         try:
             packets = self._video.encode(frame)
         except av.error.FFmpegError as error:
             raise _output_error(self.container.name, error) from None
         self._mux(packets)
-        self.frames_written += 1
+        if frame is not None:
+            self.frames_written += 1
 
     def _mux(self, packets: list[av.Packet]) -> None:
         if not packets:
@@ -242,7 +258,9 @@ class MediaWriter:
     def close(self) -> None:
         """Flush the encoder and finish the container (writes the index)."""
         try:
-            self._mux(self._video.encode(None))
+            for ready in self._weaver.flush() if self._weaver is not None else []:
+                self._encode(ready)
+            self._encode(None)
         finally:
             with self._lock:
                 try:
@@ -258,6 +276,7 @@ class MediaWriter:
                 pass  # the partial output is deleted by the caller; its trailer does not matter
 
 
+FIELD_ORDERS = {"tff": FIELD_TT, "bff": FIELD_BB}
 _RAW_AAC_FORMATS = {"matroska", "webm", "mp4", "mov", "ipod", "3gp", "3g2", "ismv", "f4v"}
 _AAC_OBJECT_TYPES = {"Main": 1, "LC": 2, "SSR": 3, "LTP": 4}  # the profiles an ADTS header can state
 _AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
