@@ -47,9 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     run.add_argument("--content", choices=("photo", "anime"), default="photo",
                      help="which pretrained models the aliases (sr2, sr4, jpeg, …) use (default photo)")
-    run.add_argument("--interlaced", choices=("auto", "deinterlace", "keep"), default="auto",
+    run.add_argument("--interlaced", choices=("auto", "deinterlace", "keep", "progressive"), default="auto",
                      help="interlaced input: auto (default) deinterlaces with bwdif at field rate before stages "
-                     "that change pixels; deinterlace: always; keep: process each field, output stays interlaced")
+                     "that change pixels; deinterlace: always; keep: process each field, output stays interlaced; "
+                     "progressive: the input is progressive whatever its tags and idet say")
     run.add_argument("--batch", type=int, help="frames per batch through the stages (default: planned from the "
                      "free GPU memory, or about a megapixel of input per batch on the CPU)")
     run.add_argument("--precision", choices=("auto", "float32", "float16", "bfloat16"), default="auto",
@@ -254,6 +255,14 @@ def list_stages() -> str:
                      f"{'tileable' if caps.tileable else 'not tiled'}")
         if spec.options:
             lines.append(f"  {'':<14} options: {spec.factory.describe_options()}")
+    lines.append("field operations (first in a chain; applied to the decoded frames, may change the frame count):")
+    from .media.interlace import FIELD_OPERATIONS, FIELD_SUMMARIES
+
+    for name, options in FIELD_OPERATIONS.items():
+        described = ", ".join(f"{key}={'|'.join(option.choices)} (default {option.default})"
+                              for key, option in options.items())
+        lines.append(f"  {name:<14} {FIELD_SUMMARIES[name]}")
+        lines.append(f"  {'':<14} options: {described}")
     lines.append("aliases (photo content; --content anime and a GPU change the neural defaults):")
     for name, alias in sorted(registry.aliases.items()):
         settings = "".join(f":{k}={v}" for k, v in alias.settings.items())

@@ -39,7 +39,7 @@ ORDER_NAMES = {"tff": "top field first", "bff": "bottom field first"}
 
 IDET_FRAMES = 32
 """Frames ``idet`` looks at: enough for its multi-frame verdict to settle, few enough to decode ahead."""
-INTERLACED_MODES = ("auto", "deinterlace", "keep")
+INTERLACED_MODES = ("auto", "deinterlace", "keep", "progressive")
 DEINTERLACERS = ("bwdif", "yadif", "w3fdif", "estdif")
 FIELD_OPERATIONS = {
     "deinterlace": {
@@ -81,23 +81,27 @@ def detect(stream_field_order: int, frames: list[av.VideoFrame], time_base: Frac
     """Interlaced or not, and the field order, from the stream's tag, the frames' flags and ``idet``.
 
     A tag saying interlaced is trusted (a static opening looks progressive to ``idet``, and missing a
-    deinterlace bakes combing in for good); ``idet`` decides for untagged or progressive-tagged files,
-    and gives the order where the tag does not.
+    deinterlace bakes combing in for good). ``idet`` decides for untagged files, overrides a
+    progressive tag only when nearly every frame it saw is combed (encoders that dropped the flags),
+    and gives the field order where the tag does not.
     """
     tagged = _DISPLAY_ORDER.get(stream_field_order)
     flagged = sum(f.interlaced_frame for f in frames)
     votes = idet_votes(frames, time_base, rate)
-    interlaced_votes = votes["tff"] + votes["bff"]
+    combed = votes["tff"] + votes["bff"]
     idet_order = "tff" if votes["tff"] >= votes["bff"] else "bff"
     counts = f"idet: {votes['tff']} tff, {votes['bff']} bff, {votes['progressive']} progressive of {len(frames)} frames"
     if tagged is not None:
         return Interlacing(tagged, "stream tag")
     if frames and flagged * 2 > len(frames):
-        return Interlacing(idet_order if interlaced_votes else "tff", f"frame flags, order from {counts}")
-    # Untagged (or tagged progressive): interlaced only on idet's clear verdict over frames with motion.
-    if interlaced_votes >= 2 and interlaced_votes >= 2 * votes["progressive"]:
+        return Interlacing(idet_order if combed else "tff", f"frame flags, order from {counts}")
+    if stream_field_order == FIELD_PROGRESSIVE:
+        if combed >= 4 and combed * 4 >= len(frames) * 3:
+            return Interlacing(idet_order, f"tagged progressive, but {counts}")
+        return Interlacing("progressive", "stream tag")
+    if combed >= 2 and combed >= 2 * votes["progressive"]:
         return Interlacing(idet_order, counts)
-    return Interlacing("progressive", "stream tag" if stream_field_order == FIELD_PROGRESSIVE else counts)
+    return Interlacing("progressive", counts)
 
 
 def idet_votes(frames: list[av.VideoFrame], time_base: Fraction, rate: Fraction | None) -> dict[str, int]:
@@ -182,7 +186,7 @@ def plan_fields(operations: list[FieldOperation], mode: str, source: Interlacing
     if operations:
         operation = operations[0]
         return _ivtc(operation, source, rate) if operation.name == "ivtc" else _deinterlace(operation, source, rate)
-    if not source.interlaced:
+    if not source.interlaced or mode == "progressive":
         return NO_FIELDS
     if mode == "keep":
         return FieldPlan(
@@ -314,14 +318,14 @@ class FieldWeaver:
         self._filters.append(("setfield", {"mode": order}))
         self._graph: av.filter.Graph | None = None
         self._weave = weave
-        self._stamps: list[int | None] = []
+        self._stamps: list[tuple[int | None, Fraction]] = []
         self._fields = 0
 
     def push(self, frame: av.VideoFrame) -> list[av.VideoFrame]:
         if self._graph is None:
             self._graph = _graph(frame, frame.time_base, None, self._filters)
         if not self._weave or self._fields % 2 == 0:
-            self._stamps.append(frame.pts)
+            self._stamps.append((frame.pts, frame.time_base))
         self._fields += 1
         self._graph.push(frame)
         return self._take()
@@ -335,7 +339,8 @@ class FieldWeaver:
     def _take(self) -> list[av.VideoFrame]:
         out = _pull(self._graph)
         for frame in out:
-            frame.pts = self._stamps.pop(0)
+            # weave counts time in its own (doubled) time base; the encoder would rescale from it
+            frame.pts, frame.time_base = self._stamps.pop(0)
         return out
 
 
