@@ -21,6 +21,7 @@ import pytest
 
 from media_factory import make_clip, packets, panned_frames, video_frames
 from streamrestore.cli import main
+from streamrestore.errors import ConfigError
 from streamrestore.media import interlace
 from streamrestore.pipeline import restore_image, restore_video
 
@@ -252,3 +253,28 @@ def test_ivtc_gives_back_the_film_frames_at_24p(tmp_path, capsys) -> None:
     neighbours = [psnr_y(picture, film.pictures[i + 1]) for i, picture in enumerate(restored)]
     assert min(scores) > 38, scores
     assert max(n - s for s, n in zip(scores, neighbours)) < -8  # it is that film frame, not the next one
+
+
+def test_identity_leaves_interlaced_frames_woven_and_writes_them_interlaced(clips, tmp_path) -> None:
+    source, out = clips["tff"], tmp_path / "same.mp4"
+    notices: list[str] = []
+    report = restore_video(str(source), str(out), "identity", preset="ultrafast", on_notice=notices.append)
+    assert notices == [] and report.frames == report.source_frames == FRAMES
+    assert ffprobe_stream(out)["field_order"] == "tt"
+    frames = video_frames(out)
+    assert all(f.interlaced_frame for f in frames)
+    assert [f.pts * f.time_base for f in frames] == [f.pts * f.time_base for f in video_frames(source)]
+    for before, after in zip(rgb(source), rgb(out)):
+        assert np.mean(np.abs(luma(before) - luma(after))) < 1.0
+    with pytest.raises(ConfigError, match="not on images"):
+        restore_image(rgb(source)[0], "deinterlace,sharpen")
+
+
+def test_lost_packets_are_repaired_before_deinterlacing(tmp_path) -> None:
+    """A packet with no picture is replaced by the previous frame at its own time, then deinterlaced
+    like any other: two output frames per source packet, evenly spaced, nothing out of order."""
+    clip = make_clip(tmp_path / "damaged.mp4", panned_frames(12, 160, 120), garble=[4, 7], blank=True)
+    report = restore_video(clip.path, str(tmp_path / "out.mp4"), "deinterlace,sharpen", preset="ultrafast")
+    assert (report.source_frames, report.repaired_frames, report.frames) == (12, 2, 24)
+    times = [f.pts * f.time_base for f in video_frames(tmp_path / "out.mp4")]
+    assert times[::2] == clip.times and set(np.diff(times)) == {Fraction(1, 48)}

@@ -271,12 +271,21 @@ class FrameFilter:
         if plan.retime is not None:
             self.time_base = common_time_base(time_base, plan.retime)
         self._graph = _graph(first, time_base, rate, plan.filters, sample_aspect_ratio)
+        self._shape = (first.width, first.height, first.format.name)
         self._anchor: int | None = None
         self._emitted = 0
 
     def push(self, frame: av.VideoFrame) -> list[av.VideoFrame]:
         if self._anchor is None and frame.pts is not None:
             self._anchor = round(frame.pts * self.source_time_base / self.time_base)
+        if (frame.width, frame.height, frame.format.name) != self._shape:
+            # The graph was configured for the first frame; a resolution change mid-stream is scaled
+            # back to it (as the reader does without a filter) rather than handed to a deinterlacer
+            # that cannot take it.
+            width, height, pix_fmt = self._shape
+            pts = frame.pts
+            frame = frame.reformat(width=width, height=height, format=pix_fmt)
+            frame.pts = pts
         self._graph.push(frame)
         return [self._stamp(out) for out in _pull(self._graph)]
 

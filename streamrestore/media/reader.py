@@ -8,6 +8,10 @@ A packet the decoder cannot turn into a frame (corrupt data) is replaced by a co
 good frame at that packet's own timestamp, and counted in ``damaged_frames``; frames the decoder
 flags as corrupt (concealed errors) are kept as decoded and counted too. An input that ends before
 the frames its container announces is reported as truncated.
+
+A ``FrameFilter`` (``media.interlace``: deinterlace, IVTC, field split) may be set before reading: it
+sees every decoded frame, repairs included, in the source's YUV, and what it returns is converted to
+RGB instead; ``info`` then describes its output, and the completeness check still counts the source.
 """
 
 from __future__ import annotations

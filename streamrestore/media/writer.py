@@ -2,9 +2,11 @@
 
 Audio and subtitle packets are remuxed as they are (payloads bit-identical, language and title kept);
 the video stream keeps the source's time base, per-frame timestamps (VFR included), colour tags,
-rotation and sample aspect ratio. Two threads feed one output container (copied packets from the
-decoder thread, encoded packets from the encoder thread), so muxing goes through a lock; FFmpeg's
-interleaving muxer puts the packets in order.
+rotation and sample aspect ratio; it is tagged progressive, or, when the fields were kept, interlaced
+with the source's field order (fields woven back and frames flagged by ``interlace.FieldWeaver``).
+Two threads feed one output container (copied packets from the decoder thread, encoded packets from
+the encoder thread), so muxing goes through a lock; FFmpeg's interleaving muxer puts the packets in
+order.
 """
 
 from __future__ import annotations
