@@ -227,8 +227,8 @@ def _run_video(args: argparse.Namespace, chain: str) -> int:
     if not args.quiet and report.output != "-":
         fps = report.frames / report.seconds if report.seconds else 0.0
         source = f" from {report.source_frames} source frames" if report.source_frames != report.frames else ""
-        print(f"wrote {report.output}: {report.frames} frames{source}, {report.width}×{report.height} {report.pix_fmt}, "
-              f"{report.color}, {report.seconds:.1f} s ({fps:.2f} fps)", file=sys.stderr)
+        print(f"wrote {report.output}: {report.frames} frames{source}, {report.width}×{report.height} "
+              f"{report.pix_fmt}, {report.color}, {report.seconds:.1f} s ({fps:.2f} fps)", file=sys.stderr)
     return 0
 
 
