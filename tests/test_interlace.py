@@ -23,11 +23,12 @@ from media_factory import make_clip, packets, panned_frames, video_frames
 from streamrestore.cli import main
 from streamrestore.errors import ConfigError
 from streamrestore.media import interlace
-from streamrestore.pipeline import restore_image, restore_video
+from streamrestore.restore import OutputSettings, restore_image, restore_video
 
 FIELD_RATE = 50
 BAR_START, BAR_SPEED, BAR_TOP, BAR_HEIGHT = 40, 600, 40, 160  # px, px/s: 12 px per field at 50 fields/s
 FRAMES = 8  # interlaced frames (0.32 s at 25i)
+FAST = OutputSettings(preset="ultrafast")
 
 
 def ffmpeg(*args: str) -> None:
@@ -171,7 +172,7 @@ def test_untagged_bottom_field_first_is_found_by_idet_and_deinterlaced_in_order(
 def test_deinterlace_at_frame_rate_keeps_count_and_timestamps(clips, tmp_path) -> None:
     source, out = clips["tff"], tmp_path / "out.mp4"
     notices: list[str] = []
-    report = restore_video(str(source), str(out), "deinterlace:rate=frame:method=yadif,sharpen", preset="ultrafast",
+    report = restore_video(str(source), str(out), "deinterlace:rate=frame:method=yadif,sharpen", output=FAST,
                            on_notice=notices.append)
     assert report.frames == report.source_frames == FRAMES
     assert notices == ["deinterlacing with yadif at frame rate (tff), 25 → 25 fps; the output has the same "
@@ -258,7 +259,7 @@ def test_ivtc_gives_back_the_film_frames_at_24p(tmp_path, capsys) -> None:
 def test_identity_leaves_interlaced_frames_woven_and_writes_them_interlaced(clips, tmp_path) -> None:
     source, out = clips["tff"], tmp_path / "same.mp4"
     notices: list[str] = []
-    report = restore_video(str(source), str(out), "identity", preset="ultrafast", on_notice=notices.append)
+    report = restore_video(str(source), str(out), "identity", output=FAST, on_notice=notices.append)
     assert notices == [] and report.frames == report.source_frames == FRAMES
     assert ffprobe_stream(out)["field_order"] == "tt"
     frames = video_frames(out)
@@ -274,7 +275,7 @@ def test_lost_packets_are_repaired_before_deinterlacing(tmp_path) -> None:
     """A packet with no picture is replaced by the previous frame at its own time, then deinterlaced
     like any other: two output frames per source packet, evenly spaced, nothing out of order."""
     clip = make_clip(tmp_path / "damaged.mp4", panned_frames(12, 160, 120), garble=[4, 7], blank=True)
-    report = restore_video(clip.path, str(tmp_path / "out.mp4"), "deinterlace,sharpen", preset="ultrafast")
+    report = restore_video(clip.path, str(tmp_path / "out.mp4"), "deinterlace,sharpen", output=FAST)
     assert (report.source_frames, report.repaired_frames, report.frames) == (12, 2, 24)
     times = [f.pts * f.time_base for f in video_frames(tmp_path / "out.mp4")]
     assert times[::2] == clip.times and set(np.diff(times)) == {Fraction(1, 48)}

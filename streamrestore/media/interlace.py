@@ -37,6 +37,8 @@ FIELD_UNKNOWN, FIELD_PROGRESSIVE, FIELD_TT, FIELD_BB, FIELD_TB, FIELD_BT = range
 _DISPLAY_ORDER = {FIELD_TT: "tff", FIELD_BT: "tff", FIELD_BB: "bff", FIELD_TB: "bff"}
 ORDER_NAMES = {"tff": "top field first", "bff": "bottom field first"}
 
+_VIDEO_FORMATS = ("yuv", "nv", "uyvy", "yuyv", "yvyu", "p0", "p2", "y2", "gray")
+"""Pixel formats interlaced video comes in (YUV, and grey for black-and-white captures)."""
 IDET_FRAMES = 32
 """Frames ``idet`` looks at: enough for its multi-frame verdict to settle, few enough to decode ahead."""
 INTERLACED_MODES = ("auto", "deinterlace", "keep", "progressive")
@@ -67,6 +69,9 @@ class Interlacing:
     order: str
     """``tff``, ``bff`` or ``progressive``."""
     evidence: str
+    combed: str | None = None
+    """Tagged progressive, but ``idet`` finds most frames combed: the field order it sees (``tff``/``bff``).
+    Not acted on automatically (synthetic pictures fool ``idet``); ``--interlaced deinterlace`` does."""
 
     @property
     def interlaced(self) -> bool:
@@ -81,11 +86,16 @@ def detect(stream_field_order: int, frames: list[av.VideoFrame], time_base: Frac
     """Interlaced or not, and the field order, from the stream's tag, the frames' flags and ``idet``.
 
     A tag saying interlaced is trusted (a static opening looks progressive to ``idet``, and missing a
-    deinterlace bakes combing in for good). ``idet`` decides for untagged files, overrides a
-    progressive tag only when nearly every frame it saw is combed (encoders that dropped the flags),
-    and gives the field order where the tag does not.
+    deinterlace bakes combing in for good). ``idet`` decides for untagged files and gives the field
+    order where the tag does not. A progressive tag is trusted too, because synthetic pictures (FFmpeg's
+    ``testsrc2``, for one) comb to ``idet`` on every frame; when nearly every frame it saw combs, that is
+    reported (``combed``) and ``--interlaced deinterlace`` acts on it.
     """
     tagged = _DISPLAY_ORDER.get(stream_field_order)
+    if tagged is None and frames and not frames[0].format.name.startswith(_VIDEO_FORMATS):
+        # RGB and palette pictures (GIF, PNG, screen captures) are not interlaced; flat synthetic
+        # colours are where idet errs most.
+        return Interlacing("progressive", f"{frames[0].format.name} pictures")
     flagged = sum(f.interlaced_frame for f in frames)
     votes = idet_votes(frames, time_base, rate)
     combed = votes["tff"] + votes["bff"]
@@ -96,9 +106,9 @@ def detect(stream_field_order: int, frames: list[av.VideoFrame], time_base: Frac
     if frames and flagged * 2 > len(frames):
         return Interlacing(idet_order if combed else "tff", f"frame flags, order from {counts}")
     if stream_field_order == FIELD_PROGRESSIVE:
-        if combed >= 4 and combed * 4 >= len(frames) * 3:
-            return Interlacing(idet_order, f"tagged progressive, but {counts}")
-        return Interlacing("progressive", "stream tag")
+        suspect = combed >= 4 and combed * 4 >= len(frames) * 3
+        return Interlacing("progressive", f"stream tag, but {counts}" if suspect else "stream tag",
+                           idet_order if suspect else None)
     if combed >= 2 and combed >= 2 * votes["progressive"]:
         return Interlacing(idet_order, counts)
     return Interlacing("progressive", counts)
@@ -186,6 +196,8 @@ def plan_fields(operations: list[FieldOperation], mode: str, source: Interlacing
     if operations:
         operation = operations[0]
         return _ivtc(operation, source, rate) if operation.name == "ivtc" else _deinterlace(operation, source, rate)
+    if source.combed and mode == "deinterlace":
+        source = Interlacing(source.combed, source.evidence)
     if not source.interlaced or mode == "progressive":
         return NO_FIELDS
     if mode == "keep":
@@ -199,8 +211,9 @@ def plan_fields(operations: list[FieldOperation], mode: str, source: Interlacing
         return replace(plan, notice=f"interlaced input ({source.describe()}): deinterlacing first with bwdif "
                                     f"at field rate, {_rates(rate, plan.rate)}; the output has twice the frames "
                                     "(--interlaced keep keeps it interlaced)")
-    # Nothing changes the pixels (e.g. identity): the woven frames go through untouched and stay interlaced.
-    return FieldPlan([], Fraction(1), output_order=source.order)
+    # Nothing changes the pixels (e.g. identity): the woven frames go through untouched and are written
+    # interlaced where the source says so (idet alone is no reason to change how a file is coded).
+    return FieldPlan([], Fraction(1), output_order=source.order if not source.evidence.startswith("idet") else None)
 
 
 def _deinterlace(operation: FieldOperation, source: Interlacing, rate: Fraction | None) -> FieldPlan:
