@@ -7,6 +7,7 @@ fails if it breaks. Clips are made with PyAV by ``media_factory`` from real phot
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from fractions import Fraction
@@ -44,10 +45,14 @@ MS = Fraction(1, 1000)
 _EMPTY_MOV_TEXT = hashlib.sha256(b"\x00\x00").hexdigest()  # a mov_text sample with no text
 
 
-def restore(src: Path | str, dst: Path | str, chain: str = "identity", strict: bool = False, **options) -> object:
-    """restore_video with a fast encoder preset unless the test chooses otherwise."""
+def restore(src: Path | str, dst: Path | str, chain: str = "identity", **options) -> object:
+    """restore_video with a fast encoder preset unless the test chooses otherwise; ``options`` are fields of
+    ``RunSettings`` (strict, device, …) or ``OutputSettings`` (codec, crf, preset, …)."""
     options.setdefault("preset", "ultrafast")
-    return restore_video(str(src), str(dst), chain, RunSettings(strict=strict), OutputSettings(**options))
+    run_fields = {f.name for f in dataclasses.fields(RunSettings)}
+    run = RunSettings(**{k: v for k, v in options.items() if k in run_fields})
+    output = OutputSettings(**{k: v for k, v in options.items() if k not in run_fields})
+    return restore_video(str(src), str(dst), chain, run, output)
 
 
 def leftovers(folder: Path) -> list[str]:

@@ -64,6 +64,13 @@ def read_picture(path: str | Path) -> Picture:
     path = Path(path)
     if not path.exists():
         raise InputNotFoundError(f"input not found: {str(path)!r}")
+    try:
+        return _picture(path)
+    except cv2.error as error:  # OpenCV's answer to images it cannot take (too large, odd channel counts)
+        raise MediaError(f"{str(path)!r} is not a readable image ({str(error).strip().splitlines()[-1]})") from None
+
+
+def _picture(path: Path) -> Picture:
     data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
     if data is None:
         raise MediaError(f"{str(path)!r} is not a readable image")
