@@ -61,7 +61,7 @@ def test_source_metadata_is_read(hdr_clip):
         light_level=(1000, 400))
 
 
-@pytest.mark.parametrize("codec, preset", [("libx265", "ultrafast"), ("libsvtav1", "12")])
+@pytest.mark.parametrize("codec, preset", [("libx265", "ultrafast"), ("libsvtav1", "12"), (None, "ultrafast")])
 def test_hdr10_written_on_the_output_frames(hdr_clip, tmp_path, codec, preset):
     out = tmp_path / "out.mkv"
     report = restore_video(str(hdr_clip), str(out), "identity", output=OutputSettings(codec=codec, preset=preset))
@@ -82,7 +82,7 @@ def test_hdr10_written_by_libx264(hdr_clip, tmp_path):
     import av
 
     out = tmp_path / "out.mkv"
-    report = restore_video(str(hdr_clip), str(out), "identity", output=OutputSettings(preset="ultrafast"))  # the default codec
+    report = restore_video(str(hdr_clip), str(out), "identity", output=OutputSettings(codec="libx264", preset="ultrafast"))
     assert report.warnings == ()
     with av.open(str(hdr_clip)) as source, av.open(str(out)) as written:
         assert written.streams.video[0].codec_context.name == "h264"

@@ -9,7 +9,8 @@ same for every chain) and merges it back before encoding, into a pixel format wi
 Only codecs whose alpha survives a round trip through FFmpeg are used for it: ProRes 4444
 (``prores_ks``), QuickTime Animation (``qtrle``), PNG and FFV1. Any other output codec with an
 alpha source is an error that names them, unless ``--pix-fmt`` picks a format without alpha, which
-drops the transparency on purpose.
+drops the transparency on purpose. GIF's palette transparency (one colour, decoded as ``bgra``) is
+not treated as alpha: an animated GIF becomes ordinary video.
 """
 
 from __future__ import annotations

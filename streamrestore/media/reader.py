@@ -199,7 +199,8 @@ class MediaReader:
             codec=stream.codec_context.name,
             profile=stream.codec_context.profile,
             hdr=read_hdr(first),
-            alpha=has_alpha(first.format.name),
+            # GIF's one-colour palette transparency (decoded as bgra) is flattened as before, not carried.
+            alpha=has_alpha(first.format.name) and stream.codec_context.name != "gif",
         )
 
     # -- decoding --------------------------------------------------------------------------------
