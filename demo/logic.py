@@ -12,7 +12,6 @@ the input and on the result. Model stages run in tiles (``DemoSettings.tile``), 
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import re
 import shutil
@@ -28,12 +27,14 @@ from typing import Any
 import cv2
 import numpy as np
 
+from streamrestore.budget import plan_frames
 from streamrestore.errors import ConfigError, MediaError, StreamRestoreError, WeightsError
 from streamrestore.pipeline import read_image, restore_image, write_image
 from streamrestore.presets import BuiltStage, ChainPlan, StageRequest, available_presets, build_chain, parse_chain
 from streamrestore.registry import MODEL_STAGE, Registry
 from streamrestore.runtime import cuda_available, place
 from streamrestore.stage import Capabilities, Option
+from streamrestore.weights import default_catalog
 
 # What PIL calls the formats the page takes (cameras' JPEGs often open as MPO: a JPEG with a second picture).
 IMAGE_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "MPO": "JPEG", "WEBP": "WebP", "TIFF": "TIFF"}
@@ -341,7 +342,8 @@ class DemoSession:
                         models.append(f"{ref} reused" if seconds is None else f"{ref} loaded in {seconds:.2f} s")
                 self._check_result_size(upload, built)
                 started = time.perf_counter()
-                restored = restore_image(upload.pixels, stages=built, device=self.settings.device)
+                restored = restore_image(upload.pixels, stages=built, device=self.settings.device,
+                                         max_pixels=self.settings.max_pixels)
                 seconds = time.perf_counter() - started
             except StreamRestoreError as error:
                 # Name the upload, not the server's copy of it.
@@ -361,21 +363,28 @@ class DemoSession:
             raise ConfigError(f"this page takes bundled presets by name ({', '.join(available_presets())}), "
                               "not preset files")
         plan = parse_chain(text)
+        known = default_catalog()
         for request in plan.stages:
             ref = str(request.settings.get("model", ""))
-            if ref and (ckpt is None or ref != ckpt.name) and _looks_like_path(ref):
+            # Only the upload or a catalogue name: anything else (`~`, `/etc`, a relative name) would be
+            # looked up on the server's disk, and its error would describe what is there.
+            if ref and (ckpt is None or ref != ckpt.name) and ref not in known:
                 hint = f" (the uploaded one is {ckpt.name})" if ckpt else ""
-                raise WeightsError(f"{request.where}: model {ref!r} is not an uploaded checkpoint{hint}; "
-                                   "this page loads no file by its path on the server")
+                shown = ref if len(ref) <= 40 else ref[:39] + "…"
+                raise WeightsError(f"model {shown!r} is neither an uploaded checkpoint{hint} nor a packaged "
+                                   "model name; this page loads no file from the server")
         return plan
 
     def _check_result_size(self, upload: Upload, built: list[BuiltStage]) -> None:
-        scale = math.prod(b.stage.capabilities.scale for b in built)
         height, width = upload.pixels.shape[:2]
-        if width * height * scale * scale > self.settings.max_pixels:
-            raise MediaError(f"the result would be {width * scale}×{height * scale} "
-                             f"({width * height * scale * scale / 1e6:.1f} MP); this server makes at most "
-                             f"{self.settings.max_pixels / 1e6:g} MP; choose a smaller scale or image")
+        plan = plan_frames(built, height, width)  # padding and a network's own scale counted, not only the result
+        cap = self.settings.max_pixels
+        if plan.width * plan.height > cap:
+            raise MediaError(f"the result would be {plan.width}×{plan.height} ({plan.width * plan.height / 1e6:.1f} "
+                             f"MP); this server makes at most {cap / 1e6:g} MP; choose a smaller scale or image")
+        if plan.working_pixels > cap:
+            raise MediaError(f"this chain works on frames of {plan.working_pixels / 1e6:.1f} MP (padding counted); "
+                             f"this server allows at most {cap / 1e6:g} MP; choose a smaller border, scale or image")
 
     def _write(self, upload: Upload, restored: np.ndarray, chain: str, seconds: float, device: str,
                models: list[str]) -> Result:  # fmt: skip
@@ -416,10 +425,6 @@ def _bind(request: StageRequest, ckpt: Checkpoint | None) -> StageRequest:
     if ckpt is None or str(request.settings.get("model")) != ckpt.name:
         return request
     return replace(request, settings={**request.settings, "model": str(ckpt.path)})
-
-
-def _looks_like_path(ref: str) -> bool:
-    return "/" in ref or "\\" in ref or Path(ref).suffix.lower() in (*CHECKPOINT_SUFFIXES, ".bin", ".onnx")
 
 
 def _describe_device(built: list[BuiltStage], requested: str | None) -> str:

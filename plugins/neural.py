@@ -33,6 +33,7 @@ from streamrestore.frames import FrameBatch
 from streamrestore.stage import Capabilities, Option, Stage
 from streamrestore.tiling import run_tiled
 from streamrestore.weights import BORDER_KEY, BORDER_MODE_KEY, SCALE_KEY, resolve_weights
+from streamrestore.weights_safety import check_weights_file
 
 if TYPE_CHECKING:  # spandrel itself is imported on first load, so that chains without a model never pay for it
     import spandrel
@@ -79,6 +80,7 @@ def read_declarations(path: Path) -> Declared:
 
 def load_network(path: Path) -> spandrel.ImageModelDescriptor:
     """Read ``path`` on the CPU and detect its architecture; anything unusable is a WeightsError."""
+    check_weights_file(path)  # before any loader sees it: no TorchScript, no bomb, bounded metadata
     import spandrel
 
     from streamrestore.archs import register_architectures
@@ -210,6 +212,12 @@ class ModelStage(Stage):
         # (benchmarks/channels_last.py). Not measured on CUDA, so not used there.
         self._channels_last = device.type == "cpu"
         net.model.to(memory_format=torch.channels_last if self._channels_last else torch.contiguous_format)
+
+    def working_pixels(self, height: int, width: int) -> int:
+        # The border is added before the network and its output is at the network's own scale (a file may
+        # declare ×16 and be resized down to outscale=1): both count.
+        padded = (height + 2 * self._border) * (width + 2 * self._border)
+        return max(super().working_pixels(height, width), padded * self._native_scale**2)
 
     # -- frames ----------------------------------------------------------------------------------
     def process(self, batch: FrameBatch) -> FrameBatch:

@@ -2,7 +2,8 @@
 
 Exit codes: 0 success, 2 bad option/chain/preset, 3 input not found, 4 not a media file, 5 no video
 stream, 6 truncated input, 7 damaged input with --strict, 8 unknown stage, 9 broken plugin,
-10 output not writable, 11 disk full, 12 weights, 13 a stage failed, 70 internal error, 130 Ctrl-C.
+10 output not writable, 11 disk full, 12 weights, 13 a stage failed, 14 frames over --max-pixels or memory,
+70 internal error, 130 Ctrl-C.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from . import __version__
 from .errors import ConfigError, Interrupted, StreamRestoreError
 
 INTERNAL_ERROR = 70
+MAX_MESSAGE = 500  # characters of an error line
 
 CHAIN_HELP = (
     "stages separated by commas, e.g. 'denoise,sr4'; options as NAME:KEY=VALUE[:KEY=VALUE], "
@@ -52,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--precision", choices=("auto", "float32", "float16", "bfloat16"), default="auto",
                      help="compute precision of neural stages (auto: fp16/bf16 on CUDA where the model allows, "
                      "float32 on the CPU; bfloat16 on a CPU with AVX512-BF16 is ~1.6× faster, within 9/255)")
+    run.add_argument("--max-pixels", type=int, default=None, metavar="N",
+                     help="refuse a chain whose output, or any frame it works on, is over N pixels, or that needs "
+                          "more memory than is available (default 268435456 = 16384×16384; 0: no check)")
     run.add_argument("--strict", action="store_true", help="fail on damaged frames instead of repairing them")
     run.add_argument("--timeout", type=float, default=15.0, help="seconds to wait on a network input (default 15)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
@@ -121,7 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # the last resort: still one line, unless --debug
         if args.debug:
             traceback.print_exc()
-        print(f"streamrestore: internal error: {type(error).__name__}: {error} (run with --debug for details)",
+        reason = (str(error).strip().splitlines() or [""])[0][:200]
+        print(f"streamrestore: internal error: {type(error).__name__}: {reason} (run with --debug for details)",
               file=sys.stderr)
         return INTERNAL_ERROR
 
@@ -134,6 +140,8 @@ def _fail(error: StreamRestoreError, debug: bool) -> int:
     if debug:
         traceback.print_exception(error)
     message = str(error).replace("\n", " ")
+    if len(message) > MAX_MESSAGE:  # a value quoted from a hostile preset or chain must not flood the terminal
+        message = message[: MAX_MESSAGE - 1] + "…"
     print(f"streamrestore: error: {message}", file=sys.stderr)
     return error.exit_code
 
@@ -159,7 +167,8 @@ def _run_image(args: argparse.Namespace, chain: str) -> int:
     source = Path(args.input)
     destination = args.output or str(source.with_name(f"{source.stem}.restored.png"))
     target = OutputTarget(destination, args.input, overwrite=args.overwrite)
-    restored = restore_image(read_image(source), chain, device=args.device, content=args.content)
+    restored = restore_image(read_image(source), chain, device=args.device, content=args.content,
+                             max_pixels=_max_pixels(args))
     try:
         write_image(target.temporary, restored)
         target.commit()
@@ -205,7 +214,7 @@ def _run_video(args: argparse.Namespace, chain: str) -> int:
             args.input, args.output, chain, overwrite=args.overwrite, codec=args.codec, crf=args.crf,
             preset=args.preset, pix_fmt=args.pix_fmt, encoder_threads=args.encoder_threads, format=args.format,
             device=args.device, content=args.content, batch_size=args.batch, precision=args.precision, strict=args.strict, timeout=args.timeout,
-            on_start=on_start, on_frames=on_frames,
+            max_pixels=_max_pixels(args), on_start=on_start, on_frames=on_frames,
         )
     finally:
         if bar:
@@ -222,6 +231,16 @@ def _run_video(args: argparse.Namespace, chain: str) -> int:
         print(f"wrote {report.output}: {report.frames} frames, {report.width}×{report.height} {report.pix_fmt}, "
               f"{report.color}, {report.seconds:.1f} s ({fps:.2f} fps)", file=sys.stderr)
     return 0
+
+
+def _max_pixels(args: argparse.Namespace) -> int:
+    from .budget import DEFAULT_MAX_PIXELS
+
+    if args.max_pixels is None:
+        return DEFAULT_MAX_PIXELS
+    if args.max_pixels < 0:
+        raise ConfigError(f"--max-pixels must be 0 (no check) or more, got {args.max_pixels}")
+    return args.max_pixels
 
 
 def _duration(seconds: float) -> str:

@@ -86,6 +86,12 @@ class StageFailedError(StreamRestoreError):
     exit_code = 13
 
 
+class TooLargeError(StreamRestoreError):
+    """The planned frames are over the pixel cap (``--max-pixels``) or need more memory than is available."""
+
+    exit_code = 14
+
+
 class Interrupted(StreamRestoreError):
     """The user stopped the run (Ctrl-C); the partial output was removed."""
 

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from . import engine
+from .budget import DEFAULT_MAX_PIXELS, check_frames
 from .errors import ConfigError, CorruptInputError, InputNotFoundError, MediaError
 from .frames import FrameBatch, image_to_tensor, tensor_to_images
 from .media.reader import MediaReader
@@ -73,6 +74,7 @@ def restore_video(
     timeout: float = 15.0,
     content: str = "photo",
     registry: Registry | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
     on_start: Callable[[MediaReader], None] = lambda reader: None,
     on_frames: Callable[[int], None] = lambda count: None,
 ) -> RestoreReport:
@@ -82,7 +84,8 @@ def restore_video(
     ``strict`` makes damaged input an error instead of repairing it. ``on_start`` sees the opened
     reader (for a progress bar); ``on_frames`` is called with each count of frames written.
     ``batch_size`` None plans it (``runtime.BatchSizer``); ``cpu_threads`` None gives torch every core;
-    ``precision`` None is ``runtime.choose_dtype``'s automatic choice.
+    ``precision`` None is ``runtime.choose_dtype``'s automatic choice. Frames over ``max_pixels`` (output or
+    working size), or needing more memory than is available, are refused before the first (``budget``).
     """
     if batch_size is not None and batch_size < 1:
         raise ConfigError(f"--batch must be at least 1, got {batch_size}")
@@ -96,6 +99,7 @@ def restore_video(
     reader = MediaReader(src, timeout=timeout)
     try:
         info = reader.info
+        check_frames(built, info.height, info.width, max_pixels)
         width, height = info.width * runner.scale, info.height * runner.scale
         out_fmt = choose_pix_fmt(settings, info, width, height)
         writer = MediaWriter(
@@ -151,13 +155,16 @@ def restore_image(
     content: str = "photo",
     registry: Registry | None = None,
     stages: list[BuiltStage] | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> np.ndarray:
     """Restore one H×W×3 RGB image (uint8 or uint16, or a path to one); returns the same dtype.
 
-    ``stages`` lets a caller that restores many images (the web demo) build the chain once.
+    ``stages`` lets a caller that restores many images (the web demo) build the chain once. ``max_pixels``:
+    as in ``restore_video``.
     """
     pixels = read_image(image) if isinstance(image, (str, Path)) else _check_image(image)
     built = stages if stages is not None else prepare_chain(chain, registry, content, device)[1]
+    check_frames(built, pixels.shape[0], pixels.shape[1], max_pixels)
     runner = ChainRunner(built, device)
     results = [runner.push(FrameBatch(image_to_tensor(pixels), (0,)))] + runner.flush()
     restored = [r for r in results if r is not None]

@@ -292,7 +292,7 @@ BAD_REQUESTS = {
     "huge result": (None, "resize:scale=4", None, "the result would be 1804×1200"),
     "not a checkpoint": (None, "sr2=weights.pth", random_bytes("weights.pth"), "cannot load weights.pth as a model"),
     "checkpoint suffix": (None, "sr2=notes.txt", random_bytes("notes.txt"), "Invalid file type"),  # Gradio's check
-    "server path": (None, "sr2=/etc/hostname", None, "loads no file by its path"),
+    "server path": (None, "sr2=/etc/hostname", None, "loads no file from the server"),
     "preset file": (None, "/etc/streamrestore.yaml", None, "bundled presets by name"),
     "unknown stage": (None, "denoize", None, "did you mean 'denoise'"),
     "bad option": (None, "nlm:strength=-3", None, "option 'strength' must be ≥ 0"),
