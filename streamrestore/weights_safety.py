@@ -61,7 +61,7 @@ def check_weights_file(path: str | Path) -> str:
     except OSError as error:
         raise WeightsError(f"cannot read weights file {path}: {error.strerror or error}") from None
     if head.startswith(b"PK") or _is_zip(path):
-        _check_zip(path, size)
+        _check_zip(path, size, head)
         return "zip"
     if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
         return "pickle"  # pre-1.6 torch.save: unpickled through an allow-list, its storages read to their size
@@ -80,12 +80,18 @@ def _is_zip(path: Path) -> bool:
         return False
 
 
-def _check_zip(path: Path, size: int) -> None:
+def _check_zip(path: Path, size: int, head: bytes) -> None:
     try:
         with zipfile.ZipFile(path) as archive:
             members = archive.infolist()  # the central directory only: nothing is inflated
+            comment = archive.comment
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as error:
         raise WeightsError(f"{path} is a damaged zip archive ({error})") from None
+    # torch.save writes its first member at byte 0 and no comment. Bytes in front of the archive or a comment
+    # are where two zip readers (Python's here, torch's miniz) could disagree on what the archive holds.
+    if not head.startswith(b"PK\x03\x04") or comment or not members or min(m.header_offset for m in members):
+        raise WeightsError(f"{path} is not a zip archive as torch.save writes one (data before its first "
+                           "member, a comment, or no members); refused")
     for member in members:
         parts = member.filename.replace("\\", "/").split("/")
         if "code" in parts[:-1] or parts[-1] in _TORCHSCRIPT_MEMBERS:
