@@ -45,14 +45,26 @@ class Capabilities:
     devices: tuple[str, ...] = ("cpu",)
     """Device types the stage runs on ("cpu", "cuda")."""
 
+    border: int = 0
+    """Pixels the runtime pads around each frame before ``process`` and crops (× scale) after."""
+
+    border_mode: str = "reflect"
+    """How the border is filled: "reflect" or "replicate" (reflection needs more pixels than it adds;
+    a frame that small is replicated)."""
+
     size_multiple: int = 1
-    """Input height and width must be multiples of this (the runtime pads by reflection and crops)."""
+    """Height and width ``process`` is given are multiples of this: after the border, the runtime pads the
+    bottom and right by reflection (replication where the frame is too small) and crops the result."""
 
     tileable: bool = False
     """Whether a frame may be cut into overlapping tiles and processed piecewise."""
 
     tile_overlap: int = 0
     """Pixels of overlap a tile needs so that seams do not show (input pixels)."""
+
+    tile_align: int = 1
+    """Tiles start on multiples of this (and of ``size_multiple``): a window-attention network sees the same
+    window grid in a tile as on the whole frame."""
 
     max_batch: int | None = None
     """Most frames the stage accepts at once (None: no limit); the runner splits larger spatial batches."""
@@ -145,10 +157,12 @@ class Stage(ABC):
 
     def working_pixels(self, height: int, width: int) -> int:
         """The largest frame, in pixels, this stage holds while turning one ``height``×``width`` frame into its
-        output (``streamrestore.budget`` plans memory with it). A stage that pads, or works at a larger scale
-        than its output, says so by overriding this."""
-        scale = self.capabilities.scale
-        return max(height * width, height * scale * width * scale)
+        output (``engine.budget`` plans memory with it): the frame as the runtime pads it (``border``,
+        ``size_multiple``), and its result. A stage that works at a larger scale than its output overrides this."""
+        caps = self.capabilities
+        padded_h, padded_w = height + 2 * caps.border, width + 2 * caps.border
+        padded_h, padded_w = padded_h + -padded_h % caps.size_multiple, padded_w + -padded_w % caps.size_multiple
+        return padded_h * padded_w * max(1, caps.scale) ** 2
 
     @classmethod
     def describe_options(cls) -> str:
@@ -171,6 +185,9 @@ class StageSpec:
     def build(self, settings: dict[str, Any]) -> Stage:
         """Validate ``settings`` against the declared options and instantiate the stage."""
         unknown = sorted(set(settings) - set(self.options))
+        if unknown == ["tile"] or (unknown and unknown[0] == "tile"):
+            raise ConfigError(f"stage {self.name!r}: tile is run policy, not a stage option: use --tile N "
+                              "(or NAME:tile=N in a chain)")
         if unknown:
             known = ", ".join(sorted(self.options)) or "none"
             raise ConfigError(f"stage {self.name!r} has no option {unknown[0]!r} (options: {known})")
@@ -178,3 +195,14 @@ class StageSpec:
         for name, raw in settings.items():
             values[name] = self.options[name].parse(self.name, name, raw)
         return self.factory(**values)
+
+
+@dataclass(frozen=True)
+class BuiltStage:
+    """One element of a built chain: the name the user typed, its spec, the stage, and its run policy."""
+
+    name: str
+    spec: StageSpec
+    stage: Stage
+    tile: int | None = None
+    """Tile side in input pixels this element asked for (``sr4:tile=256``); None: the run's ``--tile``."""

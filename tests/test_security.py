@@ -30,7 +30,7 @@ from attacks import alias_bomb, deflate_bomb, safetensors_with, tiny_model, torc
 from media_factory import PHOTOS, make_clip, panned_frames, photo
 
 from streamrestore.cli import main
-from streamrestore.weights import BORDER_KEY, BORDER_MODE_KEY, SCALE_KEY
+from streamrestore.models.entry import BORDER_KEY, BORDER_MODE_KEY, SCALE_KEY
 
 SUBPROCESS_TIMEOUT = 180
 
@@ -293,7 +293,7 @@ def test_max_pixels_override_and_padding_counted(cli, image, good_model, tmp_pat
 
 
 def test_memory_check_refuses_what_would_not_fit(cli, image, tmp_path, monkeypatch):
-    monkeypatch.setattr("streamrestore.budget.available_memory", lambda: 4 << 20)  # 4 MiB left
+    monkeypatch.setattr("streamrestore.engine.budget.available_memory", lambda: 4 << 20)  # 4 MiB left
     # 512×384 pixels × 48 bytes: 9 MiB.
     one_line(cli("run", image, "--chain", "resize:scale=8", "-o", tmp_path / "out.png"), 14,
              "64×48 → 512×384 needs about 9 MiB of memory, and 4 MiB is available")  # fmt: skip
@@ -402,7 +402,7 @@ def test_temporary_of_a_live_process_is_kept(cli, image, tmp_path):
 
 
 def test_the_temporary_pattern_matches_only_its_destination(tmp_path):
-    from streamrestore.leftovers import remove_stale_temporaries, temporary_name
+    from streamrestore.media.leftovers import remove_stale_temporaries, temporary_name
 
     dead = _dead_pid()
     mine = tmp_path / temporary_name(tmp_path / "out.mkv", dead)

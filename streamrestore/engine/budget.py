@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from .errors import TooLargeError
-from .presets import BuiltStage
+from ..errors import TooLargeError
+from ..stage import BuiltStage
 
 DEFAULT_MAX_PIXELS = 16384 * 16384
 BYTES_PER_WORKING_PIXEL = 48

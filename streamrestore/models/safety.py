@@ -34,8 +34,8 @@ import struct
 import zipfile
 from pathlib import Path
 
-from .errors import WeightsError
-from .weights import BORDER_KEY, BORDER_MODE_KEY, SCALE_KEY
+from ..errors import WeightsError
+from .entry import BORDER_KEY, BORDER_MODE_KEY, SCALE_KEY
 
 MAX_EXPANSION = 4
 """A zip may expand to at most this many times its file size (+ 1 MiB); ``torch.save`` writes 1:1."""
