@@ -325,7 +325,7 @@ def _unlock(lock: list[str], folder: Path) -> None:
 
 LOCKING_RUN = """
 import subprocess, sys
-import streamrestore.output as output
+import streamrestore.media.output as output
 original = output.OutputTarget.commit
 def commit(self):
     subprocess.run(sys.argv[1].split() + [sys.argv[2]], check=True)  # the folder becomes unwritable now
@@ -362,7 +362,7 @@ def test_rename_refused_removes_the_temporary(cli, image, tmp_path, monkeypatch)
     def refuse(source, destination):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("streamrestore.output.os.replace", refuse)
+    monkeypatch.setattr("streamrestore.media.output.os.replace", refuse)
     one_line(cli("run", image, "--chain", "resize:scale=2", "-o", tmp_path / "out.png"), 10,
              "cannot move the finished output", "Permission denied")  # fmt: skip
     assert os.listdir(tmp_path) == []
