@@ -1,9 +1,11 @@
 """Command line: parses arguments, calls the library, turns errors into one line and an exit code.
 
-Exit codes: 0 success, 2 bad option/chain/preset, 3 input not found, 4 not a media file, 5 no video
-stream, 6 truncated input, 7 damaged input with --strict, 8 unknown stage, 9 broken plugin,
-10 output not writable, 11 disk full, 12 weights, 13 a stage failed, 14 frames over --max-pixels or memory,
-70 internal error, 130 Ctrl-C.
+Exit codes: 0 success, 1 other one-line failures (output pipe closed, demo cannot start), 2 bad
+option/chain/preset, 3 input not found, 4 not a media file or unreadable media, 5 no video stream,
+6 truncated input, 7 damaged input with --strict, 8 unknown stage, 9 broken plugin, 10 output not
+writable, 11 disk full, 12 weights, 13 a stage failed, 14 frames over --max-pixels
+or memory, 130 Ctrl-C; 70 internal error is a bug, never
+the answer to an input file.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--config", metavar="YAML", help="a preset file (see configs/), or a bundled preset's name")
     run.add_argument("-o", "--output", help="output path ('-' for standard output); default NAME.restored.EXT beside the input")
     run.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    run.add_argument("--codec", help="video encoder (libx264 default, libx265, ffv1, libsvtav1, …)")
+    run.add_argument("--codec", help="video encoder (default: follows the source: HEVC -> libx265, ProRes -> prores_ks, "
+                     "FFV1 -> ffv1, anything else -> libx264; also libsvtav1, …)")
     run.add_argument("--crf", type=float, help="constant quality for x264/x265/AV1 (default 18; lower is better)")
     run.add_argument("--preset", help="encoder speed preset (x264/x265 default: medium)")
     run.add_argument("--pix-fmt", help="output pixel format (default: the source's chroma layout and bit depth)")
@@ -207,7 +210,8 @@ def _run_video(args: argparse.Namespace, prepared) -> int:
 
     try:
         output = OutputSettings(codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt,
-                                encoder_threads=args.encoder_threads, format=args.format, overwrite=args.overwrite)
+                                encoder_threads=args.encoder_threads, format=args.format, overwrite=args.overwrite,
+                                encoder_log=args.debug)
         report = prepared.restore_video(args.input, args.output, output, on_start=on_start, on_frames=on_frames)
     finally:
         if bar:
@@ -216,12 +220,14 @@ def _run_video(args: argparse.Namespace, prepared) -> int:
             # Ctrl-C while tqdm drew its first line, before it was handed back: end that line, so
             # the error message gets one of its own.
             print(file=sys.stderr)
+    for warning in report.warnings:
+        print(f"streamrestore: warning: {warning}", file=sys.stderr)
     if report.damaged_frames:
         print(f"streamrestore: warning: {report.damaged_frames} damaged frame(s) in the input; "
               f"{report.repaired_frames} replaced by the previous good frame (frame count kept)", file=sys.stderr)
     if not args.quiet and report.output != "-":
         fps = report.frames / report.seconds if report.seconds else 0.0
-        print(f"wrote {report.output}: {report.frames} frames, {report.width}×{report.height} {report.pix_fmt}, "
+        print(f"wrote {report.output}: {report.frames} frames, {report.width}×{report.height} {report.codec} {report.pix_fmt}, "
               f"{report.color}, {report.seconds:.1f} s ({fps:.2f} fps)", file=sys.stderr)
     return 0
 

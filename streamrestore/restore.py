@@ -29,6 +29,7 @@ from .engine.placement import Placement, configure_cpu_threads, cuda_available, 
 from .engine.threads import StreamSettings, run_stream
 from .errors import ConfigError, CorruptInputError
 from .frames import FrameBatch, image_to_tensor, tensor_to_images
+from .media import encoder
 from .media.images import IMAGE_SUFFIXES, check_image, is_image_path, read_image, write_image
 from .media.output import OutputTarget, default_output_path
 from .media.reader import MediaReader
@@ -82,6 +83,8 @@ class OutputSettings:
     format: str | None = None
     """Container for standard output (mpegts, matroska, mp4)."""
     overwrite: bool = False
+    encoder_log: bool = False
+    """Let encoders that log on their own (libx265) print their settings (``--debug``)."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,9 @@ class RestoreReport:
     height: int
     pix_fmt: str
     color: str
+    codec: str = ""
+    warnings: tuple[str, ...] = ()
+    """One line per repair of the input (timestamps that went back, frames resized mid-stream, …)."""
 
 
 class PreparedChain:
@@ -169,24 +175,33 @@ class PreparedChain:
         """Restore a video file, stream URL or ``-`` (stdin) into ``dst`` (default: ``NAME.restored.EXT``).
 
         ``on_start`` sees the opened reader (for a progress bar); ``on_frames`` is called with each count of
-        frames written.
+        frames written. The default codec follows the source's (``media.encoder``), and so does the default
+        output's container when the input's cannot hold that codec (an animated GIF gives ``NAME.restored.mp4``).
         """
         output = output or OutputSettings()
         settings = encode_settings(self.plan.output, output)
         runner = self.runner()
-        target = OutputTarget(dst or default_output_path(src), src, overwrite=output.overwrite,
-                              stream_format=output.format)  # fmt: skip
+        # An explicit output is checked before the input is opened; the default one's container depends on
+        # the encoder, which follows the source (default_output_path refuses stdin and URLs here).
+        target = OutputTarget(dst, src, overwrite=output.overwrite, stream_format=output.format) if dst else None
+        if target is None:
+            default_output_path(src)
         configure_cpu_threads(self.run.cpu_threads)
         started = time.perf_counter()
         reader = MediaReader(src, timeout=self.run.timeout)
         try:
             info = reader.info
             check_frames(self.stages, info.height, info.width, self.run.max_pixels)
+            settings = encoder.resolve(settings, info, reader.first_frame, encoder_log=output.encoder_log)
+            if target is None:
+                target = OutputTarget(default_output_path(src, settings.codec), src, overwrite=output.overwrite,
+                                      stream_format=output.format)  # fmt: skip
             width, height = info.width * runner.scale, info.height * runner.scale
             out_fmt = choose_pix_fmt(settings, info, width, height)
             writer = MediaWriter.for_source(target.temporary, target.format,
                                             OutputVideo(width, height, out_fmt, info.color, info), settings,
-                                            reader.describe(), container_options=target.container_options)  # fmt: skip
+                                            reader.describe(), container_options=target.container_options,
+                                            label=target.destination)  # fmt: skip
             try:
                 on_start(reader)
                 depth = max(c.bits for c in av.VideoFormat(out_fmt).components)
@@ -200,14 +215,16 @@ class PreparedChain:
                 raise
             target.commit()
         except BaseException:
-            target.abort()
+            if target is not None:
+                target.abort()
             raise
         finally:
             reader.close()
         return RestoreReport(
             output=target.destination, frames=writer.frames_written, damaged_frames=reader.damaged_frames,
             repaired_frames=reader.repaired_frames, seconds=time.perf_counter() - started,
-            width=width, height=height, pix_fmt=out_fmt, color=info.color.describe(),
+            width=width, height=height, pix_fmt=out_fmt, color=info.color.describe(), codec=settings.codec or "",
+            warnings=tuple(reader.warnings()),
         )
 
 

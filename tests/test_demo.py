@@ -214,7 +214,7 @@ def test_browser_restores_and_downloads_what_the_library_gives(server, photo, tm
     result = read_rgb(saved)
     # The page ran both networks, our denoiser and the photo content's ×2, in tiles (the page says so:
     # "chain `denoise:tile=128,sr2:tile=128`").
-    expected = restore_image(read_image(photo), f"denoise:tile={TILE},sr2:tile={TILE}", device="cpu")
+    expected = restore_image(read_image(photo), f"denoise:tile={TILE},sr2:tile={TILE}", RunSettings(device="cpu"))
     assert result.shape == (600, 902, 3) and result.dtype == np.uint8
     assert np.array_equal(result, expected), "the download differs from restore_image's output"
     assert not blocked, f"the page asked for something beyond the server: {blocked}"
