@@ -396,7 +396,8 @@ def test_two_clients_share_one_loaded_model(server, small, tiny_model, tmp_path,
 
 
 def test_a_whole_image_network_is_built_untiled_and_then_shared(tmp_path):
-    """The demo tiles what can be tiled; a network that cannot be is run whole, and built (read) once."""
+    """The demo tiles what can be tiled; a network that cannot be is run whole, and built (read) once. (The page
+    takes catalogue names only, so the stand-in stage is given one; it reads nothing.)"""
     from streamrestore.registry import MODEL_STAGE, Registry, spec_from_class
     from streamrestore.stage import Capabilities, Option, Stage
 
@@ -417,15 +418,15 @@ def test_a_whole_image_network_is_built_untiled_and_then_shared(tmp_path):
     session = DemoSession(DemoSettings(max_pixels=MAX_PIXELS, tile=64, device="cpu"), tmp_path / "work")
     session.registries["photo"] = Registry(entry_points_=[], extra=[spec_from_class(MODEL_STAGE, WholeImageModel, "tests")])
     image = write_rgb(tmp_path / "flat.png", np.full((100, 150, 3), 90, np.uint8))
-    first = session.restore(image, "model=colour")
+    first = session.restore(image, "model=denoise-nafnet16")
     built = [b.stage for chain in session.chains._chains.values() for b in chain.stages]
-    second = session.restore(image, "model=colour")
+    second = session.restore(image, "model=denoise-nafnet16")
     again = [b.stage for chain in session.chains._chains.values() for b in chain.stages]
     assert sizes == [(100, 150), (100, 150)]  # whole frames, never 64-pixel tiles
-    assert again == built and len(built) == 1 and loads == ["colour"]  # built once, then shared
-    assert "chain `model=colour`" in first.summary()  # no tile: it ran whole
-    assert first.models == ["colour loaded in " + first.models[0].split(" loaded in ")[1]]
-    assert second.models == ["colour reused"]
+    assert again == built and len(built) == 1 and loads == ["denoise-nafnet16"]  # built once, then shared
+    assert "chain `model=denoise-nafnet16`" in first.summary()  # no tile: it ran whole
+    assert first.models == ["denoise-nafnet16 loaded in " + first.models[0].split(" loaded in ")[1]]
+    assert second.models == ["denoise-nafnet16 reused"]
 
 
 @pytest.mark.parametrize(("controls", "chain"), [
