@@ -30,8 +30,6 @@ class Window:
 
     start: Fraction
     end: Fraction | None
-    video_shift: int
-    """Ticks (video time base) subtracted from every video timestamp."""
 
 
 def join_pieces(source: str, pieces: list[str], target: str, container_format: str | None,
@@ -80,7 +78,7 @@ def _mux_all(writer: _JoinWriter, reader: MediaReader, pieces: list[str], stamps
              ordered: list[int], window: Window | None) -> int:
     delay = _delay(stamps, ordered)
     step = ordered[1] - ordered[0] if len(ordered) > 1 else 1
-    shift = window.video_shift if window is not None else 0
+    start = window.start if window is not None else Fraction(0)
 
     def dts(i: int) -> int:
         return ordered[i - delay] if i >= delay else ordered[0] - (delay - i) * step
@@ -90,6 +88,7 @@ def _mux_all(writer: _JoinWriter, reader: MediaReader, pieces: list[str], stamps
         for piece in pieces:
             with av.open(piece) as container:
                 stream = container.streams.video[0]
+                shift = round(start / stream.time_base)  # the piece's time base (NUT may choose its own)
                 for packet in container.demux(stream):
                     if not packet.size:
                         continue
