@@ -238,9 +238,10 @@ class Job:
 
                 run_in_processes(tasks, workers, finished, on_frames)
         pieces = [str(self.piece_path(s.index)) for s in manifest.segments]
+        frame_pts = [list(self._index.pts[s.first: s.first + s.count]) for s in manifest.segments]
         try:
-            frames = join_pieces(self.source, pieces, target.temporary, target.format, target.container_options,
-                                 self._window())
+            frames = join_pieces(self.source, pieces, frame_pts, target.temporary, target.format,
+                                 target.container_options, self._window())
             target.commit()
         except BaseException:
             target.abort()

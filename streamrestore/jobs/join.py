@@ -32,15 +32,19 @@ class Window:
     end: Fraction | None
 
 
-def join_pieces(source: str, pieces: list[str], target: str, container_format: str | None,
-                container_options: dict[str, str] | None = None, window: Window | None = None) -> int:
-    """Write ``target`` from ``pieces`` (in order) and the source's audio/subtitles; returns frames written."""
-    stamps = _piece_pts(pieces)
-    ordered = sorted(stamps)
-    if len(set(ordered)) != len(ordered):
-        raise MediaError("pieces overlap (two frames with one timestamp); restart the job")
+def join_pieces(source: str, pieces: list[str], frame_pts: list[list[int]], target: str,
+                container_format: str | None, container_options: dict[str, str] | None = None,
+                window: Window | None = None) -> int:
+    """Write ``target`` from ``pieces`` (in order) and the source's audio/subtitles; returns frames written.
+
+    ``frame_pts`` are each piece's frames' source timestamps, in presentation order: the pieces'
+    own timestamps are mapped back onto them by rank, because a muxer may shift a piece's
+    timestamps (NUT moves them so that a B-frame encoder's first, negative DTS becomes 0).
+    """
     reader = MediaReader(source)
     try:
+        time_base = reader.info.time_base
+        stamps = [_source_pts(piece, expected) for piece, expected in zip(pieces, frame_pts, strict=True)]
         with av.open(pieces[0]) as first:
             template = first.streams.video[0]
             video = OutputVideo(template.codec_context.width, template.codec_context.height,
@@ -49,7 +53,7 @@ def join_pieces(source: str, pieces: list[str], target: str, container_format: s
             writer = _JoinWriter(template, target, container_format, video, reader.passthrough,
                                  dict(reader.container.metadata), chapters, container_options)
         try:
-            written = _mux_all(writer, reader, pieces, stamps, ordered, window)
+            written = _mux_all(writer, reader, pieces, stamps, time_base, window)
             writer.close()
         except BaseException:
             writer.abort()
@@ -59,13 +63,14 @@ def join_pieces(source: str, pieces: list[str], target: str, container_format: s
     return written
 
 
-def _piece_pts(pieces: list[str]) -> list[int]:
-    """Every video pts in decode order, piece after piece (demux only)."""
-    stamps: list[int] = []
-    for piece in pieces:
-        with av.open(piece) as container:
-            stamps.extend(p.pts for p in container.demux(container.streams.video[0]) if p.size)
-    return stamps
+def _source_pts(piece: str, expected: list[int]) -> list[int]:
+    """The source pts of each of the piece's packets, in decode order (the k-th earliest is the k-th frame)."""
+    with av.open(piece) as container:
+        own = [p.pts for p in container.demux(container.streams.video[0]) if p.size]
+    if len(own) != len(expected) or len(set(own)) != len(own):
+        raise MediaError(f"piece {piece!r} holds {len(own)} frames, its segment {len(expected)}; restart the job")
+    rank = {pts: i for i, pts in enumerate(sorted(own))}
+    return [expected[rank[pts]] for pts in own]
 
 
 def _delay(stamps: list[int], ordered: list[int]) -> int:
@@ -74,28 +79,34 @@ def _delay(stamps: list[int], ordered: list[int]) -> int:
     return max(0, max(i - rank[pts] for i, pts in enumerate(stamps)))
 
 
-def _mux_all(writer: _JoinWriter, reader: MediaReader, pieces: list[str], stamps: list[int],
-             ordered: list[int], window: Window | None) -> int:
-    delay = _delay(stamps, ordered)
+def _mux_all(writer: _JoinWriter, reader: MediaReader, pieces: list[str], stamps: list[list[int]],
+             time_base: Fraction, window: Window | None) -> int:
+    flat = [pts for piece in stamps for pts in piece]
+    ordered = sorted(flat)
+    if len(set(ordered)) != len(ordered):
+        raise MediaError("pieces overlap (two frames with one timestamp); restart the job")
+    delay = _delay(flat, ordered)
     step = ordered[1] - ordered[0] if len(ordered) > 1 else 1
-    start = window.start if window is not None else Fraction(0)
+    shift = round(window.start / time_base) if window is not None else 0
 
     def dts(i: int) -> int:
         return ordered[i - delay] if i >= delay else ordered[0] - (delay - i) * step
 
     def video() -> Iterator[tuple[Fraction, av.Packet]]:
         i = 0
-        for piece in pieces:
+        for piece, piece_pts in zip(pieces, stamps):
             with av.open(piece) as container:
                 stream = container.streams.video[0]
-                shift = round(start / stream.time_base)  # the piece's time base (NUT may choose its own)
-                for packet in container.demux(stream):
-                    if not packet.size:
-                        continue
+                packets = (p for p in container.demux(stream) if p.size)
+                for packet, pts in zip(packets, piece_pts):
+                    duration = packet.duration
+                    packet.time_base = time_base
+                    packet.pts = pts - shift
                     packet.dts = dts(i) - shift
-                    packet.pts = packet.pts - shift
+                    if duration:
+                        packet.duration = max(1, round(duration * stream.time_base / time_base))
                     i += 1
-                    yield packet.dts * packet.time_base, packet
+                    yield packet.dts * time_base, packet
 
     merged = _merge(video(), _copied(reader, window))
     frames = 0
