@@ -36,8 +36,8 @@ def test_ray_job_survives_a_killed_worker(cluster, tmp_path):
     src = tmp_path / "clip.mkv"
     make_clip(src, panned_frames(len(PTS), 96, 64), pts=PTS, time_base=Fraction(1, 1000),
               options={"preset": "medium", "bframes": "3", "g": "4"}, audio=[AudioTrack("aac", seconds=1.3)])
-    # A slow chain (temporal NLM at full size) so a segment is still running when its worker is killed.
-    chain = "tdenoise"
+    # A temporal chain (slow enough that a segment is still running when its worker is killed).
+    chain = "tdenoise:search=9:template=5"
     options = dict(segment_seconds=0.3, preset="veryfast")
     local = tmp_path / "local.mkv"
     Job(str(src), str(local), chain, JobOptions(workers=1, **options)).run()
