@@ -95,6 +95,9 @@ def restore_many(spec: str, output_folder: str, chain: str, options: JobOptions 
         except StreamRestoreError as error:
             outcome = FileOutcome(source, str(target), "failed", 0, time.perf_counter() - started,
                                   str(error).replace("\n", " "), error.exit_code)
+        except OSError as error:  # unreadable input, a folder we cannot write: this file only
+            outcome = FileOutcome(source, str(target), "failed", 0, time.perf_counter() - started,
+                                  f"{error.strerror or error}: {error.filename or source}", 1)
         outcomes.append(outcome)
         on_file(outcome)
     return outcomes
@@ -151,6 +154,26 @@ class _Ledger:
         temporary = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
         temporary.write_text(json.dumps(self.entries, indent=1, sort_keys=True), encoding="utf-8")
         os.replace(temporary, self.path)
+
+
+def pending(files: list[tuple[str, str]], output_folder: str, chain: str,
+            options: JobOptions) -> list[tuple[str, str]]:
+    """The files an earlier run has not finished (what the progress display should count)."""
+    from ..pipeline import IMAGE_SUFFIXES
+
+    root = Path(output_folder)
+    ledger = _Ledger(root / LEDGER)
+    left = []
+    for source, relative in files:
+        image = Path(source).suffix.lower() in IMAGE_SUFFIXES
+        target = root / (Path(relative).with_suffix(".png") if image else Path(relative))
+        try:
+            if ledger.finished(relative, _key(source, chain, options), target):
+                continue
+        except OSError:
+            pass
+        left.append((source, relative))
+    return left
 
 
 def count_frames(files: list[tuple[str, str]]) -> int:

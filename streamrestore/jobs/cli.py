@@ -48,7 +48,7 @@ def add_job_parser(commands: Any, chain_help: str) -> None:
 def run_job_command(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .batch import count_frames, expand_inputs, is_many, restore_many
+    from .batch import count_frames, expand_inputs, is_many, pending, restore_many
     from .job import Job, JobOptions
 
     chain = args.config if args.config else args.chain
@@ -66,7 +66,8 @@ def run_job_command(args: argparse.Namespace) -> int:
         if not args.output:
             raise ConfigError("several input files need -o FOLDER")
         files = expand_inputs(args.input)
-        bar = tqdm(total=count_frames(files), unit="frame", disable=args.quiet, file=sys.stderr,
+        # Frames of the files still to do only: finished ones are skipped and must not inflate the rate.
+        bar = tqdm(total=count_frames(pending(files, args.output, chain, options)), unit="frame", disable=args.quiet, file=sys.stderr,
                    dynamic_ncols=True, desc=f"0/{len(files)} files")
         done: list[Any] = []
 

@@ -85,10 +85,12 @@ class JobReport:
     pieces: list[PieceResult] = field(default_factory=list)
 
 
-def default_workers(device: str | None = None) -> int:
-    """One worker per GPU; on the CPU one per four cores (each worker's x264 and torch use the rest)."""
+def default_workers(device: str | None = None, listed: int = 0) -> int:
+    """One per listed device (``cuda:0,cuda:1``), else one per GPU; on the CPU one per four cores."""
     from ..runtime import cpu_cores, cuda_available
 
+    if listed > 1:
+        return listed
     if device != "cpu" and cuda_available():
         import torch
 
@@ -129,13 +131,14 @@ class Job:
 
             raise InputNotFoundError(f"input not found: {self.source!r}")
         opts = self.options
-        chain_plan, self._built = prepare_chain(self.chain_text, None, opts.content, opts.device)
+        device = opts.device.split(",")[0] if opts.device else None  # a list: one device per worker
+        chain_plan, self._built = prepare_chain(self.chain_text, None, opts.content, device)
         self.encode = _encode_settings(chain_plan.output, codec=opts.codec, crf=opts.crf, preset=opts.preset,
                                        pix_fmt=opts.pix_fmt, threads=opts.encoder_threads)
         self.encode = reproducible(self.encode)
         from ..runner import ChainRunner
 
-        runner = ChainRunner(self._built, opts.device, opts.precision)
+        runner = ChainRunner(self._built, device, opts.precision)
         before = sum(n.caps.frames_before for n in runner.nodes if n.caps.is_temporal)
         after = sum(n.caps.frames_after for n in runner.nodes if n.caps.is_temporal)
         reader = MediaReader(self.source)
@@ -213,7 +216,8 @@ class Job:
         manifests.save(self.job_dir, manifest)
         tasks = self.tasks()
         self._check_space(tasks)
-        workers = 1 if not tasks else min(len(tasks), opts.workers or default_workers(opts.device))
+        device_list = opts.device.split(",") if opts.device else []
+        workers = 1 if not tasks else min(len(tasks), opts.workers or default_workers(opts.device, len(device_list)))
         results: list[PieceResult] = []
 
         def finished(result: PieceResult) -> None:
@@ -231,8 +235,9 @@ class Job:
                 from .local import run_here
 
                 assert self._built is not None
-                remember_chain(self.chain_spec(), self._built)
-                run_here(tasks, finished, on_frames)
+                first = dataclasses.replace(self.chain_spec(), device=device_list[0] if device_list else None)
+                remember_chain(first, self._built)
+                run_here([dataclasses.replace(t, chain=first) for t in tasks], finished, on_frames)
             else:
                 from .local import run_in_processes
 

@@ -10,6 +10,7 @@ complete, so a piece that exists is whole; its checksum goes into the manifest.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import time
@@ -94,6 +95,8 @@ def run_segment(task: SegmentTask, on_frames: Callable[[int], None] = lambda cou
     from ..runtime import configure_cpu_threads
 
     started, cpu_started = time.perf_counter(), time.process_time()
+    if task.chain.device and "," in task.chain.device:  # a device list: one per worker; here the first
+        task = dataclasses.replace(task, chain=dataclasses.replace(task.chain, device=task.chain.device.split(",")[0]))
     configure_cpu_threads(task.cpu_threads)
     built = built_chain(task.chain)
     probe = MediaReader(task.source)
