@@ -10,6 +10,7 @@ in this order, each run from a fresh output:
 - job, 2 workers (same total cores: each worker's x264 and torch get half);
 - resume: the job as a subprocess, SIGKILLed once half its segments are in the manifest, then the
   same command again; total wall time (both runs) vs one uninterrupted job run;
+- --workers-only: just the 1-worker and 2-worker jobs (e.g. a model-bound chain);
 - Ray (--ray): a local cluster (2 CPUs) started first, then the job through it, vs 2 local workers.
 
 Each line: wall seconds, fps, and CPU seconds per frame (user+sys of this process and its reaped
@@ -63,6 +64,8 @@ def main() -> None:
     parser.add_argument("--preset", default="veryfast")
     parser.add_argument("--segments", default="1,2.5,5", help="segment lengths in seconds, comma-separated")
     parser.add_argument("--ray", action="store_true")
+    parser.add_argument("--workers-only", action="store_true",
+                        help="only one worker (all cores to torch) vs 2 workers (one torch thread each)")
     args = parser.parse_args()
     print(f"load average at start: {os.getloadavg()}", flush=True)
     folder = Path(tempfile.mkdtemp(prefix="jobs-bench-"))
@@ -79,6 +82,14 @@ def main() -> None:
     def job(name: str, **options) -> Job:
         return Job(str(clip), out(name), args.chain, JobOptions(preset=args.preset, **options))
 
+    if args.workers_only:
+        first_segment = float(args.segments.split(",")[0])
+        measure(f"job, 1 worker, {first_segment:g} s segments", frames,
+                lambda: job("w1.mp4", workers=1, segment_seconds=first_segment).run())
+        measure(f"job, 2 workers, {first_segment:g} s segments", frames,
+                lambda: job("w2.mp4", workers=2, segment_seconds=first_segment).run())
+        print(f"load average at end: {os.getloadavg()}", flush=True)
+        return
     measure("one stream (restore_video)", frames,
             lambda: restore_video(str(clip), out("one.mp4"), args.chain, preset=args.preset))
     first_segment = float(args.segments.split(",")[0])

@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from ..errors import ConfigError, SomeFilesFailed
-from .plan import DEFAULT_SEGMENT_SECONDS
+from . import DEFAULT_SEGMENT_SECONDS
 
 
 def add_job_parser(commands: Any, chain_help: str) -> None:

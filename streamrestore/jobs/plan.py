@@ -18,8 +18,7 @@ import av
 import av.error
 
 from ..errors import ConfigError, MediaError
-
-DEFAULT_SEGMENT_SECONDS = 30.0
+from . import DEFAULT_SEGMENT_SECONDS
 
 
 @dataclass(frozen=True)
