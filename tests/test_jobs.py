@@ -235,3 +235,17 @@ def test_folder_mode_reports_failures_and_skips_finished_files(tmp_path):
     second = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert second.returncode == 15
     assert "0 done, 2 skipped, 1 failed" in second.stderr
+
+
+def test_not_enough_disk_is_refused_before_any_work(tmp_path, monkeypatch):
+    import shutil
+
+    from streamrestore.errors import DiskFullError
+
+    src = _source(tmp_path / "clip.mkv", 8, subtitles=False)
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: real(path)._replace(free=1000))
+    job_dir = tmp_path / "job"
+    with pytest.raises(DiskFullError, match="needs about"):
+        _job(src, tmp_path / "out.mkv", "unsharp", job_dir=str(job_dir)).run()
+    assert not list(job_dir.glob("piece-*")) and not (tmp_path / "out.mkv").exists()
