@@ -141,10 +141,9 @@ def _primed_runner(task: SegmentTask, built: list, info: VideoInfo) -> ChainRunn
     primer.flush()
     # A new runner resets the nodes' frame history; start_stream is held back so the stages keep
     # what they learnt from the file's start (the stage contract calls it once per stream).
-    held = []
-    for stage in (b.stage for b in built):
+    held = list({id(b.stage): b.stage for b in built}.values())  # a stage used twice (sr4 = ×2 twice) once
+    for stage in held:
         stage.start_stream = _no_op  # instance attribute: shadows the method for this one call
-        held.append(stage)
     try:
         return ChainRunner(built, task.chain.device, task.chain.precision)
     finally:
