@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from streamrestore.jobs import Job, JobOptions
-from streamrestore.pipeline import restore_video
+from streamrestore.restore import OutputSettings, restore_video
 
 
 def cpu_seconds() -> float:
@@ -91,7 +91,7 @@ def main() -> None:
         print(f"load average at end: {os.getloadavg()}", flush=True)
         return
     measure("one stream (restore_video)", frames,
-            lambda: restore_video(str(clip), out("one.mp4"), args.chain, preset=args.preset))
+            lambda: restore_video(str(clip), out("one.mp4"), args.chain, output=OutputSettings(preset=args.preset)))
     first_segment = float(args.segments.split(",")[0])
     for seconds in (float(s) for s in args.segments.split(",")):
         measure(f"job, 1 worker, {seconds:g} s segments", frames,

@@ -23,7 +23,7 @@ INTERNAL_ERROR = 70
 
 CHAIN_HELP = (
     "stages separated by commas, e.g. 'denoise,sr4'; options as NAME:KEY=VALUE[:KEY=VALUE], "
-    "e.g. 'nlm:strength=12,sr4:tile=256'; a preset name or .yaml file also works"
+    "e.g. 'nlm:strength=12,sr4:tile=256' (tile: that stage's --tile); a preset name or .yaml file also works"
 )
 
 
@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--precision", choices=("auto", "float32", "float16", "bfloat16"), default="auto",
                      help="compute precision of neural stages (auto: fp16/bf16 on CUDA where the model allows, "
                      "float32 on the CPU; bfloat16 on a CPU with AVX512-BF16 is ~1.6× faster, within 9/255)")
+    run.add_argument("--tile", type=int, default=0, help="cut frames into tiles of at most N input pixels a side for "
+                     "the stages that can be tiled (default 0: whole frames, tiled only after running out of memory)")
     run.add_argument("--strict", action="store_true", help="fail on damaged frames instead of repairing them")
     run.add_argument("--timeout", type=float, default=15.0, help="seconds to wait on a network input (default 15)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
@@ -148,7 +150,7 @@ def _fail(error: StreamRestoreError, debug: bool) -> int:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from .pipeline import IMAGE_SUFFIXES
+    from .media.images import is_image_path
 
     chain = args.config if args.config else args.chain
     if args.config and not args.config.endswith((".yaml", ".yml")):
@@ -156,34 +158,28 @@ def run_command(args: argparse.Namespace) -> int:
 
         if args.config not in available_presets():
             raise ConfigError(f"--config {args.config!r}: no such preset (bundled: {', '.join(available_presets())})")
-    if Path(args.input).suffix.lower() in IMAGE_SUFFIXES:
-        return _run_image(args, chain)
-    return _run_video(args, chain)
+    from .restore import PreparedChain, RunSettings
+
+    run = RunSettings(device=args.device, precision=args.precision, batch_size=args.batch, tile=args.tile,
+                      content=args.content, strict=args.strict, timeout=args.timeout)  # fmt: skip
+    if is_image_path(args.input):
+        return _run_image(args, PreparedChain(chain, run))
+    return _run_video(args, PreparedChain(chain, run))
 
 
-def _run_image(args: argparse.Namespace, chain: str) -> int:
-    from .output import OutputTarget
-    from .pipeline import read_image, restore_image, write_image
-
+def _run_image(args: argparse.Namespace, prepared) -> int:
     source = Path(args.input)
     destination = args.output or str(source.with_name(f"{source.stem}.restored.png"))
-    target = OutputTarget(destination, args.input, overwrite=args.overwrite)
-    restored = restore_image(read_image(source), chain, device=args.device, content=args.content)
-    try:
-        write_image(target.temporary, restored)
-        target.commit()
-    except BaseException:
-        target.abort()
-        raise
+    restored = prepared.restore_image_file(source, destination, overwrite=args.overwrite)
     if not args.quiet:
         print(f"wrote {destination} ({restored.shape[1]}×{restored.shape[0]})", file=sys.stderr)
     return 0
 
 
-def _run_video(args: argparse.Namespace, chain: str) -> int:
+def _run_video(args: argparse.Namespace, prepared) -> int:
     from tqdm import tqdm
 
-    from .pipeline import restore_video
+    from .restore import OutputSettings
 
     bar: list[tqdm] = []
     drawing: list[bool] = []
@@ -210,12 +206,9 @@ def _run_video(args: argparse.Namespace, chain: str) -> int:
                        f"({per_frame:.2f} s/frame so far)", file=sys.stderr)
 
     try:
-        report = restore_video(
-            args.input, args.output, chain, overwrite=args.overwrite, codec=args.codec, crf=args.crf,
-            preset=args.preset, pix_fmt=args.pix_fmt, encoder_threads=args.encoder_threads, format=args.format,
-            device=args.device, content=args.content, batch_size=args.batch, precision=args.precision, strict=args.strict, timeout=args.timeout,
-            on_start=on_start, on_frames=on_frames,
-        )
+        output = OutputSettings(codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt,
+                                encoder_threads=args.encoder_threads, format=args.format, overwrite=args.overwrite)
+        report = prepared.restore_video(args.input, args.output, output, on_start=on_start, on_frames=on_frames)
     finally:
         if bar:
             bar[0].close()
@@ -270,7 +263,8 @@ def list_stages() -> str:
 
 
 def list_known_models() -> str:
-    from .weights import availability, list_models
+    from .models.catalog import list_models
+    from .models.weights import availability
 
     lines = [f"{'NAME':<32} {'ARCH':<10} {'SCALE':<5} {'TASK':<10} {'CONTENT':<7} {'LICENCE':<12} AVAILABLE"]
     for entry in list_models():

@@ -11,14 +11,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from streamrestore import engine
+from streamrestore.engine import threads
 from streamrestore.errors import StageFailedError
 from streamrestore.frames import FrameBatch
 from streamrestore.media.reader import MediaReader
 from streamrestore.media.writer import EncodeSettings, MediaWriter, OutputVideo
 from streamrestore.presets import BuiltStage
 from streamrestore.registry import spec_from_class
-from streamrestore.runner import ChainRunner
+from streamrestore.engine.chain import ChainRunner
 from streamrestore.stage import Capabilities, Option, Stage
 
 from media_factory import make_clip, panned_frames, video_frames
@@ -129,7 +129,7 @@ def test_the_engine_writes_every_frame_once_in_order_despite_out_of_memory(tmp_p
         output = OutputVideo(96, 64, "yuv444p", reader.info.color, reader.info)
         writer = MediaWriter(str(tmp_path / name), None, output, EncodeSettings(codec="ffv1", crf=None, preset=None),
                              [])
-        engine.run(reader, runner, writer, np.dtype(np.uint8), engine.EngineSettings(batch_size=4))
+        threads.run_stream(reader, runner, writer, np.dtype(np.uint8), threads.StreamSettings(batch_size=4))
         writer.close()
         reader.close()
         return [frame.to_ndarray(format="rgb24") for frame in video_frames(tmp_path / name)]

@@ -22,7 +22,7 @@ import pytest
 from media_factory import AudioTrack, SubtitleTrack, make_clip, packets, panned_frames, photo, streams, video_frames
 from streamrestore.errors import JobMismatchError
 from streamrestore.jobs import Job, JobOptions, restore_range
-from streamrestore.pipeline import restore_video
+from streamrestore.restore import OutputSettings, restore_video
 
 VFR_PTS = [0, 40, 80, 200, 240, 250, 400, 433, 466, 700, 740, 1000, 1040, 1080, 1200, 1240, 1300, 1400, 1433, 1500]
 TDENOISE = "tdenoise:search=7:template=3"  # the temporal stage, with small windows to keep it fast
@@ -73,7 +73,7 @@ def _job(src: Path, dst: Path, chain: str, **options) -> Job:
 @pytest.mark.parametrize("chain", ["unsharp", TDENOISE])
 def test_segmented_ffv1_is_bit_identical_to_one_stream(source, tmp_path, chain):
     whole, joined = tmp_path / "whole.mkv", tmp_path / "joined.mkv"
-    restore_video(str(source), str(whole), chain, codec="ffv1")
+    restore_video(str(source), str(whole), chain, output=OutputSettings(codec="ffv1"))
 
     report = _job(source, joined, chain, codec="ffv1").run()
 
@@ -194,7 +194,7 @@ def test_range_is_frame_exact_with_audio_in_sync(tmp_path):
     src = tmp_path / "cfr.mkv"
     make_clip(src, panned_frames(48, 96, 64), rate=24, options={"g": "6"}, audio=[AudioTrack("aac", seconds=2.0)])
     whole = tmp_path / "whole.mkv"
-    restore_video(str(src), str(whole), TDENOISE, codec="ffv1")
+    restore_video(str(src), str(whole), TDENOISE, output=OutputSettings(codec="ffv1"))
     cut = tmp_path / "cut.mkv"
 
     report = restore_range(str(src), str(cut), TDENOISE, start=0.5, duration=0.5,
@@ -249,3 +249,19 @@ def test_not_enough_disk_is_refused_before_any_work(tmp_path, monkeypatch):
     with pytest.raises(DiskFullError, match="needs about"):
         _job(src, tmp_path / "out.mkv", "unsharp", job_dir=str(job_dir)).run()
     assert not list(job_dir.glob("piece-*")) and not (tmp_path / "out.mkv").exists()
+
+
+def test_segments_run_by_the_callers_own_scheduler_are_joined(tmp_path):
+    from streamrestore.jobs.segment import run_segment
+
+    src = _source(tmp_path / "clip.mkv", 8, subtitles=False)
+    job = _job(src, tmp_path / "out.mkv", "unsharp", codec="ffv1", job_dir=str(tmp_path / "job"), segment_seconds=0.2)
+    tasks = job.tasks()
+    for task in reversed(tasks):  # any order, any process
+        job.record(run_segment(task))
+    assert job.status().complete
+
+    report = job.run()
+
+    assert report.resumed_segments == len(tasks) >= 2 and report.frames == 8
+    assert len(video_frames(tmp_path / "out.mkv")) == 8

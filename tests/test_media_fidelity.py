@@ -36,7 +36,7 @@ from media_factory import (
     video_times,
 )
 from streamrestore.errors import ConfigError, CorruptInputError, MediaError
-from streamrestore.pipeline import restore_image, restore_video
+from streamrestore.restore import restore_image, restore_video
 
 # Irregular gaps (ms): a variable-frame-rate clip. Exact in every container's time base.
 VFR_PTS = [0, 40, 80, 200, 240, 250, 400, 433, 466, 700, 740, 1000]

@@ -9,7 +9,7 @@ from streamrestore.errors import StageFailedError
 from streamrestore.frames import FrameBatch
 from streamrestore.presets import BuiltStage
 from streamrestore.registry import spec_from_class
-from streamrestore.runner import ChainRunner
+from streamrestore.engine.chain import ChainRunner
 from streamrestore.stage import Capabilities, Option, Stage
 
 

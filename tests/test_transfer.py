@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from streamrestore.frames import image_to_tensor
-from streamrestore.transfer import Transfer, quantise
+from streamrestore.engine.transfer import Transfer, quantise
 
 
 def images(dtype: type, count: int = 3, size: tuple[int, int] = (5, 7)) -> list[np.ndarray]:

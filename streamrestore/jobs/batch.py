@@ -46,9 +46,9 @@ def is_many(spec: str) -> bool:
 
 def expand_inputs(spec: str) -> list[tuple[str, str]]:
     """(path, path relative to the tree's root) for every video and image the spec names, sorted."""
-    from ..pipeline import IMAGE_SUFFIXES
+    from ..media.images import IMAGE_SUFFIXES
 
-    wanted = VIDEO_SUFFIXES | IMAGE_SUFFIXES
+    wanted = VIDEO_SUFFIXES | set(IMAGE_SUFFIXES)
     if os.path.isdir(spec):
         root = Path(spec)
         found = [p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in wanted
@@ -70,7 +70,7 @@ def restore_many(spec: str, output_folder: str, chain: str, options: JobOptions 
                  on_frames: Callable[[int], None] = lambda count: None,
                  on_file: Callable[[FileOutcome], None] = lambda outcome: None) -> list[FileOutcome]:
     """Restore every file ``spec`` names into ``output_folder`` (mirrored tree); never stops at a failure."""
-    from ..pipeline import IMAGE_SUFFIXES
+    from ..media.images import IMAGE_SUFFIXES
 
     files = expand_inputs(spec)
     out_root = Path(output_folder)
@@ -106,17 +106,10 @@ def restore_many(spec: str, output_folder: str, chain: str, options: JobOptions 
 def _restore_one(source: str, target: str, chain: str, options: JobOptions, is_image: bool,
                  on_frames: Callable[[int], None]) -> int:
     if is_image:
-        from ..output import OutputTarget
-        from ..pipeline import read_image, restore_image, write_image
+        from ..restore import PreparedChain, RunSettings
 
-        out = OutputTarget(target, source, overwrite=True)
-        restored = restore_image(read_image(source), chain, device=options.device, content=options.content)
-        try:
-            write_image(out.temporary, restored)
-            out.commit()
-        except BaseException:
-            out.abort()
-            raise
+        run = RunSettings(device=options.device, precision=options.precision, content=options.content)
+        PreparedChain(chain, run).restore_image_file(source, target, overwrite=True)
         on_frames(1)
         return 1
     # The ledger, not the output's existence, says whether a file is finished: an output left by
@@ -159,7 +152,7 @@ class _Ledger:
 def pending(files: list[tuple[str, str]], output_folder: str, chain: str,
             options: JobOptions) -> list[tuple[str, str]]:
     """The files an earlier run has not finished (what the progress display should count)."""
-    from ..pipeline import IMAGE_SUFFIXES
+    from ..media.images import IMAGE_SUFFIXES
 
     root = Path(output_folder)
     ledger = _Ledger(root / LEDGER)
@@ -178,7 +171,7 @@ def pending(files: list[tuple[str, str]], output_folder: str, chain: str,
 
 def count_frames(files: list[tuple[str, str]]) -> int:
     """Frames in all the videos (packet index only; an unreadable file counts 0), images count 1."""
-    from ..pipeline import IMAGE_SUFFIXES
+    from ..media.images import IMAGE_SUFFIXES
     from .plan import index_source
 
     total = 0

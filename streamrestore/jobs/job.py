@@ -22,13 +22,14 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import ConfigError, DiskFullError, OutputError
+from ..media.output import OutputTarget, default_output_path
 from ..media.reader import MediaReader
 from ..media.writer import EncodeSettings, choose_pix_fmt
-from ..output import OutputTarget, default_output_path
+from ..restore import OutputSettings, PreparedChain, encode_settings
 from . import manifest as manifests
 from .join import Window, join_pieces
 from .plan import DEFAULT_SEGMENT_SECONDS, SourceIndex, frame_range, index_source, make_plan
-from .segment import ChainSpec, PieceResult, SegmentTask, file_digest, remember_chain
+from .segment import ChainSpec, PieceResult, SegmentTask, file_digest, remember_chain, run_settings
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ class JobReport:
 
 def default_workers(device: str | None = None, listed: int = 0) -> int:
     """One per listed device (``cuda:0,cuda:1``), else one per GPU; on the CPU one per four cores."""
-    from ..runtime import cpu_cores, cuda_available
+    from ..engine.placement import cpu_cores, cuda_available
 
     if listed > 1:
         return listed
@@ -112,7 +113,7 @@ class Job:
         self.options = options
         self.job_dir = Path(options.job_dir) if options.job_dir else default_job_dir(self.output)
         self.manifest: manifests.Manifest | None = None
-        self._built: list | None = None
+        self._built: PreparedChain | None = None
         self._index: SourceIndex | None = None
         self._span: tuple[int, int] | None = None
         self._pix_fmt = ""
@@ -124,21 +125,18 @@ class Job:
         """Index the input and plan segments; load the job directory's manifest (resume) or start one."""
         if self.manifest is not None:
             return self.manifest
-        from ..pipeline import _encode_settings, prepare_chain
-
         if not os.path.isfile(self.source):
             from ..errors import InputNotFoundError
 
             raise InputNotFoundError(f"input not found: {self.source!r}")
         opts = self.options
         device = opts.device.split(",")[0] if opts.device else None  # a list: one device per worker
-        chain_plan, self._built = prepare_chain(self.chain_text, None, opts.content, device)
-        self.encode = _encode_settings(chain_plan.output, codec=opts.codec, crf=opts.crf, preset=opts.preset,
-                                       pix_fmt=opts.pix_fmt, threads=opts.encoder_threads)
-        self.encode = reproducible(self.encode)
-        from ..runner import ChainRunner
-
-        runner = ChainRunner(self._built, device, opts.precision)
+        self._built = PreparedChain(self.chain_text, run_settings(dataclasses.replace(self.chain_spec(), device=device)))
+        chain_plan = self._built.plan
+        self.encode = reproducible(encode_settings(chain_plan.output, OutputSettings(
+            codec=opts.codec, crf=opts.crf, preset=opts.preset, pix_fmt=opts.pix_fmt,
+            encoder_threads=opts.encoder_threads)))
+        runner = self._built.runner()
         before = sum(n.caps.frames_before for n in runner.nodes if n.caps.is_temporal)
         after = sum(n.caps.frames_after for n in runner.nodes if n.caps.is_temporal)
         reader = MediaReader(self.source)
@@ -183,6 +181,7 @@ class Job:
         """The segments still to do, as tasks any runner (this process, a pool, Ray) can execute."""
         manifest = self.plan()
         assert self._index is not None
+        manifests.ensure_folder(self.job_dir)
         spec = self.chain_spec()
         pending = []
         for seg in manifest.segments:
@@ -221,8 +220,7 @@ class Job:
         results: list[PieceResult] = []
 
         def finished(result: PieceResult) -> None:
-            manifest.pieces[result.index] = {"sha256": result.sha256, "bytes": result.bytes, "frames": result.frames}
-            manifests.save(self.job_dir, manifest)
+            self.record(result)
             results.append(result)
             on_piece(result)
 
@@ -255,6 +253,13 @@ class Job:
             shutil.rmtree(self.job_dir, ignore_errors=True)
         return JobReport(self.output, frames, len(manifest.segments), self._resumed, self._redone,
                          sum(r.damaged_frames for r in results), time.perf_counter() - started, workers, results)
+
+    def record(self, result: PieceResult) -> None:
+        """List a finished piece in the manifest (for a caller that ran ``tasks()`` on its own scheduler)."""
+        manifest = self.plan()
+        manifests.ensure_folder(self.job_dir)
+        manifest.pieces[result.index] = {"sha256": result.sha256, "bytes": result.bytes, "frames": result.frames}
+        manifests.save(self.job_dir, manifest)
 
     def resume(self, **callbacks) -> JobReport:
         """``run`` for a job that must already exist (its manifest is in the job directory)."""

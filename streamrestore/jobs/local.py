@@ -14,7 +14,7 @@ import queue as queues
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Callable
 
-from ..runtime import cpu_cores
+from ..engine.placement import cpu_cores
 from .segment import PieceResult, SegmentTask, run_segment
 
 _progress: multiprocessing.Queue | None = None

@@ -21,12 +21,13 @@ import av
 import av.error
 import numpy as np
 
-from .. import engine
+from ..engine.chain import ChainRunner
+from ..engine.threads import StreamSettings, run_stream
 from ..errors import MediaError
 from ..media.color import frame_to_rgb
 from ..media.reader import DecodedFrame, MediaReader, VideoInfo
 from ..media.writer import EncodeSettings, MediaWriter, OutputVideo
-from ..runner import ChainRunner
+from ..restore import PreparedChain, RunSettings
 from .plan import Segment
 
 PIECE_FORMAT = "nut"
@@ -71,39 +72,41 @@ class PieceResult:
     cpu_seconds: float
 
 
-_BUILT: dict[ChainSpec, list] = {}
+_BUILT: dict[ChainSpec, PreparedChain] = {}
 """Chains already built in this process (model weights load once per worker, not once per segment)."""
 
 
-def built_chain(spec: ChainSpec) -> list:
-    if spec not in _BUILT:
-        from ..pipeline import prepare_chain
+def run_settings(spec: ChainSpec) -> RunSettings:
+    return RunSettings(device=spec.device, precision=spec.precision, batch_size=spec.batch_size,
+                       content=spec.content)
 
+
+def built_chain(spec: ChainSpec) -> PreparedChain:
+    if spec not in _BUILT:
         _BUILT.clear()
-        _BUILT[spec] = prepare_chain(spec.chain, None, spec.content, spec.device)[1]
+        _BUILT[spec] = PreparedChain(spec.chain, run_settings(spec))
     return _BUILT[spec]
 
 
-def remember_chain(spec: ChainSpec, built: list) -> None:
+def remember_chain(spec: ChainSpec, prepared: PreparedChain) -> None:
     """Reuse a chain the driver already built (one-worker runs in the driver's own process)."""
     _BUILT.clear()
-    _BUILT[spec] = built
+    _BUILT[spec] = prepared
 
 
 def run_segment(task: SegmentTask, on_frames: Callable[[int], None] = lambda count: None) -> PieceResult:
     """Restore ``task.segment`` into ``task.piece``; returns the piece's checksum and counts."""
-    from ..runtime import configure_cpu_threads
+    from ..engine.placement import configure_cpu_threads
 
     started, cpu_started = time.perf_counter(), time.process_time()
     if task.chain.device and "," in task.chain.device:  # a device list: one per worker; here the first
         task = dataclasses.replace(task, chain=dataclasses.replace(task.chain, device=task.chain.device.split(",")[0]))
     configure_cpu_threads(task.cpu_threads)
-    built = built_chain(task.chain)
+    prepared = built_chain(task.chain)
     probe = MediaReader(task.source)
     info = probe.info
     probe.close()
-    runner = _primed_runner(task, built, info) if task.primer_pts else ChainRunner(
-        built, task.chain.device, task.chain.precision)
+    runner = _primed_runner(task, prepared, info) if task.primer_pts else prepared.runner()
     seg = task.segment
     core = set(task.pts[seg.first - seg.context_first: seg.first - seg.context_first + seg.count])
     temporary = f"{task.piece}.{os.getpid()}.partial"
@@ -112,9 +115,8 @@ def run_segment(task: SegmentTask, on_frames: Callable[[int], None] = lambda cou
     decoder = _SegmentDecoder(task.source, info, seg.decode_from, task.pts)
     depth = max(c.bits for c in av.VideoFormat(task.pix_fmt).components)
     try:
-        engine.run(decoder, runner, _CoreOnly(writer, core, on_frames),
-                   np.dtype(np.uint16 if depth > 8 else np.uint8),
-                   engine.EngineSettings(batch_size=task.chain.batch_size))
+        run_stream(decoder, runner, _CoreOnly(writer, core, on_frames), np.dtype(np.uint16 if depth > 8 else np.uint8),
+                   StreamSettings(batch_size=task.chain.batch_size))
         writer.close()
         if writer.frames_written != seg.count:
             raise MediaError(f"segment {seg.index}: wrote {writer.frames_written} of {seg.count} frames")
@@ -128,24 +130,24 @@ def run_segment(task: SegmentTask, on_frames: Callable[[int], None] = lambda cou
                        time.perf_counter() - started, time.process_time() - cpu_started)
 
 
-def _primed_runner(task: SegmentTask, built: list, info: VideoInfo) -> ChainRunner:
+def _primed_runner(task: SegmentTask, prepared: PreparedChain, info: VideoInfo) -> ChainRunner:
     """A runner whose stages saw the file's first frames (and then forget them, keeping per-stream state)."""
     import torch
 
     from ..frames import FrameBatch, image_to_tensor
 
-    primer = ChainRunner(built, task.chain.device, task.chain.precision)
+    primer = prepared.runner()
     decoded = list(_SegmentDecoder(task.source, info, task.primer_pts[0], task.primer_pts).frames(lambda p: None))
     pixels = torch.cat([image_to_tensor(f.rgb) for f in decoded])
     primer.push(FrameBatch(pixels, tuple(f.pts for f in decoded)))
     primer.flush()
     # A new runner resets the nodes' frame history; start_stream is held back so the stages keep
     # what they learnt from the file's start (the stage contract calls it once per stream).
-    held = list({id(b.stage): b.stage for b in built}.values())  # a stage used twice (sr4 = ×2 twice) once
+    held = list({id(b.stage): b.stage for b in prepared.stages}.values())  # a stage used twice (sr4 = ×2 twice) once
     for stage in held:
         stage.start_stream = _no_op  # instance attribute: shadows the method for this one call
     try:
-        return ChainRunner(built, task.chain.device, task.chain.precision)
+        return prepared.runner()
     finally:
         for stage in held:
             del stage.start_stream
@@ -173,7 +175,7 @@ def _unlink(path: str) -> None:
 
 
 class _CoreOnly:
-    """The writer side of ``engine.run``: encodes the segment's own frames, drops the warm-up frames."""
+    """The writer side of ``run_stream``: encodes the segment's own frames, drops the warm-up frames."""
 
     def __init__(self, writer: MediaWriter, core: set[int], on_frames: Callable[[int], None]) -> None:
         self._writer, self._core, self._on_frames = writer, core, on_frames
@@ -188,7 +190,7 @@ class _CoreOnly:
 
 
 class _SegmentDecoder:
-    """The reader side of ``engine.run``: exactly the frames with timestamps ``wanted``, in order.
+    """The reader side of ``run_stream``: exactly the frames with timestamps ``wanted``, in order.
 
     Seeks to the keyframe ``decode_from`` and decodes on until every wanted frame came out. A wanted
     frame the decoder never produces (a damaged packet) is replaced by the previous frame at its own

@@ -49,6 +49,17 @@ class VideoInfo:
 
 
 @dataclass(frozen=True)
+class SourceDescription:
+    """What a writer copies from the source container: its streams to copy, its tags and its chapters."""
+
+    info: VideoInfo
+    copy_streams: list
+    """The audio and subtitle streams (PyAV streams), copied packet for packet."""
+    metadata: dict[str, str]
+    chapters: list
+
+
+@dataclass(frozen=True)
 class DecodedFrame:
     rgb: np.ndarray
     """H×W×3 RGB, uint8 for 8-bit sources and uint16 for deeper ones."""
@@ -85,6 +96,14 @@ class MediaReader:
         except BaseException:
             self.container.close()
             raise
+
+    def describe(self) -> SourceDescription:
+        """The source as a writer needs it (``MediaWriter.for_source``)."""
+        try:
+            chapters = list(self.container.chapters())
+        except (AttributeError, av.error.FFmpegError):
+            chapters = []
+        return SourceDescription(self.info, list(self.passthrough), dict(self.container.metadata), chapters)
 
     # -- opening ---------------------------------------------------------------------------------
     def _first_frame(self) -> av.VideoFrame:

@@ -21,7 +21,7 @@ from av.bitstream import BitStreamFilterContext
 
 from ..errors import ConfigError, DiskFullError, OutputError
 from .color import ColorDescription, is_rgb_format, rgb_to_frame
-from .reader import VideoInfo
+from .reader import SourceDescription, VideoInfo
 
 DEFAULT_CODEC = "libx264"
 DEFAULT_CRF = 18
@@ -147,6 +147,13 @@ class MediaWriter:
         except BaseException:
             self.container.close()
             raise
+
+    @classmethod
+    def for_source(cls, target: str, container_format: str | None, video: OutputVideo, settings: EncodeSettings,
+                   source: SourceDescription, container_options: dict[str, str] | None = None) -> MediaWriter:  # fmt: skip
+        """A writer that carries ``source``'s audio, subtitles, tags and chapters (``MediaReader.describe()``)."""
+        return cls(target, container_format, video, settings, source.copy_streams, source.metadata, source.chapters,
+                   container_options=container_options)
 
     def _add_copy(self, source: av.stream.Stream) -> av.stream.Stream:
         try:

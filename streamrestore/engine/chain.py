@@ -6,31 +6,35 @@ node keeps that history, holds a frame back until enough later frames have arriv
 of the stream with copies of the first frame and the end with copies of the last (on ``flush``), so
 frame count and order never change. Every result is checked against the contract (frame count, size
 × scale) and a stage that raises or breaks it stops the run with its name, never dropping a frame.
-Each stage is called through ``OutOfMemoryBackOff``: out of device memory, it gets fewer frames per
-call, then tiles, and the run goes on.
+Each stage is called through ``OutOfMemoryBackOff`` and ``framing``: the frame is padded, tiled (``--tile``
+or after running out of memory) and cropped as the stage declares; out of device memory, it gets fewer
+frames per call, then tiles, and the run goes on.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from .backoff import OutOfMemoryBackOff
-from .errors import StageFailedError, StreamRestoreError
-from .frames import FrameBatch
-from .presets import BuiltStage
-from .runtime import Placement, place
+from ..errors import ConfigError, StageFailedError, StreamRestoreError
+from ..frames import FrameBatch
+from ..stage import BuiltStage
+from .placement import Placement, place
 
 
 class StageNode:
-    def __init__(self, built: BuiltStage, placement: Placement) -> None:
+    def __init__(self, built: BuiltStage, placement: Placement, tile: int = 0) -> None:
         self.name = built.name
         self.stage = built.stage
         self.caps = built.stage.capabilities
         self.placement = placement
+        tile = tile if built.tile is None else built.tile
+        if tile and self.caps.tileable and tile < max(self.caps.tile_overlap, 8):
+            raise ConfigError(f"stage {self.name!r}: tile ({tile}) must be at least 8 and at least the stage's "
+                              f"tile_overlap ({self.caps.tile_overlap})")
         self.stage.to(placement.device, placement.dtype)
         self.stage.start_stream()
-        self.calls = OutOfMemoryBackOff(self.caps, self.stage.process)
+        self.calls = OutOfMemoryBackOff(self.caps, self.stage.process, tile)
         self._history: list[torch.Tensor] = []
         self._history_pts: list[int | None] = []
         self._started = False
@@ -81,20 +85,16 @@ class StageNode:
         moved = FrameBatch(
             self.placement.move(batch.pixels), batch.pts, batch.context_before, batch.context_after
         )
-        padded, crop = _pad_to_multiple(moved, self.caps.size_multiple)
         try:
             with torch.inference_mode():
-                results = self.calls(padded)
+                results = self.calls(moved)
         except StreamRestoreError:
             raise
         except Exception as error:  # a plugin can fail in any way; name it, stop, drop nothing
             raise StageFailedError(f"stage {self.name!r} failed: {type(error).__name__}: {error}") from error
         checked = [self._check(part, result).pixels for part, result in results]
-        result = FrameBatch(torch.cat(checked) if len(checked) > 1 else checked[0], padded.core_pts)
-        if crop is not None:
-            height, width = crop
-            result = result.with_pixels(result.pixels[:, :, : height * self.caps.scale, : width * self.caps.scale])
-        return FrameBatch(result.pixels.to(torch.float32), moved.core_pts)
+        pixels = torch.cat(checked) if len(checked) > 1 else checked[0]
+        return FrameBatch(pixels.to(torch.float32), moved.core_pts)
 
     def _check(self, given: FrameBatch, result: object) -> FrameBatch:
         if not isinstance(result, FrameBatch):
@@ -109,21 +109,13 @@ class StageNode:
         return result
 
 
-def _pad_to_multiple(batch: FrameBatch, multiple: int) -> tuple[FrameBatch, tuple[int, int] | None]:
-    if multiple <= 1 or (batch.height % multiple == 0 and batch.width % multiple == 0):
-        return batch, None
-    pad_h = -batch.height % multiple
-    pad_w = -batch.width % multiple
-    mode = "reflect" if pad_h < batch.height and pad_w < batch.width else "replicate"
-    pixels = F.pad(batch.pixels, (0, pad_w, 0, pad_h), mode=mode)
-    return FrameBatch(pixels, batch.pts, batch.context_before, batch.context_after), (batch.height, batch.width)
-
-
 class ChainRunner:
     """All stages in order; ``push`` a batch of decoded frames, ``flush`` at the end of the stream."""
 
-    def __init__(self, chain: list[BuiltStage], device: str | None = None, precision: str | None = None) -> None:
-        self.nodes = [StageNode(built, place(built.stage.capabilities, device, precision)) for built in chain]
+    def __init__(self, chain: list[BuiltStage], device: str | None = None, precision: str | None = None,
+                 tile: int = 0) -> None:  # fmt: skip
+        """``tile``: the run's tile side for every tileable stage whose chain element sets none (0: whole frames)."""
+        self.nodes = [StageNode(built, place(built.stage.capabilities, device, precision), tile) for built in chain]
 
     @property
     def input_placement(self) -> Placement:

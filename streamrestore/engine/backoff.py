@@ -2,7 +2,8 @@
 
 On ``torch.cuda.OutOfMemoryError`` the batch is halved (a temporal batch keeps each half's context
 frames) until a single frame does not fit; then, if the stage declares it can be tiled, the frame is
-cut into overlapping tiles (``streamrestore.tiling``) whose side is halved until they fit. Both limits
+cut into overlapping tiles whose side is halved until they fit. Every call goes through
+``framing.call_framed``, which pads, tiles and crops as the stage declares. Both limits
 are kept for the rest of the stream, so one failure is paid once. The parts that did run are kept and
 the rest is retried, so every frame comes out exactly once, in order. A frame that fails even in the
 smallest tile is an out-of-memory error for the caller to report.
@@ -14,9 +15,9 @@ from typing import Callable
 
 import torch
 
-from .frames import FrameBatch
-from .stage import Capabilities
-from .tiling import run_tiled
+from ..frames import FrameBatch
+from ..stage import Capabilities
+from .framing import call_framed
 
 MIN_TILE = 64
 """Smallest tile side (input pixels) tried before giving up."""
@@ -25,13 +26,13 @@ MIN_TILE = 64
 class OutOfMemoryBackOff:
     """Runs ``process`` over a batch in as many calls as memory needs; returns (part, result) pairs."""
 
-    def __init__(self, caps: Capabilities, process: Callable[[FrameBatch], object]) -> None:
+    def __init__(self, caps: Capabilities, process: Callable[[FrameBatch], object], tile: int = 0) -> None:
         self.caps = caps
         self.process = process
         self.frames: int | None = None
         """Most core frames per call since memory ran out (None: no limit yet)."""
-        self.tile = 0
-        """Tile side in input pixels since a single frame did not fit (0: whole frames)."""
+        self.tile = tile if caps.tileable else 0
+        """Tile side in input pixels: the run's ``--tile``, or since a single frame did not fit (0: whole)."""
 
     def __call__(self, batch: FrameBatch) -> list[tuple[FrameBatch, object]]:
         declared = None if self.caps.is_temporal else self.caps.max_batch  # a stage's own limit (spatial only)
@@ -70,18 +71,7 @@ class OutOfMemoryBackOff:
         self.tile = tile
 
     def _call(self, part: FrameBatch) -> object:
-        if not self.tile:
-            return self.process(part)
-
-        def on_tile(pixels: torch.Tensor) -> torch.Tensor:
-            result = self.process(FrameBatch(pixels, part.pts, part.context_before, part.context_after))
-            if not isinstance(result, FrameBatch):
-                raise TypeError(f"process() returned {type(result).__name__}, not a FrameBatch")
-            return result.pixels
-
-        pixels = run_tiled(on_tile, part.pixels, self.tile, self.caps.tile_overlap, self.caps.scale,
-                           align=self.caps.size_multiple)
-        return FrameBatch(pixels, part.core_pts)
+        return call_framed(self.process, part, self.caps, self.tile)
 
 
 def core_window(batch: FrameBatch, start: int, stop: int) -> FrameBatch:
