@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import ConfigError, DiskFullError, OutputError
+from ..media import encoder
 from ..media.output import OutputTarget, default_output_path
 from ..media.reader import MediaReader
 from ..media.writer import EncodeSettings, choose_pix_fmt
@@ -133,15 +134,19 @@ class Job:
         device = opts.device.split(",")[0] if opts.device else None  # a list: one device per worker
         self._built = PreparedChain(self.chain_text, run_settings(dataclasses.replace(self.chain_spec(), device=device)))
         chain_plan = self._built.plan
-        self.encode = reproducible(encode_settings(chain_plan.output, OutputSettings(
+        wanted = encode_settings(chain_plan.output, OutputSettings(
             codec=opts.codec, crf=opts.crf, preset=opts.preset, pix_fmt=opts.pix_fmt,
-            encoder_threads=opts.encoder_threads)))
+            encoder_threads=opts.encoder_threads))
         runner = self._built.runner()
         before = sum(n.caps.frames_before for n in runner.nodes if n.caps.is_temporal)
         after = sum(n.caps.frames_after for n in runner.nodes if n.caps.is_temporal)
         reader = MediaReader(self.source)
-        info = reader.info
-        reader.close()
+        try:
+            info = reader.info
+            # The codec follows the source's, as in `streamrestore run` (media.encoder).
+            self.encode = reproducible(encoder.resolve(wanted, info, reader.first_frame))
+        finally:
+            reader.close()
         self.scale = runner.scale
         self._pix_fmt = choose_pix_fmt(self.encode, info, info.width * self.scale, info.height * self.scale)
         self._info = info

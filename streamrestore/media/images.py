@@ -25,10 +25,13 @@ def read_image(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.exists():
         raise InputNotFoundError(f"input not found: {str(path)!r}")
-    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
-    if data is None:
-        raise MediaError(f"{str(path)!r} is not a readable image")
-    return check_image(_to_rgb(data))
+    try:
+        data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+        if data is None:
+            raise MediaError(f"{str(path)!r} is not a readable image")
+        return check_image(_to_rgb(data))
+    except cv2.error as error:  # OpenCV's answer to images it cannot take (too large, odd channel counts)
+        raise MediaError(f"{str(path)!r} is not a readable image ({str(error).strip().splitlines()[-1]})") from None
 
 
 def write_image(path: str | Path, image: np.ndarray) -> None:

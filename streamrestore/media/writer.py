@@ -2,9 +2,11 @@
 
 Audio and subtitle packets are remuxed as they are (payloads bit-identical, language and title kept);
 the video stream keeps the source's time base, per-frame timestamps (VFR included), colour tags,
-rotation and sample aspect ratio. Two threads feed one output container (copied packets from the
-decoder thread, encoded packets from the encoder thread), so muxing goes through a lock; FFmpeg's
-interleaving muxer puts the packets in order.
+rotation and sample aspect ratio; it is tagged progressive, or, when the fields were kept, interlaced
+with the source's field order (fields woven back and frames flagged by ``interlace.FieldWeaver``).
+Two threads feed one output container (copied packets from the decoder thread, encoded packets from
+the encoder thread), so muxing goes through a lock; FFmpeg's interleaving muxer puts the packets in
+order.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ import av.error
 import numpy as np
 from av.bitstream import BitStreamFilterContext
 
-from ..errors import ConfigError, DiskFullError, OutputError
+from ..errors import ConfigError, DiskFullError, MediaError, OutputError
 from .color import ColorDescription, is_rgb_format, rgb_to_frame
+from .interlace import FIELD_BB, FIELD_PROGRESSIVE, FIELD_TT, FieldWeaver
 from .reader import SourceDescription, VideoInfo
 
-DEFAULT_CODEC = "libx264"
+DEFAULT_CODEC = "libx264"  # when no codec is given at all; restore_video follows the source (media.encoder)
 DEFAULT_CRF = 18
 DEFAULT_PRESET = "medium"
 _CRF_CODECS = {"libx264", "libx265", "libsvtav1", "libvpx-vp9", "libaom-av1"}
@@ -34,7 +37,8 @@ _PRESET_CODECS = {"libx264", "libx265", "libsvtav1"}
 class EncodeSettings:
     """The user's encoder choices; None means 'derive a sensible value from the source'."""
 
-    codec: str = DEFAULT_CODEC
+    codec: str | None = None
+    """None: follow the source (``media.encoder.resolve``)."""
     crf: float | None = DEFAULT_CRF
     preset: str | None = DEFAULT_PRESET
     pix_fmt: str | None = None
@@ -51,15 +55,20 @@ class OutputVideo:
     pix_fmt: str
     color: ColorDescription
     source: VideoInfo
+    field_order: str | None = None
+    """``tff``/``bff``: encode interlaced with this field order (``interlace.FieldWeaver``); None: progressive."""
+    woven: bool = False
+    """Frames arrive as single fields (half height, field rate) to be woven in pairs."""
 
 
 def choose_pix_fmt(settings: EncodeSettings, source: VideoInfo, width: int, height: int) -> str:
     """Keep the source's chroma layout and bit depth where the codec allows; never fail on odd sizes."""
-    supported = _codec_formats(settings.codec)
+    codec = settings.codec or DEFAULT_CODEC
+    supported = _codec_formats(codec)
     if settings.pix_fmt is not None:
         if supported and settings.pix_fmt not in supported:
             raise ConfigError(
-                f"--pix-fmt {settings.pix_fmt} is not supported by {settings.codec} (supported: {', '.join(supported)})"
+                f"--pix-fmt {settings.pix_fmt} is not supported by {codec} (supported: {', '.join(supported)})"
             )
         if _subsampled(settings.pix_fmt) and (width % 2 or height % 2):
             raise ConfigError(
@@ -69,7 +78,7 @@ def choose_pix_fmt(settings: EncodeSettings, source: VideoInfo, width: int, heig
         return settings.pix_fmt
     deep = source.bit_depth > 8
     if is_rgb_format(source.pix_fmt):
-        layout = "444" if settings.codec == "ffv1" else "420"
+        layout = "444" if codec == "ffv1" else "420"
     elif "444" in source.pix_fmt:
         layout = "444"
     elif "422" in source.pix_fmt or source.pix_fmt in ("nv16", "yuyv422", "uyvy422"):
@@ -79,14 +88,26 @@ def choose_pix_fmt(settings: EncodeSettings, source: VideoInfo, width: int, heig
     if layout != "444" and (width % 2 or height % 2):
         # 4:2:0 and 4:2:2 need even sizes; 4:4:4 keeps the exact frame size instead of cropping a pixel.
         layout = "444"
-    wanted = f"yuv{layout}p" + ("10le" if deep else "")
-    if not supported or wanted in supported:
-        return wanted
-    same_depth = [f for f in supported if f.startswith("yuv") and ("10le" in f) == deep]
+    if not deep:
+        wanted = f"yuv{layout}p"
+        if not supported or wanted in supported:
+            return wanted
+    else:
+        # The source's depth (12-bit ProRes 4444, 16-bit PNG), else the nearest deeper one, else shallower.
+        depths = sorted((9, 10, 12, 14, 16), key=lambda d: (d < source.bit_depth, abs(d - source.bit_depth)))
+        for depth in depths:
+            wanted = f"yuv{layout}p{depth}le"
+            if not supported or wanted in supported:
+                return wanted
+    same_depth = [f for f in supported if f.startswith("yuv") and (_bits(f) > 8) == deep]
     for candidate in same_depth + list(supported):
         if not _subsampled(candidate) or (width % 2 == 0 and height % 2 == 0):
             return candidate
     return supported[0]
+
+
+def _bits(pix_fmt: str) -> int:
+    return max(c.bits for c in av.VideoFormat(pix_fmt).components)
 
 
 def _subsampled(pix_fmt: str) -> bool:
@@ -116,8 +137,11 @@ class MediaWriter:
         container_metadata: dict[str, str] | None = None,
         chapters: list[Any] | None = None,
         container_options: dict[str, str] | None = None,
+        label: str | None = None,
     ) -> None:
+        """``label``: the name errors give the output (the destination, not the temporary file)."""
         self._lock = threading.Lock()
+        self._label = label or target
         self._filters: dict[int, BitStreamFilterContext] = {}
         self.frames_written = 0
         try:
@@ -150,10 +174,11 @@ class MediaWriter:
 
     @classmethod
     def for_source(cls, target: str, container_format: str | None, video: OutputVideo, settings: EncodeSettings,
-                   source: SourceDescription, container_options: dict[str, str] | None = None) -> MediaWriter:  # fmt: skip
+                   source: SourceDescription, container_options: dict[str, str] | None = None,
+                   label: str | None = None) -> MediaWriter:  # fmt: skip
         """A writer that carries ``source``'s audio, subtitles, tags and chapters (``MediaReader.describe()``)."""
         return cls(target, container_format, video, settings, source.copy_streams, source.metadata, source.chapters,
-                   container_options=container_options)
+                   container_options=container_options, label=label)
 
     def _add_copy(self, source: av.stream.Stream) -> av.stream.Stream:
         try:
@@ -172,7 +197,11 @@ class MediaWriter:
             # automatic aac_adtstoasc does for a file: the AAC payload itself is untouched.
             config = _aac_config(source.codec_context)
             if config is not None:
-                copy.codec_context.extradata = config
+                if self.container.name.startswith("pipe:"):
+                    # Only where the muxer never goes back: to a file, the filter's first packet hands the
+                    # configuration to the muxer, and a header written with it already makes Matroska
+                    # rewrite its track entry at the end over a different size (a corrupt Tracks element).
+                    copy.codec_context.extradata = config
                 self._filters[source.index] = BitStreamFilterContext("aac_adtstoasc", source)
         copy.metadata.update(source.metadata)
         if "title" not in source.metadata and "name" in source.metadata:
@@ -189,14 +218,26 @@ class MediaWriter:
             options.setdefault("crf", f"{settings.crf:g}")
         if settings.preset is not None and settings.codec in _PRESET_CODECS:
             options.setdefault("preset", settings.preset)
-        stream = self.container.add_stream(settings.codec, rate=source.average_rate, options=options)
+        codec = settings.codec or DEFAULT_CODEC
+        rate = source.average_rate / 2 if video.woven and source.average_rate else source.average_rate
+        if video.field_order:
+            # Interlaced coding (x264: MBAFF, field order from each frame's flags, which the weaver sets).
+            options.setdefault("flags", "+ildct+ilme")
+        try:
+            stream = self.container.add_stream(codec, rate=rate, options=options)
+        except ValueError as error:  # PyAV's "'gif' format does not support 'libx264' codec"
+            raise ConfigError(
+                f"the {self.container.format.name} container of {self._label!r} cannot hold {codec} video ({error}); "
+                "choose another output name (.mkv, .mp4) or another --codec"
+            ) from None
         stream.time_base = source.time_base
         context = stream.codec_context
         context.width, context.height = video.width, video.height
         context.pix_fmt = video.pix_fmt
         context.time_base = source.time_base
-        if source.average_rate:
-            context.framerate = source.average_rate
+        if rate:
+            context.framerate = rate
+        context.field_order = FIELD_ORDERS.get(video.field_order, FIELD_PROGRESSIVE)
         context.thread_count = settings.threads
         if not is_rgb_format(video.pix_fmt):
             context.colorspace = video.color.matrix
@@ -209,6 +250,7 @@ class MediaWriter:
             stream.set_display_rotation(source.rotation)
         self._output = video
         self._time_base = source.time_base
+        self._weaver = FieldWeaver(video.field_order, video.woven) if video.field_order else None
         return stream
 
     # -- writing ---------------------------------------------------------------------------------
@@ -217,11 +259,16 @@ class MediaWriter:
         target = self._copies.get(packet.stream.index)
         if target is None:
             return
+        if packet.is_discard and self.container.format.name not in _EDIT_LIST_FORMATS:
+            # Audio before an MP4 edit list's start (a cut made with -c copy): an MP4/MOV output keeps
+            # it behind an edit list of its own, as the source did; any other container would play it.
+            return
         adts = self._filters.get(packet.stream.index)
+        origin = _describe_packet(packet)  # before the packet is moved onto the output stream
         packets = adts.filter(packet) if adts is not None else [packet]
         for copied in packets:
             copied.stream = target
-        self._mux(packets)
+        self._mux(packets, copied_from=origin)
 
     def write_frame(self, rgb: np.ndarray, pts: int | None) -> None:
         """Encode one H×W×3 RGB frame (uint8 or uint16) at its source timestamp."""
@@ -230,32 +277,42 @@ class MediaWriter:
         frame = rgb_to_frame(frame, self._output.color, self._output.pix_fmt)
         frame.pts = pts
         frame.time_base = self._time_base
+        for ready in self._weaver.push(frame) if self._weaver is not None else [frame]:
+            self._encode(ready)
+
+    def _encode(self, frame: av.VideoFrame | None) -> None:
         try:
             packets = self._video.encode(frame)
         except av.error.FFmpegError as error:
-            raise _output_error(self.container.name, error) from None
+            raise _output_error(self._label, error) from None
         self._mux(packets)
-        self.frames_written += 1
+        if frame is not None:
+            self.frames_written += 1
 
-    def _mux(self, packets: list[av.Packet]) -> None:
+    def _mux(self, packets: list[av.Packet], copied_from: str | None = None) -> None:
         if not packets:
             return
         with self._lock:
             try:
                 self.container.mux(packets)
             except av.error.FFmpegError as error:
-                raise _output_error(self.container.name, error) from None
+                if copied_from is not None and error.errno == errno.EINVAL:
+                    # The muxer refuses a copied packet's timestamps: the input's fault, not the output's.
+                    raise _refused_copy(copied_from, error) from None
+                raise _output_error(self._label, error) from None
 
     def close(self) -> None:
         """Flush the encoder and finish the container (writes the index)."""
         try:
-            self._mux(self._video.encode(None))
+            for ready in self._weaver.flush() if self._weaver is not None else []:
+                self._encode(ready)
+            self._encode(None)
         finally:
             with self._lock:
                 try:
                     self.container.close()
                 except av.error.FFmpegError as error:
-                    raise _output_error(self.container.name, error) from None
+                    raise _output_error(self._label, error) from None
 
     def abort(self) -> None:
         with self._lock:
@@ -265,6 +322,8 @@ class MediaWriter:
                 pass  # the partial output is deleted by the caller; its trailer does not matter
 
 
+FIELD_ORDERS = {"tff": FIELD_TT, "bff": FIELD_BB}
+_EDIT_LIST_FORMATS = {"mov", "mp4", "ipod", "3gp", "3g2", "ismv", "f4v", "psp"}
 _RAW_AAC_FORMATS = {"matroska", "webm", "mp4", "mov", "ipod", "3gp", "3g2", "ismv", "f4v"}
 _AAC_OBJECT_TYPES = {"Main": 1, "LC": 2, "SSR": 3, "LTP": 4}  # the profiles an ADTS header can state
 _AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
@@ -290,4 +349,16 @@ def _output_error(target: str, error: Exception) -> OutputError:
         return DiskFullError(f"disk full while writing {target!r}")
     reason = getattr(error, "strerror", None) or str(error)
     return OutputError(f"cannot write {target!r}: {reason}")
+
+
+def _describe_packet(packet: av.Packet) -> str:
+    when = "" if packet.pts is None or packet.time_base is None else f" at {float(packet.pts * packet.time_base):.3f} s"
+    return f"{packet.stream.type} stream #{packet.stream.index} has a packet{when}"
+
+
+def _refused_copy(origin: str, error: av.error.FFmpegError) -> MediaError:
+    return MediaError(
+        f"the input's {origin} whose timestamps cannot follow the previous packet's "
+        f"({error.strerror or error}); remux the input first, e.g. ffmpeg -fflags +genpts -i IN -c copy OUT.mkv"
+    )
 
