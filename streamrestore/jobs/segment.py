@@ -183,9 +183,9 @@ class _CoreOnly:
     def copy_packet(self, packet: av.Packet) -> None:
         pass  # audio and subtitles are copied once, from the source, by the join
 
-    def write_frame(self, rgb: np.ndarray, pts: int | None) -> None:
+    def write_frame(self, rgb: np.ndarray, pts: int | None, alpha: np.ndarray | None = None) -> None:
         if pts in self._core:
-            self._writer.write_frame(rgb, pts)
+            self._writer.write_frame(rgb, pts, alpha)
             self._on_frames(1)
 
 
