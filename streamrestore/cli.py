@@ -3,9 +3,10 @@
 Exit codes: 0 success, 1 other one-line failures (output pipe closed, demo cannot start), 2 bad
 option/chain/preset, 3 input not found, 4 not a media file or unreadable media, 5 no video stream,
 6 truncated input, 7 damaged input with --strict, 8 unknown stage, 9 broken plugin, 10 output not
-writable, 11 disk full, 12 weights, 13 a stage failed, 14 frames over --max-pixels
-or memory, 130 Ctrl-C; 70 internal error is a bug, never
-the answer to an input file.
+writable, 11 disk full, 12 weights, 13 a stage failed, 14 a job directory made for another input or
+settings, 15 some files of a many-file job failed, 16 frames over
+--max-pixels or memory, 130 Ctrl-C; 70 internal error is a bug, never the
+answer to an input file.
 """
 
 from __future__ import annotations
@@ -71,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     run.add_argument("--debug", action="store_true", help="show a traceback on errors")
 
+    from .jobs.cli import add_job_parser
+
+    add_job_parser(commands, CHAIN_HELP)
+
     stages = commands.add_parser("stages", help="list the available stages, aliases and presets")
     stages.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
@@ -125,6 +130,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_demo(args)
         if args.command == "train":
             return run_train(args)
+        if args.command == "job":
+            from .jobs.cli import run_job_command
+
+            return run_job_command(args)
         return run_command(args)
     except KeyboardInterrupt:
         return _fail(Interrupted("interrupted; the partial output was removed"), args.debug)

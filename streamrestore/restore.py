@@ -32,7 +32,8 @@ from .errors import ConfigError, CorruptInputError
 from .frames import FrameBatch, image_to_tensor, tensor_to_images
 from .media import encoder
 from .media import interlace
-from .media.images import IMAGE_SUFFIXES, check_image, is_image_path, read_image, write_image
+from .media.images import (IMAGE_SUFFIXES, check_image, is_image_path, read_image, read_picture, write_image,
+                           write_picture)
 from .media.output import OutputTarget, default_output_path
 from .media.reader import MediaReader
 from .media.writer import EncodeSettings, MediaWriter, OutputVideo, choose_pix_fmt
@@ -106,7 +107,8 @@ class RestoreReport:
     color: str
     codec: str = ""
     warnings: tuple[str, ...] = ()
-    """One line per repair of the input (timestamps that went back, frames resized mid-stream, …)."""
+    """One line per repair of the input (timestamps that went back, frames resized mid-stream, …) and per
+    thing the output cannot keep (HDR10+ metadata, …)."""
     source_frames: int = 0
     """Frames read from the source (``frames`` differs by design after deinterlacing or IVTC)."""
 
@@ -167,9 +169,11 @@ class PreparedChain:
         source = Path(src)
         destination = str(dst) if dst is not None else str(source.with_name(f"{source.stem}.restored.png"))
         target = OutputTarget(destination, str(src), overwrite=overwrite)
-        restored = self.restore_array(read_image(source))
+        picture = read_picture(source)  # upright (EXIF orientation), with its alpha plane if it has one
+        restored = self.restore_array(picture.rgb)
         try:
-            write_image(target.temporary, restored)
+            # Alpha (transparency) skips the stages and is resized to the restored picture.
+            write_picture(target.temporary, restored, picture.alpha, suffix=Path(destination).suffix)
             target.commit()
         except BaseException:
             target.abort()
@@ -243,7 +247,7 @@ class PreparedChain:
             output=target.destination, frames=writer.frames_written, damaged_frames=reader.damaged_frames,
             repaired_frames=reader.repaired_frames, seconds=time.perf_counter() - started,
             width=width, height=height, pix_fmt=out_fmt, color=info.color.describe(), codec=settings.codec or "",
-            warnings=tuple(reader.warnings()), source_frames=reader.frames_read,
+            warnings=tuple(reader.warnings() + writer.warnings), source_frames=reader.frames_read,
         )
 
     def _apply_field_plan(self, reader: MediaReader) -> interlace.FieldPlan:

@@ -275,27 +275,27 @@ def test_non_finite_value_in_a_preset_and_a_huge_value_are_short(cli, image, tmp
 def test_output_over_the_cap_is_refused_before_it_starts(cli, image, tmp_path):
     started = time.perf_counter()
     chain = "resize:scale=8,resize:scale=8,resize:scale=8"
-    one_line(cli("run", image, "--chain", chain, "-o", tmp_path / "out.png"), 14,
+    one_line(cli("run", image, "--chain", chain, "-o", tmp_path / "out.png"), 16,
              "64×48 → 32768×24576 (805.3 MP)", "--max-pixels")  # fmt: skip
     assert time.perf_counter() - started < 10
     clip = make_clip(tmp_path / "clip.mp4", panned_frames(3, 64, 48)).path
-    one_line(cli("run", clip, "--chain", chain, "-o", tmp_path / "out.mkv"), 14, "805.3 MP")
+    one_line(cli("run", clip, "--chain", chain, "-o", tmp_path / "out.mkv"), 16, "805.3 MP")
     assert sorted(os.listdir(tmp_path)) == ["clip.mp4"]
 
 
 def test_max_pixels_override_and_padding_counted(cli, image, good_model, tmp_path):
-    one_line(cli("run", image, "--chain", "resize:scale=2", "--max-pixels", 10_000, "-o", tmp_path / "a.png"), 14,
+    one_line(cli("run", image, "--chain", "resize:scale=2", "--max-pixels", 10_000, "-o", tmp_path / "a.png"), 16,
              "128×96 (0.0 MP)")  # fmt: skip
     # border=256 around 64×48 makes the network see 576×560 and give 1152×1120 (1.3 MP), the output is 128×96.
     one_line(cli("run", image, "--chain", f"model={good_model}:border=256", "--max-pixels", 200_000, "-o",
-                 tmp_path / "b.png"), 14, "frames of 1.3 MP (padding counted)")  # fmt: skip
+                 tmp_path / "b.png"), 16, "frames of 1.3 MP (padding counted)")  # fmt: skip
     assert cli("run", image, "--chain", "resize:scale=2", "--max-pixels", 0, "-o", tmp_path / "c.png", "-q").code == 0
 
 
 def test_memory_check_refuses_what_would_not_fit(cli, image, tmp_path, monkeypatch):
     monkeypatch.setattr("streamrestore.engine.budget.available_memory", lambda: 4 << 20)  # 4 MiB left
     # 512×384 pixels × 48 bytes: 9 MiB.
-    one_line(cli("run", image, "--chain", "resize:scale=8", "-o", tmp_path / "out.png"), 14,
+    one_line(cli("run", image, "--chain", "resize:scale=8", "-o", tmp_path / "out.png"), 16,
              "64×48 → 512×384 needs about 9 MiB of memory, and 4 MiB is available")  # fmt: skip
     assert os.listdir(tmp_path) == []
 
