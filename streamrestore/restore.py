@@ -24,6 +24,7 @@ from typing import Any, Callable
 import av
 import numpy as np
 
+from .engine.budget import DEFAULT_MAX_PIXELS, check_frames
 from .engine.chain import ChainRunner
 from .engine.placement import Placement, configure_cpu_threads, cuda_available, place
 from .engine.threads import StreamSettings, run_stream
@@ -66,6 +67,10 @@ class RunSettings:
     """Damaged input is an error instead of being repaired."""
     timeout: float = 15.0
     """Seconds to wait on a network input."""
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    """Largest output frame, and largest frame a stage works on (padding counted), in pixels; a chain over it,
+    or needing more memory than is available, is refused before the first frame (``engine.budget``). 0: no
+    check."""
     interlaced: str = "auto"
     """Interlaced input (``media.interlace``): auto deinterlaces (bwdif, field rate) before stages that change
     pixels, deinterlace always, keep processes each field and writes interlaced output, progressive ignores
@@ -153,6 +158,7 @@ class PreparedChain:
         pixels = check_image(image)
         if self.field_operations:
             raise ConfigError("deinterlace and ivtc work on video fields, not on images")
+        check_frames(self.stages, pixels.shape[0], pixels.shape[1], self.run.max_pixels)
         runner = self.runner()
         results = [runner.push(FrameBatch(image_to_tensor(pixels), (0,)))] + runner.flush()
         restored = [r for r in results if r is not None]
@@ -207,6 +213,7 @@ class PreparedChain:
             if fields.notice:
                 on_notice(fields.notice)
             info = reader.info
+            check_frames(self.stages, info.height, info.width, self.run.max_pixels)
             settings = encoder.resolve(settings, info, reader.first_frame, encoder_log=output.encoder_log)
             if target is None:
                 target = OutputTarget(default_output_path(src, settings.codec), src, overwrite=output.overwrite,

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from spandrel import SizeRequirements
 
-from streamrestore.errors import ConfigError
+from streamrestore.errors import ConfigError, WeightsError
 
 from .data import Patches, split_folder
 from .degrade import RESIZE_METHODS, Settings, scale_of
@@ -185,6 +185,22 @@ def initial_network(config: TrainConfig, scale: int) -> InitialNetwork:
     return InitialNetwork.read(descriptor, markers=markers, metadata=metadata, digest=sha256_file(path))
 
 
+def _read_checkpoint(path: Path, device: torch.device) -> dict:
+    """``checkpoint.pt`` through the weights checks and torch's allow-list unpickler; a refusal is one line."""
+    from streamrestore.models.safety import check_weights_file
+
+    check_weights_file(path)
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:  # torch's own text runs to many lines; the first says what was refused
+        reason = (str(error).strip().splitlines() or [""])[0][:160]
+        raise WeightsError(f"--resume: cannot read {path}: {type(error).__name__}: {reason}") from None
+    needed = ("config", "network", "ema", "optimizer", "scheduler", "scaler", "rng", "step", "losses", "validation")
+    if not isinstance(state, dict) or not all(key in state for key in needed):
+        raise WeightsError(f"--resume: {path} is not a checkpoint of `streamrestore train`")
+    return state
+
+
 def _as_loaded(network: torch.nn.Module, arch: str, scale: int) -> InitialNetwork:
     """A fresh ``network`` read back by the loader, as its export will be: that its weights are detected as
     ``arch`` at ``scale`` is checked before training, and the loader says how it is called (sizes, fp16)."""
@@ -310,7 +326,7 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
     if config.resume:
         if not checkpoint_path.is_file():
             raise ConfigError(f"--resume: no checkpoint at {checkpoint_path}")
-        state = torch.load(checkpoint_path, map_location=device, weights_only=True)
+        state = _read_checkpoint(checkpoint_path, device)
         ours = {key: asdict(config)[key] for key in _RUN_KEYS}
         # A key newer than the checkpoint had the value its default has now.
         defaults = {f.name: f.default for f in fields(TrainConfig)}
