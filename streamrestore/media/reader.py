@@ -1,7 +1,8 @@
 """Opens an input (file, stdin or network URL) and yields its video frames as RGB arrays, in order.
 
-Audio and subtitle packets are handed untouched to a callback as they are demuxed, so they can be
-copied packet for packet while the video goes through the stages.
+Audio, subtitle, cover-art and data packets are handed untouched to a callback as they are demuxed,
+so they can be copied packet for packet while the video goes through the stages (``media.extras``
+sorts the streams; ``media.alpha`` explains the alpha plane a frame may carry).
 
 Damaged input policy: every video packet the container carries becomes exactly one output frame.
 A packet the decoder cannot turn into a frame (corrupt data) is replaced by a copy of the previous
@@ -15,6 +16,10 @@ they are not counted as announced frames. Timestamps that go back (files joined 
 repaired on the packets (``timeline.TimestampRepair``). Frames whose size differs from the first
 frame's (a resolution change mid-stream) are scaled to the first frame's size and counted in
 ``resized_frames``. A frame the decoder returns but cannot be converted is a ``MediaError``.
+
+A ``FrameFilter`` (``media.interlace``: deinterlace, IVTC, field split) may be set before reading: it
+sees every decoded frame, repairs included, in the source's YUV, and what it returns is converted to
+RGB instead; ``info`` then describes its output, and the completeness check still counts the source.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import bisect
 import os
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import av
 import av.error
@@ -32,8 +37,14 @@ import numpy as np
 from av.video.reformatter import Interpolation
 
 from ..errors import InputNotFoundError, MediaError, NoVideoStreamError, TruncatedInputError
+from .alpha import has_alpha, rgba_format, split
 from .color import ColorDescription, describe_source, frame_to_rgb
+from .extras import ContainerExtras, copied_streams, gather, main_video, no_video_message
+from .hdr import HdrMetadata, read_hdr
 from .timeline import TimestampRepair
+
+if TYPE_CHECKING:
+    from .interlace import FrameFilter
 
 STDIO = "-"
 _NETWORK_PREFIXES = ("tcp://", "udp://", "rtp://", "rtsp://", "rtmp://", "http://", "https://", "srt://")
@@ -58,6 +69,10 @@ class VideoInfo:
     codec: str
     profile: str | None = None
     """The codec profile as FFmpeg names it (``High``, ``Main 10``, ``4444``), if known."""
+    hdr: HdrMetadata | None = None
+    """HDR10 static metadata, and which dynamic metadata the source has (None: none)."""
+    alpha: bool = False
+    """The source has an alpha plane; frames carry it beside the RGB picture (``media.alpha``)."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +84,8 @@ class SourceDescription:
     """The audio and subtitle streams (PyAV streams), copied packet for packet."""
     metadata: dict[str, str]
     chapters: list
+    extras: ContainerExtras | None = None
+    """Cover art, attachments, data streams, timecode and the video's labels (``media.extras``)."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +94,8 @@ class DecodedFrame:
     """H×W×3 RGB, uint8 for 8-bit sources and uint16 for deeper ones."""
     pts: int | None
     repaired: bool = False
+    alpha: np.ndarray | None = None
+    """H×W alpha plane, same dtype as ``rgb`` (None: the source has no alpha)."""
 
 
 def is_network_url(source: str) -> bool:
@@ -97,17 +116,21 @@ class MediaReader:
         self._read_error: av.error.FFmpegError | None = None
         self._timeout = timeout
         self._flushed = False
+        self.video_filter: FrameFilter | None = None
         self.container = _open_input(source, timeout)
         try:
-            if not self.container.streams.video:
-                raise NoVideoStreamError(f"{_label(source)} has no video stream")
-            self.video = self.container.streams.video[0]
+            video = main_video(self.container)
+            if video is None:
+                raise NoVideoStreamError(no_video_message(self.container, _label(source)))
+            self.video = video
             self.video.thread_type = "AUTO"
             self.passthrough = [
                 s for s in self.container.streams if s.type in ("audio", "subtitle") and s.index != self.video.index
             ]
             self._first = self._first_frame()
             self.info = self._describe(self._first)
+            self.source_info = self.info
+            self.extras: ContainerExtras = gather(self.container, self.video, self._early_packets)
         except BaseException:
             self.container.close()
             raise
@@ -118,12 +141,14 @@ class MediaReader:
             chapters = list(self.container.chapters())
         except (AttributeError, av.error.FFmpegError):
             chapters = []
-        return SourceDescription(self.info, list(self.passthrough), dict(self.container.metadata), chapters)
+        return SourceDescription(self.info, list(self.passthrough), dict(self.container.metadata), chapters,
+                                 self.extras)
 
     # -- opening ---------------------------------------------------------------------------------
     def _first_frame(self) -> av.VideoFrame:
         """Decode ahead to the first frame: colour, rotation and size come from it, not from guesses."""
-        self._demuxed = self.container.demux(self.video, *self.passthrough)
+        self._demuxed = self.container.demux(
+            self.video, *self.passthrough, *copied_streams(self.container, self.video))
         self._early_packets: list[av.Packet] = []
         self._pending_frames: list[av.VideoFrame] = []
         self._pending_pts: list[int] = []
@@ -173,6 +198,9 @@ class MediaReader:
             sample_aspect_ratio=stream.sample_aspect_ratio,
             codec=stream.codec_context.name,
             profile=stream.codec_context.profile,
+            hdr=read_hdr(first),
+            # GIF's one-colour palette transparency (decoded as bgra) is flattened as before, not carried.
+            alpha=has_alpha(first.format.name) and stream.codec_context.name != "gif",
         )
 
     # -- decoding --------------------------------------------------------------------------------
@@ -214,6 +242,30 @@ class MediaReader:
             # packet stays in _pending_pts and is repaired when a later frame passes it.
             return []
 
+    def peek(self, count: int) -> list[av.VideoFrame]:
+        """Decode ahead until ``count`` frames wait (fewer if the input ends); ``frames`` still yields them."""
+        if len(self._pending_frames) < count:
+            for packet in self._safe_demux():
+                if packet.stream.index != self.video.index:
+                    if packet.size > 0:
+                        self._early_packets.append(packet)
+                    continue
+                self._pending_frames.extend(self._decode(packet))
+                if len(self._pending_frames) >= count:
+                    break
+            else:
+                self._pending_frames.extend(self._decode(None))
+        return self._pending_frames[:count]
+
+    def set_video_filter(self, video_filter: FrameFilter) -> None:
+        """Apply a libavfilter graph (deinterlace, IVTC, field split) to decoded frames, before RGB.
+
+        It may change the frame count and timing: ``info`` then describes the filtered frames, while
+        the completeness check keeps counting the source's.
+        """
+        self.video_filter = video_filter
+        self.info = video_filter.describe(self.source_info)
+
     def frames(self, on_packet: Callable[[av.Packet], None]) -> Iterator[DecodedFrame]:
         """Yield every video frame (repairing damaged ones) and pass other packets to ``on_packet``."""
         try:
@@ -224,25 +276,46 @@ class MediaReader:
 
     def _frames(self, on_packet: Callable[[av.Packet], None]) -> Iterator[DecodedFrame]:
         rgb_format = "rgb48le" if self.info.bit_depth > 8 else "rgb24"
-        last: DecodedFrame | None = None
+        if self.info.alpha:
+            rgb_format = rgba_format(self.info.bit_depth > 8)
+        source = self.source_info
+        last: av.VideoFrame | None = None
+        last_pts: int | None = None
+        converted: tuple[av.VideoFrame | None, np.ndarray | None] = (None, None)
+
+        def to_rgb(frame: av.VideoFrame, pts: int | None, repaired: bool = False) -> DecodedFrame:
+            nonlocal converted
+            if converted[0] is not frame:  # a repair repeats the previous frame: convert it once
+                converted = (frame, self._to_rgb(frame, rgb_format))
+            if self.info.alpha:  # the alpha plane travels beside the picture (media.alpha)
+                rgb, alpha = split(converted[1])
+                return DecodedFrame(rgb, pts, repaired, alpha=alpha)
+            return DecodedFrame(converted[1], pts, repaired)
+
+        def deliver(frame: av.VideoFrame, pts: int | None, repaired: bool = False) -> Iterator[DecodedFrame]:
+            if self.video_filter is None:
+                yield to_rgb(frame, pts, repaired)
+                return
+            frame.pts = pts  # the graph keeps its own reference: a repair may re-send this frame
+            for out in self.video_filter.push(frame):
+                yield to_rgb(out, out.pts)
 
         def emit(frame: av.VideoFrame) -> Iterator[DecodedFrame]:
-            nonlocal last
+            nonlocal last, last_pts
             pts = frame.pts
-            if pts is None and last is not None and last.pts is not None and self.info.average_rate:
-                pts = last.pts + round(1 / (self.info.average_rate * self.info.time_base))
-            rgb = self._to_rgb(frame, rgb_format)
+            if pts is None and last_pts is not None and source.average_rate:
+                pts = last_pts + round(1 / (source.average_rate * source.time_base))
             for lost in self._take_lost(pts):
-                yield self._repair(last.rgb if last is not None else rgb, lost)
-            if pts is not None and last is not None and last.pts is not None and pts <= last.pts:
+                yield from self._repair(last if last is not None else frame, lost, deliver)
+            if pts is not None and last_pts is not None and pts <= last_pts:
                 # Two frames at one time (or going back) cannot be encoded: one tick after the last.
-                pts = last.pts + 1
+                pts = last_pts + 1
                 self.retimed_frames += 1
             if frame.is_corrupt:
                 self.damaged_frames += 1
-            last = DecodedFrame(rgb, pts)
+            last, last_pts = frame, pts
             self.frames_read += 1
-            yield last
+            yield from deliver(frame, pts)
 
         for packet in self._early_packets:
             on_packet(packet)
@@ -261,7 +334,10 @@ class MediaReader:
             yield from emit(frame)
         if last is not None:
             for lost in self._take_lost(None):
-                yield self._repair(last.rgb, lost)
+                yield from self._repair(last, lost, deliver)
+        if self.video_filter is not None:
+            for out in self.video_filter.flush():
+                yield to_rgb(out, out.pts)
         self._check_complete()
 
     def _to_rgb(self, frame: av.VideoFrame, rgb_format: str) -> np.ndarray:
@@ -308,14 +384,14 @@ class MediaReader:
         del self._pending_pts[:end]
         return lost
 
-    def _repair(self, rgb: np.ndarray, pts: int) -> DecodedFrame:
+    def _repair(self, frame: av.VideoFrame, pts: int, deliver: Callable) -> Iterator[DecodedFrame]:
         self.damaged_frames += 1
         self.repaired_frames += 1
         self.frames_read += 1
-        return DecodedFrame(rgb, pts, repaired=True)
+        yield from deliver(frame, pts, True)
 
     def _check_complete(self) -> None:
-        expected = self.info.frame_count if self.info.frame_count_exact else None
+        expected = self.source_info.frame_count if self.source_info.frame_count_exact else None
         if expected is not None and self.frames_read < expected:
             raise TruncatedInputError(
                 f"{_label(self.source)} is truncated: {self.frames_read} of {expected} frames are readable"

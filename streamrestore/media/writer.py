@@ -2,9 +2,11 @@
 
 Audio and subtitle packets are remuxed as they are (payloads bit-identical, language and title kept);
 the video stream keeps the source's time base, per-frame timestamps (VFR included), colour tags,
-rotation and sample aspect ratio. Two threads feed one output container (copied packets from the
-decoder thread, encoded packets from the encoder thread), so muxing goes through a lock; FFmpeg's
-interleaving muxer puts the packets in order.
+rotation and sample aspect ratio; it is tagged progressive, or, when the fields were kept, interlaced
+with the source's field order (fields woven back and frames flagged by ``interlace.FieldWeaver``).
+Two threads feed one output container (copied packets from the decoder thread, encoded packets from
+the encoder thread), so muxing goes through a lock; FFmpeg's interleaving muxer puts the packets in
+order.
 """
 
 from __future__ import annotations
@@ -20,7 +22,11 @@ import numpy as np
 from av.bitstream import BitStreamFilterContext
 
 from ..errors import ConfigError, DiskFullError, MediaError, OutputError
+from . import alpha as alpha_plane
 from .color import ColorDescription, is_rgb_format, rgb_to_frame
+from .extras import ContainerExtras, add_streams, label_video
+from .hdr import encoder_options
+from .interlace import FIELD_BB, FIELD_PROGRESSIVE, FIELD_TT, FieldWeaver
 from .reader import SourceDescription, VideoInfo
 
 DEFAULT_CODEC = "libx264"  # when no codec is given at all; restore_video follows the source (media.encoder)
@@ -52,6 +58,10 @@ class OutputVideo:
     pix_fmt: str
     color: ColorDescription
     source: VideoInfo
+    field_order: str | None = None
+    """``tff``/``bff``: encode interlaced with this field order (``interlace.FieldWeaver``); None: progressive."""
+    woven: bool = False
+    """Frames arrive as single fields (half height, field rate) to be woven in pairs."""
 
 
 def choose_pix_fmt(settings: EncodeSettings, source: VideoInfo, width: int, height: int) -> str:
@@ -69,6 +79,8 @@ def choose_pix_fmt(settings: EncodeSettings, source: VideoInfo, width: int, heig
                 "use a 4:4:4 format (e.g. yuv444p)"
             )
         return settings.pix_fmt
+    if source.alpha:
+        return alpha_plane.choose_pix_fmt(settings.codec, supported, source.bit_depth, width, height)
     deep = source.bit_depth > 8
     if is_rgb_format(source.pix_fmt):
         layout = "444" if codec == "ffv1" else "420"
@@ -130,6 +142,7 @@ class MediaWriter:
         container_metadata: dict[str, str] | None = None,
         chapters: list[Any] | None = None,
         container_options: dict[str, str] | None = None,
+        extras: ContainerExtras | None = None,
         label: str | None = None,
     ) -> None:
         """``label``: the name errors give the output (the destination, not the temporary file)."""
@@ -137,6 +150,8 @@ class MediaWriter:
         self._label = label or target
         self._filters: dict[int, BitStreamFilterContext] = {}
         self.frames_written = 0
+        self.warnings: list[str] = []
+        """What the output cannot keep of the source (said once, never silently dropped)."""
         try:
             self.container = av.open(target, mode="w", format=container_format, options=container_options or {})
         except av.error.FFmpegError as error:
@@ -147,6 +162,11 @@ class MediaWriter:
             # Video first, then the copied streams in source order, as players and most sources expect.
             self._video = self._add_video(video, settings)
             self._copies = {s.index: self._add_copy(s) for s in copy_streams}
+            if extras is not None:
+                label_video(self._video, extras)
+                copies, warnings = add_streams(self.container, extras)
+                self._copies.update(copies)
+                self.warnings += warnings
             if container_metadata:
                 self.container.metadata.update(container_metadata)
             if chapters:
@@ -169,9 +189,10 @@ class MediaWriter:
     def for_source(cls, target: str, container_format: str | None, video: OutputVideo, settings: EncodeSettings,
                    source: SourceDescription, container_options: dict[str, str] | None = None,
                    label: str | None = None) -> MediaWriter:  # fmt: skip
-        """A writer that carries ``source``'s audio, subtitles, tags and chapters (``MediaReader.describe()``)."""
+        """A writer that carries ``source``'s audio, subtitles, tags, chapters and the rest of its container
+        (cover art, attachments, data, timecode: ``media.extras``), from ``MediaReader.describe()``."""
         return cls(target, container_format, video, settings, source.copy_streams, source.metadata, source.chapters,
-                   container_options=container_options, label=label)
+                   container_options=container_options, label=label, extras=source.extras)
 
     def _add_copy(self, source: av.stream.Stream) -> av.stream.Stream:
         try:
@@ -206,14 +227,19 @@ class MediaWriter:
 
     def _add_video(self, video: OutputVideo, settings: EncodeSettings) -> av.video.stream.VideoStream:
         source = video.source
-        options = dict(settings.options)
+        options, hdr_warnings = encoder_options(settings.codec or DEFAULT_CODEC, source.hdr, dict(settings.options))
+        self.warnings += hdr_warnings
         if settings.crf is not None and settings.codec in _CRF_CODECS:
             options.setdefault("crf", f"{settings.crf:g}")
         if settings.preset is not None and settings.codec in _PRESET_CODECS:
             options.setdefault("preset", settings.preset)
         codec = settings.codec or DEFAULT_CODEC
+        rate = source.average_rate / 2 if video.woven and source.average_rate else source.average_rate
+        if video.field_order:
+            # Interlaced coding (x264: MBAFF, field order from each frame's flags, which the weaver sets).
+            options.setdefault("flags", "+ildct+ilme")
         try:
-            stream = self.container.add_stream(codec, rate=source.average_rate, options=options)
+            stream = self.container.add_stream(codec, rate=rate, options=options)
         except ValueError as error:  # PyAV's "'gif' format does not support 'libx264' codec"
             raise ConfigError(
                 f"the {self.container.format.name} container of {self._label!r} cannot hold {codec} video ({error}); "
@@ -224,8 +250,9 @@ class MediaWriter:
         context.width, context.height = video.width, video.height
         context.pix_fmt = video.pix_fmt
         context.time_base = source.time_base
-        if source.average_rate:
-            context.framerate = source.average_rate
+        if rate:
+            context.framerate = rate
+        context.field_order = FIELD_ORDERS.get(video.field_order, FIELD_PROGRESSIVE)
         context.thread_count = settings.threads
         if not is_rgb_format(video.pix_fmt):
             context.colorspace = video.color.matrix
@@ -237,7 +264,9 @@ class MediaWriter:
         if source.rotation:
             stream.set_display_rotation(source.rotation)
         self._output = video
+        self._alpha = alpha_plane.has_alpha(video.pix_fmt)
         self._time_base = source.time_base
+        self._weaver = FieldWeaver(video.field_order, video.woven) if video.field_order else None
         return stream
 
     # -- writing ---------------------------------------------------------------------------------
@@ -257,19 +286,30 @@ class MediaWriter:
             copied.stream = target
         self._mux(packets, copied_from=origin)
 
-    def write_frame(self, rgb: np.ndarray, pts: int | None) -> None:
-        """Encode one H×W×3 RGB frame (uint8 or uint16) at its source timestamp."""
+    def write_frame(self, rgb: np.ndarray, pts: int | None, alpha: np.ndarray | None = None) -> None:
+        """Encode one H×W×3 RGB frame (uint8 or uint16) at its source timestamp.
+
+        ``alpha`` is the source frame's alpha plane (any size and depth), written when the output
+        format has alpha (``media.alpha``).
+        """
         rgb_format = "rgb48le" if rgb.dtype == np.uint16 else "rgb24"
+        if self._alpha:
+            rgb, rgb_format = alpha_plane.merge(rgb, alpha), alpha_plane.rgba_format(rgb.dtype == np.uint16)
         frame = av.VideoFrame.from_ndarray(rgb, format=rgb_format)
         frame = rgb_to_frame(frame, self._output.color, self._output.pix_fmt)
         frame.pts = pts
         frame.time_base = self._time_base
+        for ready in self._weaver.push(frame) if self._weaver is not None else [frame]:
+            self._encode(ready)
+
+    def _encode(self, frame: av.VideoFrame | None) -> None:
         try:
             packets = self._video.encode(frame)
         except av.error.FFmpegError as error:
             raise _output_error(self._label, error) from None
         self._mux(packets)
-        self.frames_written += 1
+        if frame is not None:
+            self.frames_written += 1
 
     def _mux(self, packets: list[av.Packet], copied_from: str | None = None) -> None:
         if not packets:
@@ -286,7 +326,9 @@ class MediaWriter:
     def close(self) -> None:
         """Flush the encoder and finish the container (writes the index)."""
         try:
-            self._mux(self._video.encode(None))
+            for ready in self._weaver.flush() if self._weaver is not None else []:
+                self._encode(ready)
+            self._encode(None)
         finally:
             with self._lock:
                 try:
@@ -302,6 +344,7 @@ class MediaWriter:
                 pass  # the partial output is deleted by the caller; its trailer does not matter
 
 
+FIELD_ORDERS = {"tff": FIELD_TT, "bff": FIELD_BB}
 _EDIT_LIST_FORMATS = {"mov", "mp4", "ipod", "3gp", "3g2", "ismv", "f4v", "psp"}
 _RAW_AAC_FORMATS = {"matroska", "webm", "mp4", "mov", "ipod", "3gp", "3g2", "ismv", "f4v"}
 _AAC_OBJECT_TYPES = {"Main": 1, "LC": 2, "SSR": 3, "LTP": 4}  # the profiles an ADTS header can state
