@@ -23,8 +23,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the attack makers the tests use
-from attacks import deflate_bomb, tiny_model, torchscript_writer  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # tests/support: the attack makers the tests use
+from support.attacks import deflate_bomb, tiny_model, torchscript_writer  # noqa: E402
 
 
 def run(*args: object) -> tuple[int, str, float]:

@@ -21,7 +21,7 @@ from streamrestore.registry import spec_from_class
 from streamrestore.engine.chain import ChainRunner
 from streamrestore.stage import Capabilities, Option, Stage
 
-from media_factory import make_clip, panned_frames, video_frames
+from support.media import make_clip, panned_frames, video_frames
 
 
 class Budgeted(Stage):

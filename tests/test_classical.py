@@ -25,6 +25,7 @@ def test_nlm_denoise_removes_gaussian_noise() -> None:
     assert psnr(restored, clean) > psnr(noisy, clean) + 4.0
 
 
+@pytest.mark.slow
 def test_temporal_nlm_on_a_single_image_and_on_16_bit() -> None:
     clean = photo()
     noisy = np.clip(clean + np.random.default_rng(2).normal(0, 20, clean.shape), 0, 255).astype(np.uint8)
@@ -65,6 +66,7 @@ def test_noise_estimate_follows_sigma_on_a_real_photo() -> None:
         assert abs(estimate_noise_sigma(noisy) - sigma) < 0.2 * sigma
 
 
+@pytest.mark.slow
 def test_auto_strength_is_near_the_best_fixed_strength_and_resets_per_stream() -> None:
     from streamrestore.restore import PreparedChain
 

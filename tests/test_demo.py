@@ -158,6 +158,7 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 # -- a real browser ----------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_browser_restores_and_downloads_what_the_library_gives(server, photo, tmp_path):
     if not Path(CHROMIUM).exists():
         pytest.fail("the browser test needs Debian's chromium: apt-get install chromium")
@@ -317,7 +318,7 @@ def test_bad_input_is_reported_and_the_server_keeps_serving(client, photo, tmp_p
 # -- hostile checkpoints and chains (issue #12) -----------------------------------------------------------
 @pytest.mark.parametrize("case", [".pt", ".pth", ".ckpt", "deflate bomb", "border 1500", "scale 1000"])
 def test_hostile_checkpoints_run_nothing_and_are_refused(client, server, small, tmp_path, case):
-    from attacks import deflate_bomb, safetensors_with, torchscript_writer
+    from support.attacks import deflate_bomb, safetensors_with, torchscript_writer
     from gradio_client.exceptions import AppError
 
     marker = tmp_path / "marker"
@@ -459,6 +460,7 @@ def test_content_chooses_the_aliases_networks(client, small, tmp_path):
 
 
 # -- the command line -------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_streamrestore_demo_serves_and_cleans_up_on_sigterm(tmp_path):
     port = free_port()
     env = {**os.environ, "TMPDIR": str(tmp_path)}

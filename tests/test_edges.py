@@ -72,6 +72,7 @@ def alias_params():
         yield pytest.param(alias, marks=marks, id=alias)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("alias", list(alias_params()))
 def test_every_alias_keeps_the_edges(alias: str) -> None:
     prepared = PreparedChain(alias, RunSettings(device="cpu"))
@@ -79,11 +80,13 @@ def test_every_alias_keeps_the_edges(alias: str) -> None:
         check_edges(prepared, width, height, alias)
 
 
+@pytest.mark.slow
 def test_the_default_denoiser_keeps_the_edges_at_a_size_off_its_multiple() -> None:
     """250×171: neither a multiple of NAFNet's 16 (the size of the bug), nor of 2."""
     check_edges(PreparedChain("denoise", RunSettings(device="cpu")), 250, 171, "denoise")
 
 
+@pytest.mark.slow
 def test_tiles_keep_the_edges_too() -> None:
     """The same frame in 32-pixel tiles: tiles at the frame's edges are framed like the whole frame."""
     check_edges(PreparedChain("denoise,sr2", RunSettings(device="cpu", tile=32)), 97, 61, "denoise,sr2 tiled")

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
-from media_factory import make_clip, packets, panned_frames, video_frames
+from support.media import make_clip, packets, panned_frames, video_frames
 from streamrestore.cli import main
 from streamrestore.errors import ConfigError
 from streamrestore.media import interlace

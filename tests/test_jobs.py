@@ -19,7 +19,7 @@ import av
 import numpy as np
 import pytest
 
-from media_factory import AudioTrack, SubtitleTrack, make_clip, packets, panned_frames, photo, streams, video_frames
+from support.media import AudioTrack, SubtitleTrack, make_clip, packets, panned_frames, photo, streams, video_frames
 from streamrestore.errors import JobMismatchError
 from streamrestore.jobs import Job, JobOptions, restore_range
 from streamrestore.restore import OutputSettings, restore_video

@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from media_factory import AudioTrack, make_clip, packets, panned_frames, video_frames
+from support.media import AudioTrack, make_clip, packets, panned_frames, video_frames
 from streamrestore.jobs import Job, JobOptions
+
+pytestmark = pytest.mark.slow  # a real local Ray cluster (about 80 s)
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'streamrestore[ray]'")
 

@@ -2,7 +2,7 @@
 
 Each test guards one promise of the media layer (frames and timestamps, copied streams, colour,
 rotation, bit depth, odd sizes, encoder choices, container metadata, damaged input, images) and
-fails if it breaks. Clips are made with PyAV by ``media_factory`` from real photographs.
+fails if it breaks. Clips are made with PyAV by ``support.media`` from real photographs.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
-from media_factory import (
+from support.media import (
     BT601,
     BT709,
     AudioTrack,

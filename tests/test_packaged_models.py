@@ -25,7 +25,7 @@ from streamrestore.errors import ConfigError, WeightsError
 from streamrestore.frames import FrameBatch
 from streamrestore.models.ncnn_convert import convert_ncnn_model
 from streamrestore.models.ncnn_packaged import find_packaged_models
-from ncnn_run import build_module, run_like_ncnn
+from support.ncnn_run import build_module, run_like_ncnn
 from streamrestore.restore import restore_image
 from streamrestore.presets import build_chain, parse_chain
 from streamrestore.registry import Registry
@@ -89,6 +89,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "alias", "arch", "scale", "size"), CASES, ids=[c[0] for c in CASES])
 def test_a_packaged_model_by_name_runs_like_its_wrapper(name, alias, arch, scale, size, fresh_cache, capsys):
     image = photo(*size)

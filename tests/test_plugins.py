@@ -16,6 +16,8 @@ from streamrestore.errors import PluginError, UnknownStageError
 from streamrestore.registry import Registry, spec_from_class
 from streamrestore.stage import Capabilities, Stage
 
+from support import media
+
 THIRD_PARTY_MODULE = '''
 """A third-party stage package, as someone else would publish it."""
 import torch
@@ -58,18 +60,15 @@ def install_fake_distribution(root: Path) -> Path:
 
 
 def make_clip(path: Path, frames: int = 6, size: tuple[int, int] = (64, 48)) -> None:
+    """A lossless H.264 4:4:4 clip of a gradient that brightens frame by frame (support.media.make_clip)."""
     width, height = size
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=24, options={"qp": "0"})
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv444p"
-        for index in range(frames):
-            picture = np.zeros((height, width, 3), np.uint8)
-            picture[:, :, 0] = 40 + 10 * index
-            picture[:, :, 1] = np.linspace(30, 200, width, dtype=np.uint8)[None, :]
-            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
-            frame.pts = index
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
+    pictures = []
+    for index in range(frames):
+        picture = np.zeros((height, width, 3), np.uint8)
+        picture[:, :, 0] = 40 + 10 * index
+        picture[:, :, 1] = np.linspace(30, 200, width, dtype=np.uint8)[None, :]
+        pictures.append(picture)
+    media.make_clip(path, pictures, pix_fmt="yuv444p", options={"qp": "0"})
 
 
 def run_cli(args: list[str], site: Path) -> subprocess.CompletedProcess:

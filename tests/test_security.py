@@ -1,6 +1,6 @@
 """Untrusted input (issue #12): no weights file, preset or option may run code or exhaust the machine.
 
-Each attack is made here, as an attacker would make it (tests/attacks.py), and run through the command line:
+Each attack is made here, as an attacker would make it (tests/support/attacks.py), and run through the command line:
 a TorchScript archive whose ``__setstate__`` writes a marker file (under ``.pt``, ``.pth`` and ``.ckpt``
 names, in a chain, a preset, ``train --init`` and ``train --resume``), a deflate bomb (in a subprocess with
 an address-space limit), safetensors whose metadata lies, a YAML alias bomb and a Python tag, non-finite
@@ -26,8 +26,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from attacks import alias_bomb, deflate_bomb, safetensors_with, tiny_model, torchscript_writer
-from media_factory import PHOTOS, make_clip, panned_frames, photo
+from support.attacks import alias_bomb, deflate_bomb, safetensors_with, tiny_model, torchscript_writer
+from support.media import PHOTOS, make_clip, panned_frames, photo
 
 from streamrestore.cli import main
 from streamrestore.models.entry import BORDER_KEY, BORDER_MODE_KEY, SCALE_KEY

@@ -22,8 +22,8 @@ from streamrestore.models.archs.preupscaled import SCALE_KEY
 from streamrestore.models.archs.san import SAN, SANArch, covariance, sqrtm_newton_schulz
 from streamrestore.models.loader import model_loader
 
-import test_seed_archs as earlier
-import test_seed_archs_more as more
+from support import seed_archs as earlier
+from support import seed_archs_more as more
 
 NEW = {"SAN", "DRCN"}
 

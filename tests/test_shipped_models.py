@@ -32,6 +32,8 @@ from streamrestore.training.data import excluded_digests
 from streamrestore.training.degrade import convolve, gaussian_kernel, shake_kernel
 from streamrestore_plugins.neural import BATCH_VERIFIED, ModelStage
 
+from support.photos import psnr
+
 DENOISER = "denoise-nafnet16-video"
 NAMES = [entry.name for entry in trained_entries()]
 
@@ -42,11 +44,6 @@ def offline_empty_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path
     monkeypatch.setenv(weights.CACHE_ENV, str(cache))
     monkeypatch.setenv(weights.OFFLINE_ENV, "1")
     return cache
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return 10 * np.log10(255.0**2 / mse)
 
 
 # -- where the files are -----------------------------------------------------------------------------------
@@ -101,19 +98,14 @@ def test_streamrestore_stages_shows_where_denoise_and_nlm_point() -> None:
 
 
 # -- what it does --------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def astronaut() -> np.ndarray:
-    source = Path(skimage.data.__file__).parent / "astronaut.png"
-    assert hashlib.sha256(source.read_bytes()).hexdigest() in excluded_digests(), "not held out from training"
-    return np.ascontiguousarray(skimage.data.astronaut()[20:276, 150:406])  # 256×256: face, helmet, flag
-
-
+# ``astronaut``: the held-out 256×256 crop (tests/conftest.py).
 @pytest.fixture(scope="module")
 def denoiser():
     return PreparedChain("denoise")  # built once (the weights are read on the first image)
 
 
 # σ, the NLM strength tuned for it (benchmarks/dev_kit.py), the least gain over it, the least PSNR; see the top.
+@pytest.mark.slow
 @pytest.mark.parametrize(("sigma", "strength", "gain", "floor"), [(25, 15, 1.5, 29.0), (15, 8, 1.0, 30.5)])
 def test_denoise_beats_nlm_on_a_photo_it_never_saw(astronaut, denoiser, sigma, strength, gain, floor) -> None:
     noise = np.random.default_rng(sigma).normal(0, sigma, astronaut.shape)
@@ -127,6 +119,7 @@ def blurred(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(convolve(image.astype(np.float32), kernel)), 0, 255).astype(np.uint8)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("kind", "gain"), [("gaussian", 1.0), ("shake", 0.2)])
 def test_deblur_model_sharpens_a_photo_it_never_saw(astronaut, kind: str, gain: float) -> None:
     # Measured on this crop (CPU, fp32): Gaussian σ1.6 26.85 → 28.86 dB; a 15-px camera shake 22.56 → 23.01 dB.
@@ -151,6 +144,7 @@ def bicubic_x4(image: np.ndarray) -> np.ndarray:
     return cv2.resize(image, (image.shape[1] * 4, image.shape[0] * 4), interpolation=cv2.INTER_CUBIC)
 
 
+@pytest.mark.slow
 def test_oldfilm_model_removes_grain_while_upscaling() -> None:
     # Measured (CPU, fp32): residual std against the clean gradient 9.0 (bicubic) vs 3.0 (oldfilm).
     y, x = np.mgrid[0:256, 0:256]
@@ -161,6 +155,7 @@ def test_oldfilm_model_removes_grain_while_upscaling() -> None:
     assert ours < 0.5 * bicubic, f"grain left: {ours:.1f} (oldfilm) vs {bicubic:.1f} (bicubic)"
 
 
+@pytest.mark.slow
 def test_oldfilm_model_keeps_a_photo_it_never_saw(astronaut) -> None:
     # Measured on this crop (CPU, fp32): bicubic 22.91 dB, oldfilm 22.49 dB — on a detailed photo under heavy grain
     # the model gives up some fine texture for clean areas (on the kit's old-film clips it gains +0.87 dB). This
@@ -173,6 +168,7 @@ def test_oldfilm_model_keeps_a_photo_it_never_saw(astronaut) -> None:
 
 
 # The fine-tuned ×2 networks and the packaged ones they started from; the least gain over it.
+@pytest.mark.slow
 @pytest.mark.parametrize(("ours", "packaged", "gain"), [("sr2-cunet", "waifu2x-cunet-x2", 0.2),
                                                         ("sr2-upconv7", "waifu2x-upconv7-photo-x2", 0.1)])
 def test_sr2_models_beat_the_waifu2x_networks_they_were_fine_tuned_from(astronaut, ours, packaged, gain) -> None:
@@ -188,6 +184,7 @@ def test_sr2_models_beat_the_waifu2x_networks_they_were_fine_tuned_from(astronau
     assert tuned > before + gain and tuned > bicubic + 3.0, f"{ours} {tuned:.2f}, {packaged} {before:.2f} dB"
 
 
+@pytest.mark.slow
 def test_sr4_model_restores_detail_where_its_anime_starting_point_did_not(astronaut) -> None:
     # Measured on this crop (CPU, fp32), RGB PSNR of a MATLAB-bicubic ÷4 brought back ×4, 8 px border cropped:
     # bicubic 26.31 dB, Real-ESRGAN animevideov3 ×4 (where it started) 24.67, sr4-compact 28.26, sr4 28.41.

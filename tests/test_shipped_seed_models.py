@@ -18,7 +18,9 @@ from streamrestore.models.loader import load_network
 from streamrestore.restore import restore_image
 from streamrestore.training.degrade import convolve, gaussian_kernel, matlab_imresize, shake_kernel
 
-from test_shipped_models import astronaut, psnr  # noqa: F401  (the held-out crop fixture)
+from support.photos import psnr  # ``astronaut``, the held-out crop, is a fixture (tests/conftest.py)
+
+pytestmark = pytest.mark.slow  # the real shipped weights on a 256×256 photo
 
 EXTRA = importlib.util.find_spec("spandrel_extra_arches") is not None
 needs_extra = pytest.mark.skipif(not EXTRA, reason="Restormer and MPRNet need spandrel-extra-arches")
@@ -44,14 +46,14 @@ def noisy(image: np.ndarray, sigma: float) -> np.ndarray:
     return np.clip(image + np.random.default_rng(int(sigma)).normal(0, sigma, image.shape), 0, 255).astype(np.uint8)
 
 
-def test_denoise_alias_is_the_old_video_denoiser_and_beats_the_one_it_replaced(astronaut) -> None:  # noqa: F811
+def test_denoise_alias_is_the_old_video_denoiser_and_beats_the_one_it_replaced(astronaut) -> None:
     image = noisy(astronaut, 15)
     ours, before = (psnr(restore_image(image, chain), astronaut)
                     for chain in ("denoise", "model=denoise-nafnet16"))  # fmt: skip
     assert ours > before - 0.05 and ours > 31.0, f"σ15: {ours:.2f} dB against the previous default's {before:.2f}"
 
 
-def test_old_video_denoiser_removes_grain_and_blocks_at_low_resolution(astronaut) -> None:  # noqa: F811
+def test_old_video_denoiser_removes_grain_and_blocks_at_low_resolution(astronaut) -> None:
     import cv2
 
     small = np.clip(np.rint(matlab_imresize(astronaut.astype(np.float32), (64, 64))), 0, 255).astype(np.uint8)
@@ -66,7 +68,7 @@ def test_old_video_denoiser_removes_grain_and_blocks_at_low_resolution(astronaut
 
 
 @needs_extra
-def test_restormer_denoises(astronaut) -> None:  # noqa: F811
+def test_restormer_denoises(astronaut) -> None:
     image = noisy(astronaut, 25)
     before, ours = psnr(image, astronaut), psnr(restore_image(image, "model=denoise-restormer16"), astronaut)
     assert ours > before + 6.0, f"σ25: {before:.2f} → {ours:.2f} dB"
@@ -74,7 +76,7 @@ def test_restormer_denoises(astronaut) -> None:  # noqa: F811
 
 @needs_extra
 @pytest.mark.parametrize(("kind", "gain"), [("gaussian", 0.2), ("shake", 0.0)])
-def test_mprnet_deblurs(astronaut, kind: str, gain: float) -> None:  # noqa: F811
+def test_mprnet_deblurs(astronaut, kind: str, gain: float) -> None:
     # Measured: a 15-px camera shake 22.56 → 22.59 dB (the seed barely helps there; it does not hurt).
     kernel = gaussian_kernel(1.6, 25) if kind == "gaussian" else shake_kernel(np.random.default_rng(5), 15.0, 25)
     soft = np.clip(np.rint(convolve(astronaut.astype(np.float32), kernel)), 0, 255).astype(np.uint8)

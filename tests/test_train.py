@@ -22,19 +22,9 @@ from streamrestore.training.loop import TrainConfig, train
 
 import skimage.data as skdata  # noqa: E402  (a test dependency: the [test] extra)
 
-PHOTOS = ("retina", "hubble_deep_field", "immunohistochemistry", "camera", "brick", "grass", "gravel", "moon")
+from support.photos import TRAINING_PHOTOS as PHOTOS, write_training_photos as _write_photos
+
 STEPS = 30
-
-
-def _write_photos(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in PHOTOS:
-        image = getattr(skdata, name)()
-        if image.ndim == 2:
-            image = np.stack([image] * 3, axis=-1)
-        image = cv2.resize(image, (160, 160 * image.shape[0] // image.shape[1]), interpolation=cv2.INTER_AREA)
-        cv2.imwrite(str(folder / f"{name}.png"), image[..., ::-1])
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,9 @@ from streamrestore.training.snapshot import snapshot
 from streamrestore.models.loader import load_network, model_loader
 
 import skimage.data as skdata
-from test_train import _write_photos
+from support.photos import write_training_photos as _write_photos
+
+pytestmark = pytest.mark.slow  # training loops on CPU
 
 EXTRA = importlib.util.find_spec("spandrel_extra_arches") is not None
 

@@ -402,3 +402,52 @@ def planes(frame: av.VideoFrame) -> list[np.ndarray]:
 
 def mean_abs_error(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(np.abs(a.astype(np.float64) - b.astype(np.float64))))
+
+
+# -- the command-line tests' clips ----------------------------------------------------------------
+STREAM_RATE = 24
+
+
+def make_stream_clip(
+    path: Path,
+    fmt: str | None = None,
+    frames: int = 24,
+    size: tuple[int, int] = (64, 48),
+    audio: bool = True,
+    video: bool = True,
+    options: dict[str, str] | None = None,
+    noise: bool = False,
+) -> Path:
+    """H.264 (+ AAC mono) clip: a gradient with a moving bar, or random noise (large, incompressible)."""
+    width, height = size
+    rng = np.random.default_rng(7)
+    with av.open(str(path), "w", format=fmt, options=options or {}) as container:
+        if video:
+            stream = container.add_stream("libx264", rate=STREAM_RATE, options={"preset": "ultrafast", "crf": "10"})
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        if audio:
+            sound = container.add_stream("aac", rate=48000)
+            sound.layout = "mono"
+        samples = 0
+        for index in range(frames):
+            if video:
+                if noise:
+                    picture = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+                else:
+                    picture = np.zeros((height, width, 3), np.uint8)
+                    picture[..., 0] = np.linspace(0, 255, width, dtype=np.uint8)
+                    picture[..., 1] = (index * 9) % 256
+                    picture[:, (index * 3) % width] = 255
+                frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+                frame.pts, frame.time_base = index, Fraction(1, STREAM_RATE)
+                container.mux(stream.encode(frame))
+            while audio and samples < (index + 1) * 48000 // STREAM_RATE:
+                chunk = av.AudioFrame.from_ndarray(np.full((1, 1024), 0.1, np.float32), format="fltp", layout="mono")
+                chunk.sample_rate, chunk.pts = 48000, samples
+                samples += 1024
+                container.mux(sound.encode(chunk))
+        if video:
+            container.mux(stream.encode(None))
+        if audio:
+            container.mux(sound.encode(None))
+    return path
