@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 from skimage import data
 
 from streamrestore.restore import restore_image

@@ -25,6 +25,7 @@ from streamrestore.media.reader import MediaReader
 from streamrestore.restore import OutputSettings, RunSettings, restore_video
 
 from support.cli import SUBPROCESS_TIMEOUT, command, decode, run_command, stage_registry
+from support.media import make_stream_clip
 
 
 # == 1. standard input and output ==================================================================
@@ -214,7 +215,7 @@ def test_frames_in_flight_are_bounded(stream_clips, tmp_path, monkeypatch):
             counts["written"] += count
 
     monkeypatch.setattr(MediaReader, "frames", counting_frames)
-    source = make_clip(tmp_path / "long.mkv", frames=200, size=(32, 32), audio=False)
+    source = make_stream_clip(tmp_path / "long.mkv", frames=200, size=(32, 32), audio=False)
     report = restore_video(str(source), str(tmp_path / "out.mkv"), "slow", RunSettings(batch_size=settings.batch_size),
                            OutputSettings(preset="ultrafast"), registry=stage_registry(), on_frames=on_frames)
     assert report.frames == counts["decoded"] == counts["written"] == 200

@@ -7,32 +7,21 @@ call of the saved module. Registration must not take other architectures' files.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
 import spandrel
 import torch
-from skimage import data
 from spandrel.architectures.Compact import Compact
 from spandrel.architectures.ESRGAN import ESRGAN
 from spandrel.architectures.RCAN import RCAN
 
 from streamrestore.models.loader import architecture_registry, model_loader
-from streamrestore.models.archs.edsr import EDSR
-from streamrestore.models.archs.espcn import ESPCN
-from streamrestore.models.archs.preupscaled import SCALE_KEY
-from streamrestore.models.archs.rdn import RDN
-from streamrestore.models.archs.srcnn import SRCNN
-from streamrestore.models.archs.srresnet import SRResNet
-from streamrestore.models.archs.vdsr import VDSR
 from streamrestore.frames import image_to_tensor
 from streamrestore.restore import restore_image
 
-from support.seed_archs import (CASES, HEIGHT, IDS, WIDTH, Case, check_detected_and_matches_a_direct_call, direct,
-                                 photo, save_cases)
+from support.seed_archs import CASES, IDS, Case, check_detected_and_matches_a_direct_call, direct, photo, save_cases
 
 
 @pytest.fixture(scope="module")

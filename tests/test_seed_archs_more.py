@@ -8,28 +8,24 @@ Their detectors must take only their own files, and the earlier seed files must 
 
 from __future__ import annotations
 
-import copy
-import warnings
 from pathlib import Path
 
 import pytest
-import spandrel
 import torch
 from spandrel.architectures.Compact import Compact
 from spandrel.architectures.DnCNN import DnCNN
 from spandrel.architectures.ESRGAN import ESRGAN
 from spandrel.architectures.RCAN import RCAN
 
-from streamrestore.models.loader import architecture_registry, model_loader
-from streamrestore.models.archs.drrn import DRRN, DRRNArch
-from streamrestore.models.archs.lapsrn import LapSRN, LapSRNArch
-from streamrestore.models.archs.preupscaled import SCALE_KEY
-from streamrestore.models.archs.wdsr import WDSR, WDSRArch
+from streamrestore.models.loader import model_loader
+from streamrestore.models.archs.drrn import DRRNArch
+from streamrestore.models.archs.lapsrn import LapSRNArch
+from streamrestore.models.archs.wdsr import WDSRArch
 from streamrestore.errors import WeightsError
 from streamrestore.restore import restore_image
 
 from support import seed_archs as earlier  # its photo crop, weight calming and cases
-from support.seed_archs_more import CASES, HEIGHT, IDS, NEW, SEED, WIDTH, Case, claimed_by
+from support.seed_archs_more import CASES, IDS, SEED, Case, claimed_by
 
 
 @pytest.fixture(scope="module")

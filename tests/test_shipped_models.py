@@ -13,14 +13,12 @@ The network takes about 0.15 s for the crop on the CPU, once loaded (about 2 s).
 
 from __future__ import annotations
 
-import hashlib
 from importlib import resources
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-import skimage.data
 
 from streamrestore.models import weights
 from streamrestore.cli import list_known_models, list_stages
@@ -28,7 +26,6 @@ from streamrestore.restore import PreparedChain, restore_image
 from streamrestore.presets import build_chain, parse_chain
 from streamrestore.registry import CONTENTS, MODEL_STAGE, Registry
 from streamrestore.models.trained import trained_entries
-from streamrestore.training.data import excluded_digests
 from streamrestore.training.degrade import convolve, gaussian_kernel, shake_kernel
 from streamrestore_plugins.neural import BATCH_VERIFIED, ModelStage
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import skimage.data
 
 from streamrestore.models import weights
 from streamrestore.models.loader import load_network

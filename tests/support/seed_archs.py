@@ -10,15 +10,10 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import pytest
-import spandrel
 import torch
 from skimage import data
-from spandrel.architectures.Compact import Compact
-from spandrel.architectures.ESRGAN import ESRGAN
-from spandrel.architectures.RCAN import RCAN
 
-from streamrestore.models.loader import architecture_registry, model_loader
+from streamrestore.models.loader import model_loader
 from streamrestore.models.archs.edsr import EDSR
 from streamrestore.models.archs.espcn import ESPCN
 from streamrestore.models.archs.preupscaled import SCALE_KEY

@@ -5,23 +5,15 @@ Shared by tests/test_seed_archs_more.py and tests/test_seed_archs_san_drcn.py.""
 
 import copy
 import warnings
-from pathlib import Path
 
-import pytest
 import spandrel
 import torch
-from spandrel.architectures.Compact import Compact
-from spandrel.architectures.DnCNN import DnCNN
-from spandrel.architectures.ESRGAN import ESRGAN
-from spandrel.architectures.RCAN import RCAN
 
-from streamrestore.models.loader import architecture_registry, model_loader
-from streamrestore.models.archs.drrn import DRRN, DRRNArch
-from streamrestore.models.archs.lapsrn import LapSRN, LapSRNArch
+from streamrestore.models.loader import architecture_registry
+from streamrestore.models.archs.drrn import DRRN
+from streamrestore.models.archs.lapsrn import LapSRN
 from streamrestore.models.archs.preupscaled import SCALE_KEY
-from streamrestore.models.archs.wdsr import WDSR, WDSRArch
-from streamrestore.errors import WeightsError
-from streamrestore.restore import restore_image
+from streamrestore.models.archs.wdsr import WDSR
 
 from support import seed_archs as earlier  # the photo crop, weight calming and first cases
 
