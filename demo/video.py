@@ -67,8 +67,8 @@ def check_video(path: str | Path, name: str, max_pixels: int, max_seconds: float
         else:
             duration = 0.0
         if duration > max_seconds:
-            raise MediaError(f"{name} lasts {duration / 3600:.1f} h; this server takes clips up to "
-                             f"{max_seconds / 60:g} min")  # fmt: skip
+            raise MediaError(f"{name} lasts {_duration(duration)}; this server takes clips up to "
+                             f"{_duration(max_seconds)}")  # fmt: skip
         first = next((f for f in container.decode(stream)), None)
         if first is None:
             raise MediaError(f"{name} is damaged: no frame could be decoded")
@@ -269,7 +269,8 @@ class VideoSession:
         output = OutputSettings(codec="libx264", pix_fmt="yuv420p", crf=18, overwrite=True)
         total = max(1, round(seconds * upload.rate))
         with self.session._run_lock:
-            prepared, _ = self.session.chains.get(plan, content, registry, self.session.run)
+            prepared, loading = self.session.chains.get(plan, content, registry, self.session.run)
+            ran, _ = self.session._describe(plan, prepared, loading)  # the tile each element runs in
             identity, _ = self.session.chains.get(parse_chain(""), content, registry, self.session.run)
             width, height = upload.width * prepared.scale, upload.height * prepared.scale
             if width * height > s.preview_pixels:
@@ -290,7 +291,7 @@ class VideoSession:
             device = _describe_device(prepared)
         per_frame = report.seconds / max(1, report.source_frames or report.frames)
         return upload, Preview(before, after, start, report.frames, report.seconds, per_frame * upload.frames,
-                               (report.width, report.height), device, format_chain(plan))  # fmt: skip
+                               (report.width, report.height), device, format_chain(ran))  # fmt: skip
 
 
 def _read(path: Path) -> np.ndarray:
