@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
+from streamrestore.oom import is_out_of_memory
 from streamrestore.errors import ConfigError, WeightsError
 from streamrestore.frames import FrameBatch
 from streamrestore.stage import Capabilities, Option, Stage
@@ -146,6 +147,7 @@ class ModelStage(Stage):
         self._loaded: tuple[spandrel.ImageModelDescriptor, Declared] | None = None
         self._tile = tile  # with tile=0, set by the out-of-memory back-off and kept for later frames
         self._channels_last = False
+        self._dtype: torch.dtype | None = None  # the precision the network was last moved to
 
     # -- what it can do --------------------------------------------------------------------------
     @property
@@ -203,6 +205,9 @@ class ModelStage(Stage):
     def to(self, device: torch.device, dtype: torch.dtype) -> None:
         if self.settings["color_fix"] and self.capabilities.scale == 1:
             raise ConfigError(_COLOR_FIX_AT_X1)
+        if self._dtype is not None and self._dtype != dtype:
+            self._loaded = None  # a new precision (the runner's fallback after NaN): from the file's own weights
+        self._dtype = dtype
         net = self.network.to(device, dtype).eval()
         if self.settings["tile"] and not self.capabilities.tileable:
             raise ConfigError(f"stage 'model': {net.architecture.name} works on whole images; remove tile=")
@@ -253,11 +258,11 @@ class ModelStage(Stage):
         """tile=0: whole frames; after running out of memory, halve the tile until a frame fits."""
         try:
             return self._forward(pixels)
-        except torch.cuda.OutOfMemoryError:
+        except Exception as error:
             # With several frames, the runtime's back-off (streamrestore.backoff) halves the batch
             # first; only a single frame that does not fit is tiled here, because the stage knows its
             # border and window grid, which the runtime's generic tiling does not.
-            if pixels.shape[0] > 1 or not self.capabilities.tileable:
+            if not is_out_of_memory(error) or pixels.shape[0] > 1 or not self.capabilities.tileable:
                 raise
         tile = max(pixels.shape[-2:])
         while True:
@@ -270,8 +275,10 @@ class ModelStage(Stage):
             try:
                 self._tile = tile
                 return self._tiled(pixels)
-            except torch.cuda.OutOfMemoryError:
+            except Exception as error:
                 self._tile = 0
+                if not is_out_of_memory(error):
+                    raise
 
     def _rescale(self, out: torch.Tensor, size: torch.Size) -> torch.Tensor:
         """Resize the network's output to ``outscale`` (as Real-ESRGAN's --outscale does)."""

@@ -7,6 +7,7 @@ audio/subtitles copied) → OutputTarget (temporary file renamed into place on s
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from .output import OutputTarget, default_output_path
 from .presets import BuiltStage, ChainPlan, build_chain, parse_chain
 from .registry import Registry
 from .runner import ChainRunner
-from .runtime import configure_cpu_threads, cuda_available
+from .runtime import configure_cpu_threads, cuda_available, place
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
 
@@ -89,15 +90,22 @@ def restore_video(
     plan, built = prepare_chain(chain, registry, content, device)
     settings = _encode_settings(plan.output, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt,
                                 threads=encoder_threads)
-    runner = ChainRunner(built, device, precision)
+    for stage in built:  # a bad --device or --precision fails before any file is touched
+        place(stage.stage.capabilities, device, precision)
     target = OutputTarget(dst or default_output_path(src), src, overwrite=overwrite, stream_format=format)
     configure_cpu_threads(cpu_threads)
     started = time.perf_counter()
     reader = MediaReader(src, timeout=timeout)
     try:
         info = reader.info
-        width, height = info.width * runner.scale, info.height * runner.scale
+        scale = math.prod(b.stage.capabilities.scale for b in built)
+        width, height = info.width * scale, info.height * scale
         out_fmt = choose_pix_fmt(settings, info, width, height)
+        depth = max(c.bits for c in av.VideoFormat(out_fmt).components)
+        # Placed once the output depth is known: over 8 bits no stage computes in bfloat16.
+        loading = time.perf_counter()
+        runner = ChainRunner(built, device, precision, output_bits=depth)
+        started += time.perf_counter() - loading  # the clock leaves out moving the weights, as before
         writer = MediaWriter(
             target.temporary, target.format, OutputVideo(width, height, out_fmt, info.color, info), settings,
             reader.passthrough, dict(reader.container.metadata), _chapters(reader),
@@ -105,7 +113,6 @@ def restore_video(
         )
         try:
             on_start(reader)
-            depth = max(c.bits for c in av.VideoFormat(out_fmt).components)
             engine.run(reader, runner, writer, np.dtype(np.uint16 if depth > 8 else np.uint8),
                        engine.EngineSettings(batch_size=batch_size), on_frames)
             if strict and reader.damaged_frames:

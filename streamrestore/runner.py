@@ -8,26 +8,38 @@ frame count and order never change. Every result is checked against the contract
 × scale) and a stage that raises or breaks it stops the run with its name, never dropping a frame.
 Each stage is called through ``OutOfMemoryBackOff``: out of device memory, it gets fewer frames per
 call, then tiles, and the run goes on.
+
+A stage computing in half precision has its first batch checked: NaN or infinity in the result (a
+network whose activations overflow float16) moves the stage to the next precision (float16 →
+bfloat16 → float32, ``runtime.fallback_dtype``), says so in one warning line, and runs that batch again.
 """
 
 from __future__ import annotations
+
+import logging
 
 import torch
 import torch.nn.functional as F
 
 from .backoff import OutOfMemoryBackOff
+from .oom import retry_after_release
 from .errors import StageFailedError, StreamRestoreError
 from .frames import FrameBatch
 from .presets import BuiltStage
-from .runtime import Placement, place
+from .runtime import Placement, fallback_dtype, place
+
+log = logging.getLogger(__name__)
+_HALF = (torch.float16, torch.bfloat16)
 
 
 class StageNode:
-    def __init__(self, built: BuiltStage, placement: Placement) -> None:
+    def __init__(self, built: BuiltStage, placement: Placement, output_bits: int = 8) -> None:
         self.name = built.name
         self.stage = built.stage
         self.caps = built.stage.capabilities
         self.placement = placement
+        self.output_bits = output_bits
+        self._check_finite = placement.dtype in _HALF  # the first batch in half precision is checked
         self.stage.to(placement.device, placement.dtype)
         self.stage.start_stream()
         self.calls = OutOfMemoryBackOff(self.caps, self.stage.process)
@@ -66,7 +78,7 @@ class StageNode:
         if ready <= 0:
             return None
         window = FrameBatch(
-            torch.stack(self._history[: before + ready + after]),
+            retry_after_release(lambda: torch.stack(self._history[: before + ready + after])),
             tuple(self._history_pts[: before + ready + after]),
             context_before=before,
             context_after=after,
@@ -78,8 +90,29 @@ class StageNode:
 
     # -- one call --------------------------------------------------------------------------------
     def _run(self, batch: FrameBatch) -> FrameBatch:
+        result = self._compute(batch)
+        if self._check_finite:
+            self._check_finite = False
+            first = self.placement.dtype
+            while self.placement.dtype in _HALF and not bool(torch.isfinite(result.pixels).all()):
+                self._fall_back()
+                result = self._compute(batch)
+            if self.placement.dtype != first:
+                log.warning("stage %r: %s gave NaN or infinity on the first batch; it computes in %s instead",
+                            self.name, _name(first), _name(self.placement.dtype))
+        return result
+
+    def _fall_back(self) -> None:
+        device = self.placement.device
+        dtype = fallback_dtype(self.caps, device, self.placement.dtype, self.output_bits) or torch.float32
+        self.placement = Placement(device, dtype)
+        self.stage.to(device, dtype)
+        self.stage.start_stream()  # the batch runs again from the start of the stream
+
+    def _compute(self, batch: FrameBatch) -> FrameBatch:
         moved = FrameBatch(
-            self.placement.move(batch.pixels), batch.pts, batch.context_before, batch.context_after
+            retry_after_release(lambda: self.placement.move(batch.pixels)), batch.pts, batch.context_before,
+            batch.context_after,
         )
         padded, crop = _pad_to_multiple(moved, self.caps.size_multiple)
         try:
@@ -90,7 +123,8 @@ class StageNode:
         except Exception as error:  # a plugin can fail in any way; name it, stop, drop nothing
             raise StageFailedError(f"stage {self.name!r} failed: {type(error).__name__}: {error}") from error
         checked = [self._check(part, result).pixels for part, result in results]
-        result = FrameBatch(torch.cat(checked) if len(checked) > 1 else checked[0], padded.core_pts)
+        joined = retry_after_release(lambda: torch.cat(checked)) if len(checked) > 1 else checked[0]
+        result = FrameBatch(joined, padded.core_pts)
         if crop is not None:
             height, width = crop
             result = result.with_pixels(result.pixels[:, :, : height * self.caps.scale, : width * self.caps.scale])
@@ -109,6 +143,10 @@ class StageNode:
         return result
 
 
+def _name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
 def _pad_to_multiple(batch: FrameBatch, multiple: int) -> tuple[FrameBatch, tuple[int, int] | None]:
     if multiple <= 1 or (batch.height % multiple == 0 and batch.width % multiple == 0):
         return batch, None
@@ -122,8 +160,11 @@ def _pad_to_multiple(batch: FrameBatch, multiple: int) -> tuple[FrameBatch, tupl
 class ChainRunner:
     """All stages in order; ``push`` a batch of decoded frames, ``flush`` at the end of the stream."""
 
-    def __init__(self, chain: list[BuiltStage], device: str | None = None, precision: str | None = None) -> None:
-        self.nodes = [StageNode(built, place(built.stage.capabilities, device, precision)) for built in chain]
+    def __init__(self, chain: list[BuiltStage], device: str | None = None, precision: str | None = None,
+                 output_bits: int = 8) -> None:
+        """``output_bits``: the depth the result is written at (over 8 bits, no stage computes in bfloat16)."""
+        self.nodes = [StageNode(built, place(built.stage.capabilities, device, precision, output_bits), output_bits)
+                      for built in chain]
 
     @property
     def input_placement(self) -> Placement:
