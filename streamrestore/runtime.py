@@ -2,9 +2,10 @@
 
 The rule: a stage runs on CUDA when a GPU is present and the stage declares it can, otherwise on the
 CPU; it computes in its first declared precision that the device supports (fp16/bf16 on CUDA where
-the stage allows it, fp32 on the CPU). ``device="cpu"`` forces the CPU. For an output deeper than 8
-bits bfloat16 is never chosen automatically: its 8 significant bits reach only every 4th 10-bit code
-in the bright half (banding); such stages compute in float16 where they allow it, else float32.
+the stage allows it, fp32 on the CPU). ``device="cpu"`` forces the CPU. A precision is chosen
+automatically only if its significant bits cover the output's depth: bfloat16 (8 bits) reaches only
+every 4th 10-bit code in the bright half, float16 (11 bits) every 2nd 12-bit one (banding;
+benchmarks/precision.py). So 8-bit outputs may use either, 10-bit ones float16, deeper ones float32.
 
 Batch size (``BatchSizer``): ``--batch N`` is taken as given. Otherwise the first batch is one frame;
 on CUDA its peak memory is the per-frame footprint, and later batches take as many frames as fit in
@@ -70,7 +71,7 @@ def place(caps: Capabilities, requested: str | None = None, precision: str | Non
 def choose_dtype(caps: Capabilities, device: torch.device, precision: str | None = None,
                  output_bits: int = 8) -> torch.dtype:
     """``auto``: the stage's first declared dtype the device runs natively on CUDA, float32 on the CPU;
-    for an output of more than 8 bits (``output_bits``) never bfloat16 (see the module doc).
+    only one whose significant bits cover ``output_bits`` (see the module doc).
 
     A named precision applies to the stages that declare it (the others compute in float32) and must
     be native to the device: bfloat16 on a CPU needs AVX512-BF16 or AMX (Compact ×4 end to end 1.6×
@@ -79,8 +80,7 @@ def choose_dtype(caps: Capabilities, device: torch.device, precision: str | None
     """
     if precision in (None, "auto"):
         candidates = caps.dtypes if device.type == "cuda" else ("float32",)
-        if output_bits > 8:
-            candidates = tuple(n for n in candidates if n != "bfloat16")
+        candidates = tuple(n for n in candidates if _SIGNIFICANT_BITS[n] >= output_bits)
         return next((_DTYPES[n] for n in candidates if _native(n, device)), torch.float32)
     if precision not in _DTYPES:
         raise ConfigError(f"--precision must be auto, {', '.join(_DTYPES)}; got {precision!r}")
@@ -89,6 +89,7 @@ def choose_dtype(caps: Capabilities, device: torch.device, precision: str | None
     return _DTYPES[precision] if precision in caps.dtypes else torch.float32
 
 
+_SIGNIFICANT_BITS = {"float32": 24, "float16": 11, "bfloat16": 8}
 _FALLBACK = {torch.float16: "bfloat16", torch.bfloat16: "float32"}
 
 
@@ -98,7 +99,8 @@ def fallback_dtype(caps: Capabilities, device: torch.device, failed: torch.dtype
     bfloat16 only where the stage declares it, the device runs it natively and the output has 8 bits.
     """
     name = _FALLBACK.get(failed)
-    while name == "bfloat16" and (name not in caps.dtypes or not _native(name, device) or output_bits > 8):
+    while name == "bfloat16" and (name not in caps.dtypes or not _native(name, device)
+                                  or _SIGNIFICANT_BITS[name] < output_bits):
         name = _FALLBACK[torch.bfloat16]
     return None if name is None else _DTYPES[name]
 

@@ -155,13 +155,14 @@ def cuda_with_bf16(monkeypatch: pytest.MonkeyPatch) -> torch.device:
     return torch.device("cuda", 0)
 
 
-def test_deep_outputs_never_compute_in_bfloat16(cuda_with_bf16: torch.device, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_precision_covers_the_output_depth(cuda_with_bf16: torch.device, monkeypatch: pytest.MonkeyPatch) -> None:
     bf16_only = Capabilities(dtypes=("bfloat16", "float32"), devices=("cpu", "cuda"))
     fp16_capable = Capabilities(dtypes=("float16", "bfloat16", "float32"), devices=("cpu", "cuda"))
     fp32_only = Capabilities(devices=("cpu", "cuda"))
     expected = {  # (stage, output bits) -> precision
         (bf16_only, 8): torch.bfloat16, (bf16_only, 10): torch.float32, (bf16_only, 16): torch.float32,
-        (fp16_capable, 8): torch.float16, (fp16_capable, 10): torch.float16, (fp16_capable, 12): torch.float16,
+        (fp16_capable, 8): torch.float16, (fp16_capable, 10): torch.float16,
+        (fp16_capable, 12): torch.float32, (fp16_capable, 16): torch.float32,  # float16 has 11 significant bits
         (fp32_only, 8): torch.float32, (fp32_only, 10): torch.float32,
     }
     for (caps, bits), dtype in expected.items():
