@@ -98,7 +98,7 @@ def compare(name: str, descriptor, pixels: torch.Tensor, kind: str) -> None:
           f"fp16: {cells[0]:<34} bf16: {cells[1]}")
 
 
-def real_networks(size: int) -> None:
+def real_networks(size: int, only: list[str]) -> None:
     from streamrestore.weights import resolve_weights
     from streamrestore_plugins.neural import load_network
 
@@ -108,6 +108,8 @@ def real_networks(size: int) -> None:
                 "realesrgan-x4plus", "realesrgan-x4plus-anime"]
     pixels = photo(size)
     for name in shipped + packaged:
+        if only and name not in only:
+            continue
         try:
             descriptor = load_network(resolve_weights(name, offline=True))
         except Exception as error:
@@ -119,7 +121,7 @@ def real_networks(size: int) -> None:
             print(f"   {name:<34} failed in float32: {type(error).__name__}: {str(error)[:80]}")
 
 
-def random_networks(size: int) -> None:
+def random_networks(size: int, only: list[str]) -> None:
     import spandrel
 
     from streamrestore.archs import register_architectures
@@ -153,6 +155,8 @@ def random_networks(size: int) -> None:
     }
     pixels = photo(size)
     for name, build in builders.items():
+        if only and name not in only:
+            continue
         try:
             net = build()
             with warnings.catch_warnings():
@@ -171,14 +175,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=64, help="side of the photo crop the networks see")
     parser.add_argument("--skip-random", action="store_true", help="only the networks with real weights")
+    parser.add_argument("--only", nargs="+", default=[], help="only these networks (names as printed)")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     banding()
     print(f"2. each network on a {args.size}×{args.size} photo crop, CPU: float32's largest activation; "
           "half precision against float32 (8-bit levels, PSNR)")
-    real_networks(args.size)
+    real_networks(args.size, args.only)
     if not args.skip_random:
-        random_networks(args.size)
+        random_networks(args.size, args.only)
 
 
 if __name__ == "__main__":
