@@ -74,25 +74,26 @@ def score(restored: Path, reference: Path, crop: int) -> dict:
 
 
 def run_task(task: Task, chain: str, workdir: Path) -> dict:
-    from streamrestore import read_image, restore_image, restore_video, write_image
-    from streamrestore.pipeline import prepare_chain
+    from streamrestore import read_image, restore_video, write_image
+    from streamrestore.restore import OutputSettings, PreparedChain
 
     folder = KIT / ("videos" if task.video else "images")
     items = sorted(p for p in folder.iterdir() if (p / task.inputs).exists())
     scores, seconds, frames = [], 0.0, 0
-    stages = None if task.video else prepare_chain(chain)[1]  # built once: loading weights is not per-frame time
+    prepared = None if task.video else PreparedChain(chain)  # built once: loading weights is not per-frame time
     for item in items:
         source = item / task.inputs
         if task.video:
             out = workdir / f"{item.name}.mkv"
-            report = restore_video(str(source), str(out), chain, codec="ffv1", pix_fmt="yuv444p", overwrite=True)
+            report = restore_video(str(source), str(out), chain,
+                                   output=OutputSettings(codec="ffv1", pix_fmt="yuv444p", overwrite=True))
             seconds += report.seconds
             frames += report.frames
             reference = item / "gt.mkv"
         else:
             out = workdir / f"{item.name}.png"
             started = time.perf_counter()
-            write_image(out, restore_image(read_image(source), chain, stages=stages))
+            write_image(out, prepared.restore_array(read_image(source)))
             seconds += time.perf_counter() - started
             frames += 1
             reference = item / "gt.png"

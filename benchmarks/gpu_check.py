@@ -45,10 +45,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: make_cl
 import make_clip  # noqa: E402
 import throughput  # noqa: E402
 
-from streamrestore.pipeline import prepare_chain, restore_video  # noqa: E402
-from streamrestore.registry import CONTENTS, Registry, default_aliases  # noqa: E402
-from streamrestore.runner import ChainRunner  # noqa: E402
-from streamrestore.runtime import Placement, configure_cpu_threads  # noqa: E402
+from streamrestore.aliases import CONTENTS, default_aliases  # noqa: E402
+from streamrestore.engine.chain import ChainRunner  # noqa: E402
+from streamrestore.engine.placement import Placement, configure_cpu_threads  # noqa: E402
+from streamrestore.registry import Registry  # noqa: E402
+from streamrestore.restore import OutputSettings, PreparedChain, RunSettings, encode_settings  # noqa: E402
 
 PRESETS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -108,8 +109,8 @@ def chains() -> list[tuple[str, str, str]]:
 def restore(source: Path, out: Path, chain: str, content: str, device: str, precision: str | None) -> float:
     registry = Registry(content=content, accelerated=True)  # the GPU tables on both devices: same networks
     started = time.perf_counter()
-    restore_video(str(source), str(out), chain, overwrite=True, codec="ffv1", device=device, precision=precision,
-                  registry=registry)
+    prepared = PreparedChain(chain, RunSettings(device=device, precision=precision, content=content), registry)
+    prepared.restore_video(str(source), str(out), OutputSettings(codec="ffv1", overwrite=True))
     return time.perf_counter() - started
 
 
@@ -184,7 +185,8 @@ class Utilisation:
 
 def speed(source: Path, chain: str, device: str, scratch: Path, frames: int) -> dict:
     """throughput.py's parts for one chain: decode, model, end-to-end, encode, naive."""
-    plan, built = prepare_chain(chain, device=device)
+    prepared = PreparedChain(chain, RunSettings(device=device))
+    built = prepared.stages
     runner = ChainRunner(built, device)
     placement = runner.input_placement
     meter = throughput.Meter(placement.device)
@@ -206,10 +208,10 @@ def speed(source: Path, chain: str, device: str, scratch: Path, frames: int) -> 
     restored, done = scratch / f"e2e-{chain}.mkv", [0]
     busy = Utilisation(placement.device)
     with meter.part("end-to-end", done):
-        report = restore_video(str(source), str(restored), chain, overwrite=True, device=device)
+        report = prepared.restore_video(str(source), str(restored), OutputSettings(overwrite=True))
         done[0] = report.frames
     figures["gpu_utilisation_percent"] = busy.mean()
-    settings = throughput._encode_settings(plan.output)
+    settings = encode_settings(prepared.plan.output, OutputSettings())
     width, height = info.width * runner.scale, info.height * runner.scale
     video = throughput.OutputVideo(width, height, throughput.choose_pix_fmt(settings, info, width, height),
                                    info.color, info)
@@ -217,7 +219,7 @@ def speed(source: Path, chain: str, device: str, scratch: Path, frames: int) -> 
     with meter.part("encode-only", [len(outputs)]):
         throughput.encode(str(scratch / f"encode-{chain}.mkv"), outputs, stamps, video, settings)
     del outputs
-    naive_runner = ChainRunner(prepare_chain(chain, device=device)[1], device)
+    naive_runner = ChainRunner(PreparedChain(chain, RunSettings(device=device)).stages, device)
     for node in naive_runner.nodes:  # float32, as the baseline script runs
         node.placement = Placement(node.placement.device, torch.float32)
         node.stage.to(node.placement.device, torch.float32)

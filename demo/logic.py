@@ -1,18 +1,20 @@
-"""What the web demo does, without Gradio: check an upload, turn the page's controls into a chain, share built
-stages (so a model is read once) between requests, call ``restore_image`` and write a lossless PNG.
+"""What the web demo does, without Gradio: check an upload, turn the page's controls into a chain, keep the
+library's prepared chains (``streamrestore.restore.PreparedChain``, so a model is read once) between requests,
+restore and write a lossless PNG.
 
 ``app.py`` is a thin page over ``DemoSession``; the API and the tests use the same object. The chain is the
-CLI's own syntax and goes through the CLI's parser and ``restore_image``: there is no second pipeline.
+CLI's own syntax and goes through the CLI's parser and ``PreparedChain``: there is no second pipeline, and
+placement, repeats (``sr4`` = ×2 twice) and tiling are the library's.
 
 The page is meant for anyone who can reach it, so it is stricter than the CLI: only uploaded checkpoints or
 known model names (no paths on the server), only bundled presets by name (no YAML paths), and a pixel cap on
-the input and on the result. Model stages run in tiles (``DemoSettings.tile``), which bounds their memory.
+the input and on the result. Stages that can be tiled run in tiles (``DemoSettings.tile``, the run's --tile),
+which bounds their memory; a network that works on whole images only runs whole.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import re
 import shutil
@@ -29,15 +31,18 @@ import cv2
 import numpy as np
 
 from streamrestore.errors import ConfigError, MediaError, StreamRestoreError, WeightsError
-from streamrestore.pipeline import read_image, restore_image, write_image
-from streamrestore.presets import BuiltStage, ChainPlan, StageRequest, available_presets, build_chain, parse_chain
+from streamrestore.engine.placement import cuda_available, place
+from streamrestore.media.images import IMAGE_SUFFIXES as LIBRARY_IMAGE_SUFFIXES
+from streamrestore.media.images import read_image, write_image
+from streamrestore.models.entry import looks_like_path
+from streamrestore.presets import ChainPlan, available_presets, parse_chain
 from streamrestore.registry import MODEL_STAGE, Registry
-from streamrestore.runtime import cuda_available, place
+from streamrestore.restore import PreparedChain, RunSettings
 from streamrestore.stage import Capabilities, Option
 
 # What PIL calls the formats the page takes (cameras' JPEGs often open as MPO: a JPEG with a second picture).
 IMAGE_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "MPO": "JPEG", "WEBP": "WebP", "TIFF": "TIFF"}
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff")
+IMAGE_SUFFIXES = tuple(s for s in LIBRARY_IMAGE_SUFFIXES if s != ".bmp")  # the library's, less BMP (see IMAGE_FORMATS)
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors")
 
 
@@ -46,11 +51,12 @@ class DemoSettings:
     max_pixels: int = 32_000_000
     """Largest input, and largest result, in pixels; beyond it a request is refused before any work."""
     tile: int = 512
-    """Model stages run in tiles of at most this many input pixels a side (unless the chain sets ``tile=``)."""
+    """Stages that can be tiled run in tiles of at most this many input pixels a side (unless the chain sets
+    ``tile=``): the run's ``--tile``."""
     device: str | None = None
     """As the CLI's --device: None/auto, cpu, cuda, cuda:N."""
-    cached_stages: int = 8
-    """Built stages kept for later requests (least recently used dropped first)."""
+    cached_chains: int = 8
+    """Prepared chains (with their loaded networks) kept for later requests (least recently used dropped first)."""
     keep_files_s: float = 3600.0
     """Results and uploaded checkpoints older than this are deleted from the work directory."""
 
@@ -167,7 +173,7 @@ def option_control(registry: Registry, alias: str, option: str) -> tuple[Option,
 
 
 def make_registry(content: str, device: str | None) -> Registry:
-    """Aliases for ``content`` (photo, anime) and the device, as ``prepare_chain`` chooses them for the CLI."""
+    """Aliases for ``content`` (photo, anime) and the device, as ``PreparedChain`` chooses them for the CLI."""
     return Registry(content=content, accelerated=device != "cpu" and cuda_available())
 
 
@@ -185,66 +191,40 @@ def _text(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-# -- shared stages -----------------------------------------------------------------------------------
-class StageCache:
-    """Built stages shared by every request: one per (stage, option values), so a model is read once.
-
-    A stage is keyed by its validated option values, so ``sr2=net.pth`` and ``model=net.pth:outscale=2``
-    share one network, and so do the photo and anime alias tables where they name the same model. Weights
-    are read when the stage is first built (its capabilities come from them), so a file that is not a model
-    fails here, with one message, before any pixel is touched.
-    """
+# -- prepared chains, shared ------------------------------------------------------------------------
+class ChainCache:
+    """Prepared chains shared by every request, one per (chain as it runs, content), so a model is read once."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._stages: OrderedDict[tuple, BuiltStage] = OrderedDict()
+        self._chains: OrderedDict[tuple[str, str], PreparedChain] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, request: StageRequest, registry: Registry, tile: int = 0
-            ) -> tuple[BuiltStage, StageRequest, float | None]:  # fmt: skip
-        """The stage, ``request`` as it ran (with the tile added), and the seconds loading took (None: shared).
+    def get(self, plan: ChainPlan, content: str, registry: Registry, run: RunSettings
+            ) -> tuple[PreparedChain, float | None]:  # fmt: skip
+        """The prepared chain and the seconds building it and reading its weights took (None: shared).
 
-        ``tile``: a model stage whose request sets no tile runs in tiles of this size, if its network can be
-        tiled; one that works on whole images only (rare: DDColor) is built again without, and read again.
+        Weights are read here (placements ask the capabilities, which come from them), so a file that is not a
+        model fails with one message before any pixel is touched.
         """
-        tiled = replace(request, settings={**request.settings, "tile": tile})
-        if not (tile and "tile" not in request.settings and _is_model(request, registry)):
-            tiled = request
-        started = time.perf_counter()
+        key = (format_chain(plan), content)
         with self._lock:
-            key, built = _build(tiled, registry)
-            seconds = None
-            if key in self._stages:
-                self._stages.move_to_end(key)
-                built = self._stages[key]
-            else:
-                if tiled is not request and not built.stage.capabilities.tileable:  # capabilities read the weights
-                    built = _build(request, registry)[1]
-                    built.stage.capabilities  # noqa: B018 - reads them again, for the untiled stage
-                self._stages[key] = built
-                while len(self._stages) > self.capacity:
-                    self._stages.popitem(last=False)
-                seconds = time.perf_counter() - started
-        ran = tiled if built.stage.settings.get("tile") == tiled.settings.get("tile") else request
-        return built, ran, seconds
+            if key in self._chains:
+                self._chains.move_to_end(key)
+                return self._chains[key], None
+            started = time.perf_counter()
+            prepared = PreparedChain(plan, replace(run, content=content), registry)
+            prepared.placements  # noqa: B018 - reads the weights now
+            self._chains[key] = prepared
+            while len(self._chains) > self.capacity:
+                self._chains.popitem(last=False)
+            return prepared, time.perf_counter() - started
 
     def files(self) -> set[str]:
-        """The weights files the kept stages use."""
+        """The weights files the kept chains use."""
         with self._lock:
-            return {str(b.stage.settings["model"]) for b in self._stages.values() if b.stage.settings.get("model")}
-
-
-def _build(request: StageRequest, registry: Registry) -> tuple[tuple, BuiltStage]:
-    """One stage (an alias that repeats, as ``sr4`` = ×2 twice, is one stage used again), and its cache key."""
-    built = build_chain(ChainPlan([request]), registry)[0]  # cheap: validates, reads no weights
-    return (built.spec.name, tuple(sorted((k, repr(v)) for k, v in built.stage.settings.items()))), built
-
-
-def _is_model(request: StageRequest, registry: Registry) -> bool:
-    try:
-        return registry.resolve(request.name, request.settings)[0].name == MODEL_STAGE
-    except StreamRestoreError:
-        return False  # building it reports the error, with where it came from
+            return {str(b.stage.settings["model"]) for chain in self._chains.values() for b in chain.stages
+                    if b.stage.settings.get("model")}  # fmt: skip
 
 
 # -- a request ---------------------------------------------------------------------------------------
@@ -282,7 +262,8 @@ class DemoSession:
         self.settings = settings
         self.workdir = Path(workdir)
         self.registries: dict[str, Registry] = {}
-        self.stages = StageCache(settings.cached_stages)
+        self.chains = ChainCache(settings.cached_chains)
+        self.run = RunSettings(device=settings.device, tile=settings.tile)
         # One request at a time touches the stages: they are shared, and one device runs one job well.
         self._run_lock = threading.Lock()
 
@@ -330,25 +311,18 @@ class DemoSession:
         plan = self._plan(chain, ckpt)
         with self._run_lock:
             try:
-                built, shown, models = [], [], []
-                for request in plan.stages:
-                    stage, used, seconds = self.stages.get(_bind(request, ckpt), registry, self.settings.tile)
-                    built += [stage] * registry.repeats(request.name, request.settings)
-                    named = {"model": request.settings["model"]} if "model" in request.settings else {}
-                    shown.append(replace(used, settings={**used.settings, **named}))  # the upload's name again
-                    if stage.spec.name == MODEL_STAGE:
-                        ref = named.get("model") or stage.stage.settings["model"]  # the upload, or the alias's
-                        models.append(f"{ref} reused" if seconds is None else f"{ref} loaded in {seconds:.2f} s")
-                self._check_result_size(upload, built)
+                prepared, loading = self.chains.get(_bind(plan, ckpt), content, registry, self.run)
+                shown, models = self._describe(plan, prepared, loading)
+                self._check_result_size(upload, prepared)
                 started = time.perf_counter()
-                restored = restore_image(upload.pixels, stages=built, device=self.settings.device)
+                restored = prepared.restore_array(upload.pixels)
                 seconds = time.perf_counter() - started
             except StreamRestoreError as error:
                 # Name the upload, not the server's copy of it.
                 message = str(error).replace(str(ckpt.path), ckpt.name) if ckpt else str(error)
                 raise type(error)(message) from error
-            device = _describe_device(built, self.settings.device)
-        return self._write(upload, restored, format_chain(ChainPlan(shown)), seconds, device, models)
+            device = _describe_device(prepared)
+        return self._write(upload, restored, format_chain(shown), seconds, device, models)
 
     def close(self) -> None:
         shutil.rmtree(self.workdir, ignore_errors=True)
@@ -363,14 +337,31 @@ class DemoSession:
         plan = parse_chain(text)
         for request in plan.stages:
             ref = str(request.settings.get("model", ""))
-            if ref and (ckpt is None or ref != ckpt.name) and _looks_like_path(ref):
+            if ref and (ckpt is None or ref != ckpt.name) and looks_like_path(ref):
                 hint = f" (the uploaded one is {ckpt.name})" if ckpt else ""
                 raise WeightsError(f"{request.where}: model {ref!r} is not an uploaded checkpoint{hint}; "
                                    "this page loads no file by its path on the server")
         return plan
 
-    def _check_result_size(self, upload: Upload, built: list[BuiltStage]) -> None:
-        scale = math.prod(b.stage.capabilities.scale for b in built)
+    def _describe(self, plan: ChainPlan, prepared: PreparedChain, loading: float | None
+                  ) -> tuple[ChainPlan, list[str]]:  # fmt: skip
+        """The chain as it ran (the tile each element ran in, the upload by its name) and each model's loading."""
+        shown, models, index, tiles = [], [], 0, prepared.tiles()
+        for request in plan.stages:
+            built = prepared.stages[index]
+            tile = tiles[index]
+            index += prepared.registry.repeats(request.name, request.settings)
+            settings = dict(request.settings)
+            if tile and "tile" not in settings:
+                settings["tile"] = tile
+            shown.append(replace(request, settings=settings))
+            if built.spec.name == MODEL_STAGE:
+                ref = request.settings.get("model") or built.stage.settings["model"]  # the upload, or the alias's
+                models.append(f"{ref} reused" if loading is None else f"{ref} loaded in {loading:.2f} s")
+        return ChainPlan(shown), models
+
+    def _check_result_size(self, upload: Upload, prepared: PreparedChain) -> None:
+        scale = prepared.scale
         height, width = upload.pixels.shape[:2]
         if width * height * scale * scale > self.settings.max_pixels:
             raise MediaError(f"the result would be {width * scale}×{height * scale} "
@@ -402,7 +393,7 @@ class DemoSession:
     def _prune(self) -> None:
         """Delete results and unused uploaded checkpoints older than ``keep_files_s``."""
         limit = time.time() - self.settings.keep_files_s
-        in_use = self.stages.files()
+        in_use = self.chains.files()
         for folder in (self.workdir / "results").glob("*"):
             if folder.stat().st_mtime < limit:
                 shutil.rmtree(folder, ignore_errors=True)
@@ -411,24 +402,20 @@ class DemoSession:
                 path.unlink(missing_ok=True)
 
 
-def _bind(request: StageRequest, ckpt: Checkpoint | None) -> StageRequest:
+def _bind(plan: ChainPlan, ckpt: Checkpoint | None) -> ChainPlan:
     """The uploaded checkpoint's name -> the path of its copy (other model names are catalogue names)."""
-    if ckpt is None or str(request.settings.get("model")) != ckpt.name:
-        return request
-    return replace(request, settings={**request.settings, "model": str(ckpt.path)})
+    if ckpt is None:
+        return plan
+    return ChainPlan([replace(r, settings={**r.settings, "model": str(ckpt.path)})
+                      if str(r.settings.get("model")) == ckpt.name else r for r in plan.stages], plan.output)  # fmt: skip
 
 
-def _looks_like_path(ref: str) -> bool:
-    return "/" in ref or "\\" in ref or Path(ref).suffix.lower() in (*CHECKPOINT_SUFFIXES, ".bin", ".onnx")
-
-
-def _describe_device(built: list[BuiltStage], requested: str | None) -> str:
+def _describe_device(prepared: PreparedChain) -> str:
     """Where the stages ran, e.g. ``cuda:0 (NVIDIA H100) float16, cpu float32``."""
     import torch
 
     names = []
-    for stage in built:
-        placement = place(stage.stage.capabilities, requested)
+    for placement in prepared.placements:
         device = placement.device
         if device.type == "cuda":
             index = device.index if device.index is not None else torch.cuda.current_device()

@@ -1,8 +1,10 @@
 """Command line: parses arguments, calls the library, turns errors into one line and an exit code.
 
-Exit codes: 0 success, 2 bad option/chain/preset, 3 input not found, 4 not a media file, 5 no video
-stream, 6 truncated input, 7 damaged input with --strict, 8 unknown stage, 9 broken plugin,
-10 output not writable, 11 disk full, 12 weights, 13 a stage failed, 70 internal error, 130 Ctrl-C.
+Exit codes: 0 success, 1 other one-line failures (output pipe closed, demo cannot start), 2 bad
+option/chain/preset, 3 input not found, 4 not a media file or unreadable media, 5 no video stream,
+6 truncated input, 7 damaged input with --strict, 8 unknown stage, 9 broken plugin, 10 output not
+writable, 11 disk full, 12 weights, 13 a stage failed, 130 Ctrl-C; 70 internal error is a bug, never
+the answer to an input file.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ INTERNAL_ERROR = 70
 
 CHAIN_HELP = (
     "stages separated by commas, e.g. 'denoise,sr4'; options as NAME:KEY=VALUE[:KEY=VALUE], "
-    "e.g. 'nlm:strength=12,sr4:tile=256'; a preset name or .yaml file also works"
+    "e.g. 'nlm:strength=12,sr4:tile=256' (tile: that stage's --tile); a preset name or .yaml file also works"
 )
 
 
@@ -38,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--config", metavar="YAML", help="a preset file (see configs/), or a bundled preset's name")
     run.add_argument("-o", "--output", help="output path ('-' for standard output); default NAME.restored.EXT beside the input")
     run.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    run.add_argument("--codec", help="video encoder (libx264 default, libx265, ffv1, libsvtav1, …)")
+    run.add_argument("--codec", help="video encoder (default: follows the source: HEVC -> libx265, ProRes -> prores_ks, "
+                     "FFV1 -> ffv1, anything else -> libx264; also libsvtav1, …)")
     run.add_argument("--crf", type=float, help="constant quality for x264/x265/AV1 (default 18; lower is better)")
     run.add_argument("--preset", help="encoder speed preset (x264/x265 default: medium)")
     run.add_argument("--pix-fmt", help="output pixel format (default: the source's chroma layout and bit depth)")
@@ -52,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--precision", choices=("auto", "float32", "float16", "bfloat16"), default="auto",
                      help="compute precision of neural stages (auto: fp16/bf16 on CUDA where the model allows, "
                      "float32 on the CPU; bfloat16 on a CPU with AVX512-BF16 is ~1.6× faster, within 9/255)")
+    run.add_argument("--tile", type=int, default=0, help="cut frames into tiles of at most N input pixels a side for "
+                     "the stages that can be tiled (default 0: whole frames, tiled only after running out of memory)")
     run.add_argument("--strict", action="store_true", help="fail on damaged frames instead of repairing them")
     run.add_argument("--timeout", type=float, default=15.0, help="seconds to wait on a network input (default 15)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
@@ -139,7 +144,7 @@ def _fail(error: StreamRestoreError, debug: bool) -> int:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from .pipeline import IMAGE_SUFFIXES
+    from .media.images import is_image_path
 
     chain = args.config if args.config else args.chain
     if args.config and not args.config.endswith((".yaml", ".yml")):
@@ -147,34 +152,28 @@ def run_command(args: argparse.Namespace) -> int:
 
         if args.config not in available_presets():
             raise ConfigError(f"--config {args.config!r}: no such preset (bundled: {', '.join(available_presets())})")
-    if Path(args.input).suffix.lower() in IMAGE_SUFFIXES:
-        return _run_image(args, chain)
-    return _run_video(args, chain)
+    from .restore import PreparedChain, RunSettings
+
+    run = RunSettings(device=args.device, precision=args.precision, batch_size=args.batch, tile=args.tile,
+                      content=args.content, strict=args.strict, timeout=args.timeout)  # fmt: skip
+    if is_image_path(args.input):
+        return _run_image(args, PreparedChain(chain, run))
+    return _run_video(args, PreparedChain(chain, run))
 
 
-def _run_image(args: argparse.Namespace, chain: str) -> int:
-    from .output import OutputTarget
-    from .pipeline import read_image, restore_image, write_image
-
+def _run_image(args: argparse.Namespace, prepared) -> int:
     source = Path(args.input)
     destination = args.output or str(source.with_name(f"{source.stem}.restored.png"))
-    target = OutputTarget(destination, args.input, overwrite=args.overwrite)
-    restored = restore_image(read_image(source), chain, device=args.device, content=args.content)
-    try:
-        write_image(target.temporary, restored)
-        target.commit()
-    except BaseException:
-        target.abort()
-        raise
+    restored = prepared.restore_image_file(source, destination, overwrite=args.overwrite)
     if not args.quiet:
         print(f"wrote {destination} ({restored.shape[1]}×{restored.shape[0]})", file=sys.stderr)
     return 0
 
 
-def _run_video(args: argparse.Namespace, chain: str) -> int:
+def _run_video(args: argparse.Namespace, prepared) -> int:
     from tqdm import tqdm
 
-    from .pipeline import restore_video
+    from .restore import OutputSettings
 
     bar: list[tqdm] = []
     drawing: list[bool] = []
@@ -201,12 +200,10 @@ def _run_video(args: argparse.Namespace, chain: str) -> int:
                        f"({per_frame:.2f} s/frame so far)", file=sys.stderr)
 
     try:
-        report = restore_video(
-            args.input, args.output, chain, overwrite=args.overwrite, codec=args.codec, crf=args.crf,
-            preset=args.preset, pix_fmt=args.pix_fmt, encoder_threads=args.encoder_threads, format=args.format,
-            device=args.device, content=args.content, batch_size=args.batch, precision=args.precision, strict=args.strict, timeout=args.timeout,
-            on_start=on_start, on_frames=on_frames,
-        )
+        output = OutputSettings(codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt,
+                                encoder_threads=args.encoder_threads, format=args.format, overwrite=args.overwrite,
+                                encoder_log=args.debug)
+        report = prepared.restore_video(args.input, args.output, output, on_start=on_start, on_frames=on_frames)
     finally:
         if bar:
             bar[0].close()
@@ -214,12 +211,14 @@ def _run_video(args: argparse.Namespace, chain: str) -> int:
             # Ctrl-C while tqdm drew its first line, before it was handed back: end that line, so
             # the error message gets one of its own.
             print(file=sys.stderr)
+    for warning in report.warnings:
+        print(f"streamrestore: warning: {warning}", file=sys.stderr)
     if report.damaged_frames:
         print(f"streamrestore: warning: {report.damaged_frames} damaged frame(s) in the input; "
               f"{report.repaired_frames} replaced by the previous good frame (frame count kept)", file=sys.stderr)
     if not args.quiet and report.output != "-":
         fps = report.frames / report.seconds if report.seconds else 0.0
-        print(f"wrote {report.output}: {report.frames} frames, {report.width}×{report.height} {report.pix_fmt}, "
+        print(f"wrote {report.output}: {report.frames} frames, {report.width}×{report.height} {report.codec} {report.pix_fmt}, "
               f"{report.color}, {report.seconds:.1f} s ({fps:.2f} fps)", file=sys.stderr)
     return 0
 
@@ -261,7 +260,8 @@ def list_stages() -> str:
 
 
 def list_known_models() -> str:
-    from .weights import availability, list_models
+    from .models.catalog import list_models
+    from .models.weights import availability
 
     lines = [f"{'NAME':<32} {'ARCH':<10} {'SCALE':<5} {'TASK':<10} {'CONTENT':<7} {'LICENCE':<12} AVAILABLE"]
     for entry in list_models():

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from .transfer import full_scale, quantise
+from .engine.transfer import full_scale, quantise
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ import yaml
 
 from .errors import ConfigError
 from .registry import Registry
-from .stage import Stage, StageSpec
+from .stage import BuiltStage, Option
 
 OUTPUT_KEYS = {"codec": str, "crf": float, "preset": str, "pix_fmt": str, "threads": int}
 
@@ -49,13 +49,6 @@ class StageRequest:
 class ChainPlan:
     stages: list[StageRequest]
     output: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class BuiltStage:
-    name: str
-    spec: StageSpec
-    stage: Stage
 
 
 def parse_chain(text: str) -> ChainPlan:
@@ -179,13 +172,23 @@ def _stage_request(node: yaml.Node, path: Path) -> StageRequest:
 
 
 def build_chain(plan: ChainPlan, registry: Registry) -> list[BuiltStage]:
-    """Resolve names and aliases, validate options and instantiate every stage."""
+    """Resolve names and aliases, validate options and instantiate every stage.
+
+    An alias that repeats (``sr4`` = a ×2 network twice) is one stage used again, so its network is read
+    once. ``tile`` in a chain element is run policy for that element (``BuiltStage.tile``), not a stage option.
+    """
     built = []
     for request in plan.stages:
         try:
-            spec, settings = registry.resolve(request.name, request.settings)
-            stages = [spec.build(settings) for _ in range(registry.repeats(request.name, request.settings))]
+            settings = dict(request.settings)
+            tile = _TILE.parse(request.name, "tile", settings.pop("tile")) if "tile" in settings else None
+            spec, settings = registry.resolve(request.name, settings)
+            stage = spec.build(settings)
+            repeats = registry.repeats(request.name, request.settings)
         except ConfigError as error:
             raise type(error)(f"{request.where}: {error}" if request.where else str(error)) from None
-        built.extend(BuiltStage(request.name, spec, stage) for stage in stages)
+        built.extend([BuiltStage(request.name, spec, stage, tile)] * repeats)
     return built
+
+
+_TILE = Option(int, 0, "tile side in input pixels; 0 = whole frames", minimum=0)

@@ -44,14 +44,26 @@ class Capabilities:
     devices: tuple[str, ...] = ("cpu",)
     """Device types the stage runs on ("cpu", "cuda")."""
 
+    border: int = 0
+    """Pixels the runtime pads around each frame before ``process`` and crops (× scale) after."""
+
+    border_mode: str = "reflect"
+    """How the border is filled: "reflect" or "replicate" (reflection needs more pixels than it adds;
+    a frame that small is replicated)."""
+
     size_multiple: int = 1
-    """Input height and width must be multiples of this (the runtime pads by reflection and crops)."""
+    """Height and width ``process`` is given are multiples of this: after the border, the runtime pads the
+    bottom and right by reflection (replication where the frame is too small) and crops the result."""
 
     tileable: bool = False
     """Whether a frame may be cut into overlapping tiles and processed piecewise."""
 
     tile_overlap: int = 0
     """Pixels of overlap a tile needs so that seams do not show (input pixels)."""
+
+    tile_align: int = 1
+    """Tiles start on multiples of this (and of ``size_multiple``): a window-attention network sees the same
+    window grid in a tile as on the whole frame."""
 
     max_batch: int | None = None
     """Most frames the stage accepts at once (None: no limit); the runner splits larger spatial batches."""
@@ -156,6 +168,9 @@ class StageSpec:
     def build(self, settings: dict[str, Any]) -> Stage:
         """Validate ``settings`` against the declared options and instantiate the stage."""
         unknown = sorted(set(settings) - set(self.options))
+        if unknown == ["tile"] or (unknown and unknown[0] == "tile"):
+            raise ConfigError(f"stage {self.name!r}: tile is run policy, not a stage option: use --tile N "
+                              "(or NAME:tile=N in a chain)")
         if unknown:
             known = ", ".join(sorted(self.options)) or "none"
             raise ConfigError(f"stage {self.name!r} has no option {unknown[0]!r} (options: {known})")
@@ -163,3 +178,14 @@ class StageSpec:
         for name, raw in settings.items():
             values[name] = self.options[name].parse(self.name, name, raw)
         return self.factory(**values)
+
+
+@dataclass(frozen=True)
+class BuiltStage:
+    """One element of a built chain: the name the user typed, its spec, the stage, and its run policy."""
+
+    name: str
+    spec: StageSpec
+    stage: Stage
+    tile: int | None = None
+    """Tile side in input pixels this element asked for (``sr4:tile=256``); None: the run's ``--tile``."""

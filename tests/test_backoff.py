@@ -11,14 +11,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from streamrestore import backoff, engine
+from streamrestore.engine import backoff, threads
 from streamrestore.errors import StageFailedError
 from streamrestore.frames import FrameBatch
 from streamrestore.media.reader import MediaReader
 from streamrestore.media.writer import EncodeSettings, MediaWriter, OutputVideo
 from streamrestore.presets import BuiltStage
 from streamrestore.registry import spec_from_class
-from streamrestore.runner import ChainRunner
+from streamrestore.engine.chain import ChainRunner
 from streamrestore.stage import Capabilities, Option, Stage
 
 from media_factory import make_clip, panned_frames, video_frames
@@ -182,7 +182,7 @@ def test_the_engine_writes_every_frame_once_in_order_despite_out_of_memory(tmp_p
         output = OutputVideo(96, 64, "yuv444p", reader.info.color, reader.info)
         writer = MediaWriter(str(tmp_path / name), None, output, EncodeSettings(codec="ffv1", crf=None, preset=None),
                              [])
-        engine.run(reader, runner, writer, np.dtype(np.uint8), engine.EngineSettings(batch_size=4))
+        threads.run_stream(reader, runner, writer, np.dtype(np.uint8), threads.StreamSettings(batch_size=4))
         writer.close()
         reader.close()
         return [frame.to_ndarray(format="rgb24") for frame in video_frames(tmp_path / name)]
@@ -196,7 +196,7 @@ def test_the_engine_writes_every_frame_once_in_order_despite_out_of_memory(tmp_p
 
 def test_an_upload_that_does_not_fit_is_run_in_halves() -> None:
     from streamrestore.media.reader import DecodedFrame
-    from streamrestore.transfer import Transfer
+    from streamrestore.engine.transfer import Transfer
 
     class ShortTransfer(Transfer):
         def upload(self, images):
@@ -205,6 +205,6 @@ def test_an_upload_that_does_not_fit_is_run_in_halves() -> None:
             return super().upload(images)
 
     frames = [DecodedFrame(np.full((4, 6, 3), i, np.uint8), i) for i in range(5)]
-    batches = list(engine._uploaded(ShortTransfer("cpu"), frames))
+    batches = list(threads._uploaded(ShortTransfer("cpu"), frames))
     assert [b.pts for b in batches] == [(0, 1), (2,), (3, 4)]
     assert [int(b.pixels[0, 0, 0, 0] * 255) for b in batches] == [0, 2, 3]

@@ -8,8 +8,8 @@ import pytest
 from skimage import data
 
 from streamrestore.frames import FrameBatch, image_to_tensor
-from streamrestore.pipeline import restore_image
 from streamrestore.registry import Registry
+from streamrestore.restore import restore_image
 from streamrestore_plugins import classical_torch
 
 
@@ -74,16 +74,17 @@ def test_noise_estimate_follows_sigma_on_a_real_photo() -> None:
 
 
 def test_auto_strength_is_near_the_best_fixed_strength_and_resets_per_stream() -> None:
-    from streamrestore.pipeline import prepare_chain
+    from streamrestore.restore import PreparedChain
 
     clean = photo()
     noisy = np.clip(clean + np.random.default_rng(3).normal(0, 20, clean.shape), 0, 255).astype(np.uint8)
     best = max(psnr(restore_image(noisy, f"nlm:strength={h}"), clean) for h in (8, 10, 12, 14, 16))
-    _, stages = prepare_chain("nlm")  # built once, reused for two streams, as the web demo does
-    assert psnr(restore_image(noisy, stages=stages), clean) > best - 0.3
+    prepared = PreparedChain("nlm")  # built once, reused for two streams, as the web demo does
+    stages = prepared.stages
+    assert psnr(prepared.restore_array(noisy), clean) > best - 0.3
     first = stages[0].stage.auto_strength
     quieter = np.clip(clean + np.random.default_rng(4).normal(0, 6, clean.shape), 0, 255).astype(np.uint8)
-    restore_image(quieter, stages=stages)
+    prepared.restore_array(quieter)
     assert stages[0].stage.auto_strength < first / 2  # re-estimated for the new stream, not carried over
 
 

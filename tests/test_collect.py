@@ -18,7 +18,7 @@ import pytest
 from streamrestore.training import collect
 from streamrestore.training.collect import Candidate, build, debian_candidates, pypi_candidates, thumbnail
 from streamrestore.training.data import excluded_digests
-from streamrestore.weights import sha256_file
+from streamrestore.models.weights import sha256_file
 
 KDE = "plasma-workspace-wallpapers"
 MATE = "mate-backgrounds"

@@ -33,7 +33,7 @@ from spandrel.architectures.Compact import Compact
 
 from streamrestore.demo.app import start, stop
 from streamrestore.demo.logic import DemoSession, DemoSettings, make_registry
-from streamrestore.pipeline import read_image, restore_image
+from streamrestore.restore import RunSettings, read_image, restore_image
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -213,7 +213,7 @@ def test_browser_restores_and_downloads_what_the_library_gives(server, photo, tm
     result = read_rgb(saved)
     # The page ran both networks, our denoiser and the photo content's ×2, in tiles (the page says so:
     # "chain `denoise:tile=128,sr2:tile=128`").
-    expected = restore_image(read_image(photo), f"denoise:tile={TILE},sr2:tile={TILE}", device="cpu")
+    expected = restore_image(read_image(photo), f"denoise:tile={TILE},sr2:tile={TILE}", RunSettings(device="cpu"))
     assert result.shape == (600, 902, 3) and result.dtype == np.uint8
     assert np.array_equal(result, expected), "the download differs from restore_image's output"
     assert not blocked, f"the page asked for something beyond the server: {blocked}"
@@ -246,7 +246,7 @@ def test_api_keeps_bit_depth_and_matches_the_library(client, small, tmp_path, na
     assert Path(output).suffix == ".png"
     assert result.dtype == (np.uint16 if bits == 16 else np.uint8)
     assert result.shape == (400, 560, 3)
-    assert np.array_equal(result, restore_image(read_image(source), chain, device="cpu"))
+    assert np.array_equal(result, restore_image(read_image(source), chain, RunSettings(device="cpu")))
     assert f"{bits}-bit RGB" in summary and f"chain `{chain}`" in summary
 
 
@@ -341,40 +341,42 @@ def test_two_clients_share_one_loaded_model(server, small, tiny_model, tmp_path,
     assert sum("tiny_x2.pth loaded in" in s for s in summaries) == 1
     assert sum("tiny_x2.pth reused" in s for s in summaries) == 1
     assert f"chain `sr2=tiny_x2.pth:tile={TILE}`" in summaries[0]
-    expected = restore_image(small, f"sr2={tiny_model}:tile={TILE}", device="cpu")  # 280×200 in 96-pixel tiles
+    expected = restore_image(small, f"sr2={tiny_model}:tile={TILE}", RunSettings(device="cpu"))  # 280×200 in 96-pixel tiles
     for _, _, output in results:
         assert np.array_equal(read_rgb(output), expected)
 
 
-def test_a_whole_image_network_is_built_untiled_and_then_shared():
-    """The demo tiles model stages; one whose network cannot be tiled is built without, once."""
-    from streamrestore.demo.logic import StageCache
-
-    from streamrestore.presets import StageRequest
+def test_a_whole_image_network_is_built_untiled_and_then_shared(tmp_path):
+    """The demo tiles what can be tiled; a network that cannot be is run whole, and built (read) once."""
     from streamrestore.registry import MODEL_STAGE, Registry, spec_from_class
     from streamrestore.stage import Capabilities, Option, Stage
 
-    loads = []
+    loads, sizes = [], []
 
     class WholeImageModel(Stage):
-        options = {"model": Option(str, "", "weights"), "tile": Option(int, 0, "tile size")}
+        options = {"model": Option(str, "", "weights")}
 
         @property
         def capabilities(self) -> Capabilities:
-            loads.append(self.settings["tile"])
+            loads.append(self.settings["model"]) if not loads else None  # "reads the weights" once per stage
             return Capabilities(tileable=False)
 
         def process(self, batch):
+            sizes.append(tuple(batch.pixels.shape[-2:]))
             return batch
 
-    registry = Registry(entry_points_=[], extra=[spec_from_class(MODEL_STAGE, WholeImageModel, "tests")])
-    cache = StageCache(capacity=4)
-    request = StageRequest(MODEL_STAGE, {"model": "colour.pth"})
-    built, used, seconds = cache.get(request, registry, tile=256)
-    assert built.stage.settings["tile"] == 0 and used == request and seconds is not None
-    assert loads == [256, 0]  # tried tiled, then built whole
-    again, _, seconds = cache.get(request, registry, tile=256)
-    assert again is built and seconds is None and loads == [256, 0]
+    session = DemoSession(DemoSettings(max_pixels=MAX_PIXELS, tile=64, device="cpu"), tmp_path / "work")
+    session.registries["photo"] = Registry(entry_points_=[], extra=[spec_from_class(MODEL_STAGE, WholeImageModel, "tests")])
+    image = write_rgb(tmp_path / "flat.png", np.full((100, 150, 3), 90, np.uint8))
+    first = session.restore(image, "model=colour")
+    built = [b.stage for chain in session.chains._chains.values() for b in chain.stages]
+    second = session.restore(image, "model=colour")
+    again = [b.stage for chain in session.chains._chains.values() for b in chain.stages]
+    assert sizes == [(100, 150), (100, 150)]  # whole frames, never 64-pixel tiles
+    assert again == built and len(built) == 1 and loads == ["colour"]  # built once, then shared
+    assert "chain `model=colour`" in first.summary()  # no tile: it ran whole
+    assert first.models == ["colour loaded in " + first.models[0].split(" loaded in ")[1]]
+    assert second.models == ["colour reused"]
 
 
 @pytest.mark.parametrize(("controls", "chain"), [
@@ -400,7 +402,7 @@ def test_controls_become_the_cli_chain(controls, chain):
 def test_content_chooses_the_aliases_networks(client, small, tmp_path):
     image = write_rgb(tmp_path / "drawing.png", np.ascontiguousarray(small[:96, :128]))
     _, summary, output = restore_via_api(client, image, "sr2", content="anime")
-    expected = restore_image(read_image(image), f"sr2:tile={TILE}", device="cpu", content="anime")
+    expected = restore_image(read_image(image), f"sr2:tile={TILE}", RunSettings(device="cpu", content="anime"))
     assert np.array_equal(read_rgb(output), expected)
     network = make_registry("anime", "cpu").aliases["sr2"].settings["model"]
     assert f"model {network} " in summary and f"chain `sr2:tile={TILE}`" in summary

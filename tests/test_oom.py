@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from streamrestore import oom
-from streamrestore.oom import is_out_of_memory, retry_after_release
+from streamrestore.engine import oom
+from streamrestore.engine.oom import is_out_of_memory, retry_after_release
 
 
 @pytest.mark.parametrize("error", [

@@ -1,7 +1,7 @@
 """The models the ncnn wheels ship, used by name through the one ``model`` stage, offline.
 
 Each is resolved into a fresh cache (converted once from the wheel's .param/.bin to safetensors),
-loaded by spandrel's auto-detection (UpConv7 and CUNet from ``streamrestore.archs``) and run by the
+loaded by spandrel's auto-detection (UpConv7 and CUNet from ``streamrestore.models.archs``) and run by the
 stage, with the border its file declares; the result is compared with ``run_like_ncnn``, the torch
 port of what the wrapper does (itself within 1/255 of the ncnn engines: tests/test_ncnn_convert.py).
 
@@ -20,16 +20,16 @@ import pytest
 import torch
 from skimage import data as skimage_data
 
-from streamrestore import weights
+from streamrestore.models import weights
 from streamrestore.errors import ConfigError, WeightsError
 from streamrestore.frames import FrameBatch
-from streamrestore.ncnn_convert import convert_ncnn_model
-from streamrestore.ncnn_packaged import find_packaged_models
-from streamrestore.ncnn_run import build_module, run_like_ncnn
-from streamrestore.pipeline import restore_image
+from streamrestore.models.ncnn_convert import convert_ncnn_model
+from streamrestore.models.ncnn_packaged import find_packaged_models
+from ncnn_run import build_module, run_like_ncnn
+from streamrestore.restore import restore_image
 from streamrestore.presets import build_chain, parse_chain
 from streamrestore.registry import Registry
-from streamrestore.weights import ModelEntry, PackagedFile, default_catalog, resolve_weights, sha256_file
+from streamrestore.models.weights import ModelEntry, PackagedFile, default_catalog, resolve_weights, sha256_file
 from streamrestore_plugins.neural import BATCH_VERIFIED, ModelStage
 
 
@@ -201,12 +201,14 @@ def test_a_packaged_name_resolves_offline(fresh_cache: Path, monkeypatch: pytest
 
 
 def test_architectures_are_registered_lazily_and_once() -> None:
+    """Ours are added to a copy of spandrel's registry, built once, on first use; spandrel's own is untouched."""
     code = (
-        "import spandrel, streamrestore.archs, streamrestore_plugins.neural\n"
-        "from spandrel import MAIN_REGISTRY as R\n"
-        "assert 'UpConv7' not in R and 'CUNet' not in R, 'registered at import'\n"
-        "streamrestore.archs.register_architectures(); n = len(R)\n"
-        "streamrestore.archs.register_architectures(); assert len(R) == n\n"
+        "import spandrel, streamrestore.models.archs, streamrestore.models.loader as L, streamrestore_plugins.neural\n"
+        "from spandrel import MAIN_REGISTRY\n"
+        "assert L.architecture_registry.cache_info().currsize == 0, 'built at import'\n"
+        "R = L.architecture_registry()[0]; n = len(R)\n"
+        "assert L.architecture_registry()[0] is R and len(R) == n\n"
+        "assert 'UpConv7' not in MAIN_REGISTRY and 'CUNet' not in MAIN_REGISTRY, 'spandrel registry changed'\n"
         "order = [a.architecture.id for a in R.architectures('detection')]\n"
         "assert 'UpConv7' in order and order.index('CUNet') < order.index('RealCUGAN'), order\n"
     )

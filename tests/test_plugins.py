@@ -131,7 +131,7 @@ def test_unknown_stage_suggests_closest() -> None:
 
 
 def test_alias_can_be_repointed_without_touching_the_pipeline() -> None:
-    from streamrestore.pipeline import restore_image
+    from streamrestore.restore import restore_image
     from streamrestore.registry import Alias
 
     registry = Registry()

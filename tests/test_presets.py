@@ -82,9 +82,10 @@ def test_alias_given_a_weights_file_becomes_the_model_stage() -> None:
     chain = build_chain(parse_chain("denoise=w/a.pth,sr4=w/b.pth:tile=128,sharpen,model=w/c.safetensors"), Registry())
     assert [(c.name, c.spec.name) for c in chain] == [
         ("denoise", "model"), ("sr4", "model"), ("sharpen", "unsharp"), ("model", "model")]
-    assert chain[0].stage.settings == {"model": "w/a.pth", "tile": 0, "tile_overlap": 16, "outscale": 1,
-                                       "border": None, "color_fix": False}
-    assert chain[1].stage.settings["outscale"] == 4 and chain[1].stage.settings["tile"] == 128
+    # tile is run policy for that element (BuiltStage.tile), not a model option.
+    assert chain[0].stage.settings == {"model": "w/a.pth", "tile_overlap": 16, "outscale": 1,
+                                       "border": None, "color_fix": False} and chain[0].tile is None
+    assert chain[1].stage.settings["outscale"] == 4 and chain[1].tile == 128
     assert chain[2].stage.settings == {"amount": 1.2, "radius": 1.6, "threshold": 0.0}
     assert chain[3].stage.settings["outscale"] == 0  # the network's own scale
     # The user's own options win over the alias's.
@@ -95,8 +96,8 @@ def test_yaml_model_key_under_an_alias(tmp_path: Path) -> None:
     path = write(tmp_path, "chain:\n  - stage: sr2\n    model: weights/x2.pth\n    tile: 256\n  - denoise\n")
     chain = build_chain(parse_chain(str(path)), Registry())
     assert chain[0].spec.name == "model"
-    assert chain[0].stage.settings == {"model": "weights/x2.pth", "tile": 256, "tile_overlap": 16,
-                                       "outscale": 2, "border": None, "color_fix": False}
+    assert chain[0].stage.settings == {"model": "weights/x2.pth", "tile_overlap": 16,
+                                       "outscale": 2, "border": None, "color_fix": False} and chain[0].tile == 256
     assert chain[1].spec.name == "model" and chain[1].stage.settings["model"] == "denoise-nafnet16"  # its own
     with pytest.raises(ConfigError, match=r"line 2: .*'resize' has no option 'model'"):
         build_chain(parse_chain(str(write(tmp_path, "chain:\n  - stage: resize\n    model: x.pth\n"))), Registry())

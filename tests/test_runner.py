@@ -9,7 +9,7 @@ from streamrestore.errors import StageFailedError
 from streamrestore.frames import FrameBatch
 from streamrestore.presets import BuiltStage
 from streamrestore.registry import spec_from_class
-from streamrestore.runner import ChainRunner
+from streamrestore.engine.chain import ChainRunner
 from streamrestore.stage import Capabilities, Option, Stage
 
 
@@ -172,13 +172,13 @@ class OverflowsInHalf(Stage):
 def test_half_precision_that_gives_nan_falls_back_once_with_a_warning(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, output_bits: int, fallback: torch.dtype
 ) -> None:
-    from streamrestore import runtime
+    from streamrestore.engine import placement as runtime
 
     monkeypatch.setattr(runtime, "_native", lambda name, device: True)  # as on a GPU, without one
     chain = [built(OverflowsInHalf)]
     runner = ChainRunner(chain, device="cpu", precision="float16", output_bits=output_bits)
     stage = chain[0].stage
-    with caplog.at_level("WARNING", logger="streamrestore.runner"):
+    with caplog.at_level("WARNING", logger="streamrestore.engine.chain"):
         first = runner.push(FrameBatch(torch.full((2, 3, 4, 5), 0.25), (0, 1)))
         second = runner.push(FrameBatch(torch.full((1, 3, 4, 5), 0.5), (2,)))
     assert torch.equal(first.pixels, torch.full((2, 3, 4, 5), 0.75)) and first.pts == (0, 1)

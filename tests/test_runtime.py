@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from streamrestore import runtime
+from streamrestore.engine import placement as runtime
 from streamrestore.errors import ConfigError
-from streamrestore.runtime import BatchSizer, choose_batch, choose_dtype, configure_cpu_threads, cpu_batch
+from streamrestore.engine.placement import BatchSizer, choose_batch, choose_dtype, configure_cpu_threads, cpu_batch
 from streamrestore.stage import Capabilities
 
 

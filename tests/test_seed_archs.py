@@ -1,4 +1,4 @@
-"""The seed SR architectures of streamrestore.archs (EDSR, RDN, SRResNet, ESPCN, SRCNN, VDSR) through the stage.
+"""The seed SR architectures of streamrestore.models.archs (EDSR, RDN, SRResNet, ESPCN, SRCNN, VDSR) through the stage.
 
 Each is built small with random weights, saved in its official key layout, and loaded back through the
 ``model`` stage by auto-detection; its output on an odd-sized real photo crop is compared with a direct
@@ -20,16 +20,16 @@ from spandrel.architectures.Compact import Compact
 from spandrel.architectures.ESRGAN import ESRGAN
 from spandrel.architectures.RCAN import RCAN
 
-from streamrestore.archs import register_architectures
-from streamrestore.archs.edsr import EDSR
-from streamrestore.archs.espcn import ESPCN
-from streamrestore.archs.preupscaled import SCALE_KEY
-from streamrestore.archs.rdn import RDN
-from streamrestore.archs.srcnn import SRCNN
-from streamrestore.archs.srresnet import SRResNet
-from streamrestore.archs.vdsr import VDSR
+from streamrestore.models.loader import architecture_registry, model_loader
+from streamrestore.models.archs.edsr import EDSR
+from streamrestore.models.archs.espcn import ESPCN
+from streamrestore.models.archs.preupscaled import SCALE_KEY
+from streamrestore.models.archs.rdn import RDN
+from streamrestore.models.archs.srcnn import SRCNN
+from streamrestore.models.archs.srresnet import SRResNet
+from streamrestore.models.archs.vdsr import VDSR
 from streamrestore.frames import image_to_tensor
-from streamrestore.pipeline import restore_image
+from streamrestore.restore import restore_image
 
 HEIGHT, WIDTH = 29, 37
 
@@ -130,8 +130,7 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, tor
 
 
 def check_detected_and_matches_a_direct_call(case: Case, path: Path, net: torch.nn.Module) -> None:
-    register_architectures()
-    descriptor = spandrel.ModelLoader("cpu").load_from_file(path)
+    descriptor = model_loader().load_from_file(path)
     assert descriptor.architecture.id == case.arch
     assert descriptor.scale == case.scale
     if case.channels is not None:
@@ -150,9 +149,8 @@ def test_detected_by_layout_and_matches_a_direct_call(case: Case, saved) -> None
 
 
 def test_edsr_hyper_parameters_come_from_the_weights(saved) -> None:
-    register_architectures()
-    full = spandrel.ModelLoader("cpu").load_from_file(saved["edsr-full-x3"][0]).model
-    baseline = spandrel.ModelLoader("cpu").load_from_file(saved["edsr-baseline-x2"][0]).model
+    full = model_loader().load_from_file(saved["edsr-full-x3"][0]).model
+    baseline = model_loader().load_from_file(saved["edsr-baseline-x2"][0]).model
     assert full.body[0].res_scale == 0.1 and baseline.body[0].res_scale == 1.0
     assert full.rgb_range == 255 and len(full.body) == 3
 
@@ -178,17 +176,14 @@ def test_pre_upscaled_network_refines_an_enlarged_image(saved) -> None:
 def test_registration_leaves_other_architectures_their_files(arch, build, wrap, tmp_path: Path) -> None:
     path = tmp_path / "other.pth"
     torch.save(wrap(build().state_dict()), path)
-    register_architectures()
-    assert spandrel.ModelLoader("cpu").load_from_file(path).architecture.id == arch
+    assert model_loader().load_from_file(path).architecture.id == arch
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_each_detector_takes_only_its_own_layout(case: Case, saved) -> None:
-    from spandrel import MAIN_REGISTRY
 
-    register_architectures()
     path, _ = saved[case.name]
     state = spandrel.canonicalize_state_dict(torch.load(path, weights_only=True))
     ours = {"EDSR", "RDN", "SRResNet", "ESPCN", "SRCNN", "VDSR"}
-    claimed = {support.architecture.id for support in MAIN_REGISTRY.architectures() if support.detect(state)}
+    claimed = {support.architecture.id for support in architecture_registry()[0].architectures() if support.detect(state)}
     assert claimed & ours == {case.arch}

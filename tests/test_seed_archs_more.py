@@ -1,4 +1,4 @@
-"""The seed SR architectures WDSR (A, B), LapSRN and DRRN of streamrestore.archs, through the stage.
+"""The seed SR architectures WDSR (A, B), LapSRN and DRRN of streamrestore.models.archs, through the stage.
 
 As in test_seed_archs: each is built small with random weights, saved in its official key layout
 (WDSR weight-normalised by torch itself, old and new key names), loaded back through the ``model`` stage
@@ -15,20 +15,18 @@ from pathlib import Path
 import pytest
 import spandrel
 import torch
-from spandrel import MAIN_REGISTRY
 from spandrel.architectures.Compact import Compact
 from spandrel.architectures.DnCNN import DnCNN
 from spandrel.architectures.ESRGAN import ESRGAN
 from spandrel.architectures.RCAN import RCAN
-from streamrestore_plugins.neural import _install_extra_architectures
 
-from streamrestore.archs import register_architectures
-from streamrestore.archs.drrn import DRRN, DRRNArch
-from streamrestore.archs.lapsrn import LapSRN, LapSRNArch
-from streamrestore.archs.preupscaled import SCALE_KEY
-from streamrestore.archs.wdsr import WDSR, WDSRArch
+from streamrestore.models.loader import architecture_registry, model_loader
+from streamrestore.models.archs.drrn import DRRN, DRRNArch
+from streamrestore.models.archs.lapsrn import LapSRN, LapSRNArch
+from streamrestore.models.archs.preupscaled import SCALE_KEY
+from streamrestore.models.archs.wdsr import WDSR, WDSRArch
 from streamrestore.errors import WeightsError
-from streamrestore.pipeline import restore_image
+from streamrestore.restore import restore_image
 
 import test_seed_archs as earlier  # its photo crop, weight calming and cases
 
@@ -91,10 +89,8 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, tor
 
 def claimed_by(state_dict: dict) -> set[str]:
     """Every registered architecture whose detector accepts ``state_dict`` (ours and the extras included)."""
-    register_architectures()
-    _install_extra_architectures()
     state_dict = spandrel.canonicalize_state_dict(state_dict)
-    return {support.architecture.id for support in MAIN_REGISTRY.architectures() if support.detect(state_dict)}
+    return {support.architecture.id for support in architecture_registry()[0].architectures() if support.detect(state_dict)}
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
@@ -103,9 +99,8 @@ def test_detected_by_layout_and_matches_a_direct_call(case: Case, saved) -> None
 
 
 def test_wdsr_block_type_and_widths_come_from_the_weights(saved) -> None:
-    register_architectures()
-    a = spandrel.ModelLoader("cpu").load_from_file(saved["wdsr-a-x2"][0]).model
-    b = spandrel.ModelLoader("cpu").load_from_file(saved["wdsr-b-x3"][0]).model
+    a = model_loader().load_from_file(saved["wdsr-a-x2"][0]).model
+    b = model_loader().load_from_file(saved["wdsr-b-x3"][0]).model
     assert (a.kind, len(a.body), a.body[0].body[0].out_channels) == ("A", 2, 32)
     wide, low_rank, last = b.body[0].body[0], b.body[0].body[2], b.body[0].body[3]
     assert (b.kind, len(b.body), wide.out_channels, low_rank.out_channels, last.out_channels) == ("B", 2, 48, 6, 8)
@@ -127,7 +122,7 @@ def test_earlier_seed_files_are_still_detected_as_before(case: earlier.Case, tmp
     assert claimed_by(dict(state)) & SEED == {case.arch}
     path = tmp_path / "earlier.pth"
     torch.save(state, path)
-    assert spandrel.ModelLoader("cpu").load_from_file(path).architecture.id == case.arch
+    assert model_loader().load_from_file(path).architecture.id == case.arch
 
 
 @pytest.mark.parametrize(

@@ -22,12 +22,12 @@ import numpy as np
 import pytest
 import skimage.data
 
-from streamrestore import weights
+from streamrestore.models import weights
 from streamrestore.cli import list_known_models, list_stages
-from streamrestore.pipeline import prepare_chain, restore_image
+from streamrestore.restore import PreparedChain, restore_image
 from streamrestore.presets import build_chain, parse_chain
 from streamrestore.registry import CONTENTS, MODEL_STAGE, Registry
-from streamrestore.trained_catalog import trained_entries
+from streamrestore.models.trained import trained_entries
 from streamrestore.training.data import excluded_digests
 from streamrestore.training.degrade import convolve, gaussian_kernel, shake_kernel
 from streamrestore_plugins.neural import BATCH_VERIFIED, ModelStage
@@ -110,7 +110,7 @@ def astronaut() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def denoiser():
-    return prepare_chain("denoise")[1]  # built once (the weights are read on the first image)
+    return PreparedChain("denoise")  # built once (the weights are read on the first image)
 
 
 # σ, the NLM strength tuned for it (benchmarks/dev_kit.py), the least gain over it, the least PSNR; see the top.
@@ -118,7 +118,7 @@ def denoiser():
 def test_denoise_beats_nlm_on_a_photo_it_never_saw(astronaut, denoiser, sigma, strength, gain, floor) -> None:
     noise = np.random.default_rng(sigma).normal(0, sigma, astronaut.shape)
     noisy = np.clip(astronaut + noise, 0, 255).astype(np.uint8)
-    ours = psnr(restore_image(noisy, stages=denoiser), astronaut)
+    ours = psnr(denoiser.restore_array(noisy), astronaut)
     classical = psnr(restore_image(noisy, f"nlm:strength={strength}"), astronaut)
     assert ours > classical + gain and ours > floor, f"σ{sigma}: denoise {ours:.2f} dB, nlm {classical:.2f} dB"
 

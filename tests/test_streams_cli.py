@@ -32,12 +32,12 @@ import av.error
 import numpy as np
 import pytest
 
-from streamrestore import engine
+from streamrestore.engine import threads
 from streamrestore.cli import main
 from streamrestore.errors import DiskFullError, MediaError, StageFailedError, TruncatedInputError
 from streamrestore.frames import FrameBatch
 from streamrestore.media.reader import MediaReader
-from streamrestore.pipeline import restore_video
+from streamrestore.restore import OutputSettings, RunSettings, restore_video
 from streamrestore.presets import available_presets
 from streamrestore.registry import Registry, default_aliases, spec_from_class
 from streamrestore.stage import Capabilities, Stage
@@ -306,7 +306,7 @@ def test_tcp_input(clips, tmp_path):
     server = OneShotServer(clips["ts"].read_bytes())
     started = time.monotonic()
     try:
-        report = restore_video(server.url, str(tmp_path / "out.mkv"), "resize:scale=2", preset="ultrafast", timeout=5)
+        report = restore_video(server.url, str(tmp_path / "out.mkv"), "resize:scale=2", RunSettings(timeout=5), OutputSettings(preset="ultrafast"))
     finally:
         server.stop()
     assert time.monotonic() - started < 30
@@ -326,7 +326,7 @@ def test_http_input(clips, tmp_path):
     started = time.monotonic()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/{clips['ts'].name}"
-        report = restore_video(url, str(tmp_path / "out.mkv"), "resize:scale=2", preset="ultrafast", timeout=5)
+        report = restore_video(url, str(tmp_path / "out.mkv"), "resize:scale=2", RunSettings(timeout=5), OutputSettings(preset="ultrafast"))
     finally:
         server.shutdown()
         server.server_close()
@@ -341,7 +341,7 @@ def test_silent_server_times_out(tmp_path):
     started = time.monotonic()
     try:
         with pytest.raises(MediaError, match="--timeout") as raised:
-            restore_video(server.url, str(tmp_path / "out.mkv"), "resize:scale=2", timeout=1)
+            restore_video(server.url, str(tmp_path / "out.mkv"), "resize:scale=2", RunSettings(timeout=1))
     finally:
         server.stop()
     assert time.monotonic() - started < 10
@@ -355,7 +355,7 @@ def test_stream_that_stalls_midway_times_out_and_leaves_nothing(clips, tmp_path)
     started = time.monotonic()
     try:
         with pytest.raises(TruncatedInputError, match="no data for 1 s"):
-            restore_video(server.url, str(tmp_path / "out.mkv"), "resize:scale=2", preset="ultrafast", timeout=1)
+            restore_video(server.url, str(tmp_path / "out.mkv"), "resize:scale=2", RunSettings(timeout=1), OutputSettings(preset="ultrafast"))
     finally:
         server.stop()
     assert time.monotonic() - started < 15
@@ -403,7 +403,7 @@ def test_output_starts_before_the_input_ends(clips, tmp_path, chain):
 
 def test_frames_in_flight_are_bounded(clips, tmp_path, monkeypatch):
     """A slow stage must not let the decoder run ahead: memory stays flat however long the clip."""
-    settings = engine.EngineSettings(batch_size=4)
+    settings = threads.StreamSettings(batch_size=4)
     counts = {"decoded": 0, "written": 0, "peak": 0}
     lock = threading.Lock()
     original = MediaReader.frames
@@ -421,8 +421,8 @@ def test_frames_in_flight_are_bounded(clips, tmp_path, monkeypatch):
 
     monkeypatch.setattr(MediaReader, "frames", counting_frames)
     source = make_clip(tmp_path / "long.mkv", frames=200, size=(32, 32), audio=False)
-    report = restore_video(str(source), str(tmp_path / "out.mkv"), "slow", registry=stage_registry(),
-                           preset="ultrafast", on_frames=on_frames, batch_size=settings.batch_size)
+    report = restore_video(str(source), str(tmp_path / "out.mkv"), "slow", RunSettings(batch_size=settings.batch_size),
+                           OutputSettings(preset="ultrafast"), registry=stage_registry(), on_frames=on_frames)
     assert report.frames == counts["decoded"] == counts["written"] == 200
     # Held at once, at most: the decoded queue, the frame the decoder is putting, the batch in the
     # stages, the one waiting to be queued, the restored queue and the batch being encoded.
@@ -518,12 +518,12 @@ def test_unwritable_output_directory(clips, cli, tmp_path, where):
 def test_stage_failure_leaves_nothing(clips, tmp_path):
     target = tmp_path / "out.mkv"
     with pytest.raises(StageFailedError, match="boom on batch 3"):
-        restore_video(str(clips["mp4"]), str(target), "fails", registry=stage_registry(), preset="ultrafast")
+        restore_video(str(clips["mp4"]), str(target), "fails", output=OutputSettings(preset="ultrafast"), registry=stage_registry())
     assert os.listdir(tmp_path) == []
 
 
 def test_stage_failure_on_the_command_line(clips, cli, tmp_path, monkeypatch):
-    monkeypatch.setattr("streamrestore.pipeline.Registry", stage_registry)
+    monkeypatch.setattr("streamrestore.restore.Registry", stage_registry)
     outcome = cli("run", clips["mp4"], "--chain", "fails", "-o", tmp_path / "out.mkv", "-q")
     assert_one_line(outcome, 13, "'fails'", "boom on batch 3")
     assert os.listdir(tmp_path) == []
@@ -601,7 +601,7 @@ def test_disk_full_injected_at_the_mux(clips, tmp_path, monkeypatch):
     # Always injected, whatever the machine allows: ENOSPC from any mux call becomes DiskFullError.
     inject_disk_full(monkeypatch, room=5)
     with pytest.raises(DiskFullError) as raised:
-        restore_video(str(clips["mkv"]), str(tmp_path / "out.mkv"), "resize:scale=2", preset="ultrafast")
+        restore_video(str(clips["mkv"]), str(tmp_path / "out.mkv"), "resize:scale=2", output=OutputSettings(preset="ultrafast"))
     assert raised.value.exit_code == 11
     assert os.listdir(tmp_path) == []
 
@@ -648,7 +648,7 @@ def test_interrupt_while_the_workers_start_stops_the_first_one(clips, tmp_path, 
     before restore_video closes the containers under it (it used to crash FFmpeg: exit -11)."""
     started: list[threading.Thread] = []
     stopped_in_time: list[bool] = []
-    original = engine._Pipeline.worker
+    original = threads._Workers.worker
 
     def worker(pipe, name, body):
         if started:
@@ -662,7 +662,7 @@ def test_interrupt_while_the_workers_start_stops_the_first_one(clips, tmp_path, 
         started.append(original(pipe, name, decoder_held_back))
         return started[0]
 
-    monkeypatch.setattr(engine._Pipeline, "worker", worker)
+    monkeypatch.setattr(threads._Workers, "worker", worker)
     with pytest.raises(KeyboardInterrupt):
         restore_video(str(clips["mp4"]), str(tmp_path / "out.mkv"), "identity")
     alive = started[0].is_alive()

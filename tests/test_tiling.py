@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from streamrestore.tiling import run_tiled
+from streamrestore.engine.tiling import run_tiled
 
 
 def upscale(scale: int):

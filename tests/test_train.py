@@ -168,13 +168,13 @@ def test_resume_refuses_other_settings(straight, photos):
 
 
 def test_exported_weights_are_detected_by_the_model_stage(straight):
-    from streamrestore.pipeline import restore_image
-    from streamrestore_plugins.neural import load_network
+    from streamrestore.restore import RunSettings, restore_image
+    from streamrestore.models.loader import load_network
 
     descriptor = load_network(Path(straight.weights))
     assert descriptor.architecture.id == "Compact" and descriptor.scale == 2
     image = skdata.immunohistochemistry()[:50, :70]
-    restored = restore_image(image, f"model:model={straight.weights}", device="cpu")
+    restored = restore_image(image, f"model:model={straight.weights}", RunSettings(device="cpu"))
     assert restored.shape == (100, 140, 3) and restored.dtype == np.uint8
     # The network learnt something: closer to the clean image than a bicubic ×2 is not asked of 30 steps,
     # but it must not be garbage.
@@ -184,7 +184,7 @@ def test_exported_weights_are_detected_by_the_model_stage(straight):
 
 @pytest.mark.parametrize(("task", "arch", "detected"), [("sr2", "swinir", "SwinIR"), ("denoise", "esrgan", "ESRGAN")])
 def test_other_architectures_train_and_export_what_the_loader_detects(photos, tmp_path, task, arch, detected):
-    from streamrestore_plugins.neural import load_network
+    from streamrestore.models.loader import load_network
 
     torch.set_num_threads(2)
     run = train(_config(photos, tmp_path, task=task, arch=arch, features=12, blocks=1, steps=3, batch=2,
@@ -224,9 +224,9 @@ def test_fine_tuning_starts_from_the_init_weights(straight, photos, tmp_path):
 def test_fine_tuning_pads_waifu2x_networks_as_at_inference(photos, tmp_path):
     from safetensors.torch import save_file
 
-    from streamrestore.archs.waifu2x import UpConv7
+    from streamrestore.models.archs.waifu2x import UpConv7
     from streamrestore.training.loop import training_call
-    from streamrestore_plugins.neural import load_network
+    from streamrestore.models.loader import load_network
 
     torch.manual_seed(0)
     small = UpConv7(widths=(4, 4, 8, 8, 8, 8))  # the packaged one has the same layers, wider
@@ -246,10 +246,10 @@ def test_fine_tuning_pads_waifu2x_networks_as_at_inference(photos, tmp_path):
 def test_fine_tuning_a_waifu2x_cunet_keeps_its_marker_and_its_padding(tmp_path):
     from safetensors.torch import save_file
 
-    from streamrestore.archs.cunet import WAIFU2X_MARKER
-    from streamrestore.archs.waifu2x import CUNet
+    from streamrestore.models.archs.cunet import WAIFU2X_MARKER
+    from streamrestore.models.archs.waifu2x import CUNet
     from streamrestore.training.loop import export, initial_network
-    from streamrestore_plugins.neural import load_network
+    from streamrestore.models.loader import load_network
 
     # Without its marker a waifu2x CUNet ×2 reads as a Real-CUGAN ×2 (spandrel's), which pads by reflecting.
     state = {**CUNet(2).state_dict(), WAIFU2X_MARKER: torch.zeros(1)}

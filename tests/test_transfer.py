@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from streamrestore.frames import image_to_tensor
-from streamrestore.transfer import Transfer, quantise
+from streamrestore.engine.transfer import Transfer, quantise
 
 
 def images(dtype: type, count: int = 3, size: tuple[int, int] = (5, 7)) -> list[np.ndarray]:
@@ -80,7 +80,7 @@ def test_non_finite_values_quantise_to_the_nearest_end(dtype: type, peak: int, h
 
 
 def test_a_batch_that_does_not_fit_is_quantised_frame_by_frame(monkeypatch: pytest.MonkeyPatch) -> None:
-    from streamrestore import transfer
+    from streamrestore.engine import transfer
 
     pixels = torch.rand(4, 3, 6, 5).contiguous(memory_format=torch.channels_last)
     expected = quantise(pixels, np.dtype(np.uint16))

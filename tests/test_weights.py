@@ -20,9 +20,10 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from streamrestore import weights
+from streamrestore.models import weights
 from streamrestore.errors import WeightsError
-from streamrestore.weights import ModelEntry, PackagedFile, cache_dir, list_models, resolve_weights
+from streamrestore.models.catalog import list_models
+from streamrestore.models.weights import ModelEntry, PackagedFile, cache_dir, resolve_weights
 
 PAYLOAD = bytes(range(256)) * 1024  # 256 KiB, several read chunks' worth once cut
 DIGEST = hashlib.sha256(PAYLOAD).hexdigest()
@@ -314,7 +315,7 @@ def test_the_default_catalogue_is_consistent_and_listed_in_order():
 
 def test_importing_creates_nothing(tmp_path):
     env = {**os.environ, weights.CACHE_ENV: str(tmp_path / "untouched")}
-    code = "import streamrestore.weights as w; w.list_models(); print(w.cache_dir())"
+    code = "import streamrestore.models.catalog as c, streamrestore.models.weights as w; c.list_models(); print(w.cache_dir())"
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(tmp_path / "untouched")

@@ -8,6 +8,13 @@ A packet the decoder cannot turn into a frame (corrupt data) is replaced by a co
 good frame at that packet's own timestamp, and counted in ``damaged_frames``; frames the decoder
 flags as corrupt (concealed errors) are kept as decoded and counted too. An input that ends before
 the frames its container announces is reported as truncated.
+
+What a player shows is what is read: an MP4/MOV edit list (a cut made with ``-c copy``) hides the
+frames before its start, which are decoded only as references and never come out of the decoder;
+they are not counted as announced frames. Timestamps that go back (files joined end to end) are
+repaired on the packets (``timeline.TimestampRepair``). Frames whose size differs from the first
+frame's (a resolution change mid-stream) are scaled to the first frame's size and counted in
+``resized_frames``. A frame the decoder returns but cannot be converted is a ``MediaError``.
 """
 
 from __future__ import annotations
@@ -22,8 +29,11 @@ import av
 import av.error
 import numpy as np
 
+from av.video.reformatter import Interpolation
+
 from ..errors import InputNotFoundError, MediaError, NoVideoStreamError, TruncatedInputError
 from .color import ColorDescription, describe_source, frame_to_rgb
+from .timeline import TimestampRepair
 
 STDIO = "-"
 _NETWORK_PREFIXES = ("tcp://", "udp://", "rtp://", "rtsp://", "rtmp://", "http://", "https://", "srt://")
@@ -46,6 +56,19 @@ class VideoInfo:
     rotation: int
     sample_aspect_ratio: Fraction | None
     codec: str
+    profile: str | None = None
+    """The codec profile as FFmpeg names it (``High``, ``Main 10``, ``4444``), if known."""
+
+
+@dataclass(frozen=True)
+class SourceDescription:
+    """What a writer copies from the source container: its streams to copy, its tags and its chapters."""
+
+    info: VideoInfo
+    copy_streams: list
+    """The audio and subtitle streams (PyAV streams), copied packet for packet."""
+    metadata: dict[str, str]
+    chapters: list
 
 
 @dataclass(frozen=True)
@@ -68,6 +91,9 @@ class MediaReader:
         self.damaged_frames = 0
         self.repaired_frames = 0
         self.frames_read = 0
+        self.resized_frames = 0
+        self.retimed_frames = 0
+        self.timeline = TimestampRepair()
         self._read_error: av.error.FFmpegError | None = None
         self._timeout = timeout
         self._flushed = False
@@ -85,6 +111,14 @@ class MediaReader:
         except BaseException:
             self.container.close()
             raise
+
+    def describe(self) -> SourceDescription:
+        """The source as a writer needs it (``MediaWriter.for_source``)."""
+        try:
+            chapters = list(self.container.chapters())
+        except (AttributeError, av.error.FFmpegError):
+            chapters = []
+        return SourceDescription(self.info, list(self.passthrough), dict(self.container.metadata), chapters)
 
     # -- opening ---------------------------------------------------------------------------------
     def _first_frame(self) -> av.VideoFrame:
@@ -114,7 +148,7 @@ class MediaReader:
     def _describe(self, first: av.VideoFrame) -> VideoInfo:
         stream = self.video
         rate = stream.average_rate or stream.guessed_rate
-        count = stream.frames or None
+        count = _presented_frames(stream)
         exact = count is not None
         if count is None and rate:
             seconds = None
@@ -138,6 +172,7 @@ class MediaReader:
             rotation=int(first.rotation or 0),
             sample_aspect_ratio=stream.sample_aspect_ratio,
             codec=stream.codec_context.name,
+            profile=stream.codec_context.profile,
         )
 
     # -- decoding --------------------------------------------------------------------------------
@@ -154,6 +189,7 @@ class MediaReader:
                 # frame count check at the end says whether frames are missing.
                 self._read_error = error
                 return
+            self.timeline.fix(packet)
             yield packet
 
     def _decode(self, packet: av.Packet | None) -> list[av.VideoFrame]:
@@ -171,11 +207,22 @@ class MediaReader:
                 bisect.insort(self._pending_pts, packet.pts)
         try:
             return list(self.video.decode(packet))
-        except (av.error.InvalidDataError, av.error.PatchWelcomeError, av.error.UndefinedError):
-            return []  # the packet stays in _pending_pts and is repaired when a later frame passes it
+        except av.error.EOFError:
+            return []
+        except av.error.FFmpegError:
+            # Corrupt data (InvalidData, and whatever else a decoder answers a bad packet with): the
+            # packet stays in _pending_pts and is repaired when a later frame passes it.
+            return []
 
     def frames(self, on_packet: Callable[[av.Packet], None]) -> Iterator[DecodedFrame]:
         """Yield every video frame (repairing damaged ones) and pass other packets to ``on_packet``."""
+        try:
+            yield from self._frames(on_packet)
+        except av.error.FFmpegError as error:
+            # Whatever FFmpeg still answers while reading is about the input, never an internal error.
+            raise MediaError(f"{_label(self.source)}: cannot read the input: {_reason(error, self._timeout)}") from None
+
+    def _frames(self, on_packet: Callable[[av.Packet], None]) -> Iterator[DecodedFrame]:
         rgb_format = "rgb48le" if self.info.bit_depth > 8 else "rgb24"
         last: DecodedFrame | None = None
 
@@ -184,9 +231,13 @@ class MediaReader:
             pts = frame.pts
             if pts is None and last is not None and last.pts is not None and self.info.average_rate:
                 pts = last.pts + round(1 / (self.info.average_rate * self.info.time_base))
-            rgb = frame_to_rgb(frame, self.info.color, rgb_format).to_ndarray()
+            rgb = self._to_rgb(frame, rgb_format)
             for lost in self._take_lost(pts):
                 yield self._repair(last.rgb if last is not None else rgb, lost)
+            if pts is not None and last is not None and last.pts is not None and pts <= last.pts:
+                # Two frames at one time (or going back) cannot be encoded: one tick after the last.
+                pts = last.pts + 1
+                self.retimed_frames += 1
             if frame.is_corrupt:
                 self.damaged_frames += 1
             last = DecodedFrame(rgb, pts)
@@ -212,6 +263,38 @@ class MediaReader:
             for lost in self._take_lost(None):
                 yield self._repair(last.rgb, lost)
         self._check_complete()
+
+    def _to_rgb(self, frame: av.VideoFrame, rgb_format: str) -> np.ndarray:
+        """The frame as RGB at the first frame's size (a resolution change mid-stream is scaled back)."""
+        info = self.info
+        try:
+            if (frame.width, frame.height) != (info.width, info.height):
+                frame = frame.reformat(width=info.width, height=info.height, interpolation=_RESIZE_FLAGS)
+                self.resized_frames += 1
+            return frame_to_rgb(frame, info.color, rgb_format).to_ndarray()
+        except (av.error.FFmpegError, ValueError) as error:
+            time = "" if frame.pts is None or frame.time_base is None else f" at {float(frame.pts * frame.time_base):.3f} s"
+            raise MediaError(f"{_label(self.source)}: cannot convert a {frame.format.name} {frame.width}×{frame.height} "
+                             f"frame{time} to RGB: {error}") from None
+
+    @property
+    def first_frame(self) -> av.VideoFrame:
+        """The first decoded frame (its side data describes the source: HDR10 metadata, …)."""
+        return self._first
+
+    def warnings(self) -> list[str]:
+        """One line per repair that changed what the input said (shown by the CLI after the run)."""
+        notes = []
+        jumps = self.timeline.describe()
+        if jumps:
+            notes.append(jumps)
+        if self.resized_frames:
+            notes.append(f"the input changes resolution mid-stream: {self.resized_frames} frame(s) scaled "
+                         f"(Lanczos) to the first frame's {self.info.width}×{self.info.height}")
+        if self.retimed_frames:
+            notes.append(f"{self.retimed_frames} frame(s) of the input share a timestamp with the frame before; "
+                         "each was moved one time-base tick later")
+        return notes
 
     def _take_lost(self, pts: int | None) -> list[int]:
         """Timestamps of packets that should have become frames before ``pts`` (all, at the end)."""
@@ -245,6 +328,24 @@ class MediaReader:
         self.container.close()
 
 
+_RESIZE_FLAGS = Interpolation.LANCZOS | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
+
+
+def _presented_frames(stream: av.video.stream.VideoStream) -> int | None:
+    """Frames the container announces that a player shows: an edit list's hidden frames do not count.
+
+    The MP4/MOV demuxer keeps the samples before an edit list's start (they are needed as references)
+    and flags them ``discard`` in the index; the decoder drops their frames.
+    """
+    count = stream.frames or None
+    if count is None:
+        return None
+    entries = stream.index_entries
+    if len(entries) == count:
+        count -= sum(1 for entry in entries if entry.is_discard)
+    return count or None
+
+
 def _label(source: str) -> str:
     return "standard input" if source == STDIO else repr(source)
 
@@ -261,7 +362,8 @@ def _open_input(source: str, timeout: float) -> av.container.InputContainer:
             raise MediaError(f"input {source!r} is a directory, not a media file")
         target = source
     try:
-        return av.open(target, mode="r", timeout=(timeout, timeout))
+        # Old files carry tags in Latin-1 or worse: a wrong byte becomes U+FFFD rather than an error.
+        return av.open(target, mode="r", timeout=(timeout, timeout), metadata_errors="replace")
     except av.error.FFmpegError as error:
         raise MediaError(_open_failure(source, error, timeout)) from None
 

@@ -19,11 +19,11 @@ import av.error
 import numpy as np
 from av.bitstream import BitStreamFilterContext
 
-from ..errors import ConfigError, DiskFullError, OutputError
+from ..errors import ConfigError, DiskFullError, MediaError, OutputError
 from .color import ColorDescription, is_rgb_format, rgb_to_frame
-from .reader import VideoInfo
+from .reader import SourceDescription, VideoInfo
 
-DEFAULT_CODEC = "libx264"
+DEFAULT_CODEC = "libx264"  # when no codec is given at all; restore_video follows the source (media.encoder)
 DEFAULT_CRF = 18
 DEFAULT_PRESET = "medium"
 _CRF_CODECS = {"libx264", "libx265", "libsvtav1", "libvpx-vp9", "libaom-av1"}
@@ -34,7 +34,8 @@ _PRESET_CODECS = {"libx264", "libx265", "libsvtav1"}
 class EncodeSettings:
     """The user's encoder choices; None means 'derive a sensible value from the source'."""
 
-    codec: str = DEFAULT_CODEC
+    codec: str | None = None
+    """None: follow the source (``media.encoder.resolve``)."""
     crf: float | None = DEFAULT_CRF
     preset: str | None = DEFAULT_PRESET
     pix_fmt: str | None = None
@@ -55,11 +56,12 @@ class OutputVideo:
 
 def choose_pix_fmt(settings: EncodeSettings, source: VideoInfo, width: int, height: int) -> str:
     """Keep the source's chroma layout and bit depth where the codec allows; never fail on odd sizes."""
-    supported = _codec_formats(settings.codec)
+    codec = settings.codec or DEFAULT_CODEC
+    supported = _codec_formats(codec)
     if settings.pix_fmt is not None:
         if supported and settings.pix_fmt not in supported:
             raise ConfigError(
-                f"--pix-fmt {settings.pix_fmt} is not supported by {settings.codec} (supported: {', '.join(supported)})"
+                f"--pix-fmt {settings.pix_fmt} is not supported by {codec} (supported: {', '.join(supported)})"
             )
         if _subsampled(settings.pix_fmt) and (width % 2 or height % 2):
             raise ConfigError(
@@ -69,7 +71,7 @@ def choose_pix_fmt(settings: EncodeSettings, source: VideoInfo, width: int, heig
         return settings.pix_fmt
     deep = source.bit_depth > 8
     if is_rgb_format(source.pix_fmt):
-        layout = "444" if settings.codec == "ffv1" else "420"
+        layout = "444" if codec == "ffv1" else "420"
     elif "444" in source.pix_fmt:
         layout = "444"
     elif "422" in source.pix_fmt or source.pix_fmt in ("nv16", "yuyv422", "uyvy422"):
@@ -79,14 +81,26 @@ def choose_pix_fmt(settings: EncodeSettings, source: VideoInfo, width: int, heig
     if layout != "444" and (width % 2 or height % 2):
         # 4:2:0 and 4:2:2 need even sizes; 4:4:4 keeps the exact frame size instead of cropping a pixel.
         layout = "444"
-    wanted = f"yuv{layout}p" + ("10le" if deep else "")
-    if not supported or wanted in supported:
-        return wanted
-    same_depth = [f for f in supported if f.startswith("yuv") and ("10le" in f) == deep]
+    if not deep:
+        wanted = f"yuv{layout}p"
+        if not supported or wanted in supported:
+            return wanted
+    else:
+        # The source's depth (12-bit ProRes 4444, 16-bit PNG), else the nearest deeper one, else shallower.
+        depths = sorted((9, 10, 12, 14, 16), key=lambda d: (d < source.bit_depth, abs(d - source.bit_depth)))
+        for depth in depths:
+            wanted = f"yuv{layout}p{depth}le"
+            if not supported or wanted in supported:
+                return wanted
+    same_depth = [f for f in supported if f.startswith("yuv") and (_bits(f) > 8) == deep]
     for candidate in same_depth + list(supported):
         if not _subsampled(candidate) or (width % 2 == 0 and height % 2 == 0):
             return candidate
     return supported[0]
+
+
+def _bits(pix_fmt: str) -> int:
+    return max(c.bits for c in av.VideoFormat(pix_fmt).components)
 
 
 def _subsampled(pix_fmt: str) -> bool:
@@ -116,8 +130,11 @@ class MediaWriter:
         container_metadata: dict[str, str] | None = None,
         chapters: list[Any] | None = None,
         container_options: dict[str, str] | None = None,
+        label: str | None = None,
     ) -> None:
+        """``label``: the name errors give the output (the destination, not the temporary file)."""
         self._lock = threading.Lock()
+        self._label = label or target
         self._filters: dict[int, BitStreamFilterContext] = {}
         self.frames_written = 0
         try:
@@ -148,6 +165,14 @@ class MediaWriter:
             self.container.close()
             raise
 
+    @classmethod
+    def for_source(cls, target: str, container_format: str | None, video: OutputVideo, settings: EncodeSettings,
+                   source: SourceDescription, container_options: dict[str, str] | None = None,
+                   label: str | None = None) -> MediaWriter:  # fmt: skip
+        """A writer that carries ``source``'s audio, subtitles, tags and chapters (``MediaReader.describe()``)."""
+        return cls(target, container_format, video, settings, source.copy_streams, source.metadata, source.chapters,
+                   container_options=container_options, label=label)
+
     def _add_copy(self, source: av.stream.Stream) -> av.stream.Stream:
         try:
             copy = self.container.add_stream_from_template(source)
@@ -165,7 +190,11 @@ class MediaWriter:
             # automatic aac_adtstoasc does for a file: the AAC payload itself is untouched.
             config = _aac_config(source.codec_context)
             if config is not None:
-                copy.codec_context.extradata = config
+                if self.container.name.startswith("pipe:"):
+                    # Only where the muxer never goes back: to a file, the filter's first packet hands the
+                    # configuration to the muxer, and a header written with it already makes Matroska
+                    # rewrite its track entry at the end over a different size (a corrupt Tracks element).
+                    copy.codec_context.extradata = config
                 self._filters[source.index] = BitStreamFilterContext("aac_adtstoasc", source)
         copy.metadata.update(source.metadata)
         if "title" not in source.metadata and "name" in source.metadata:
@@ -182,7 +211,14 @@ class MediaWriter:
             options.setdefault("crf", f"{settings.crf:g}")
         if settings.preset is not None and settings.codec in _PRESET_CODECS:
             options.setdefault("preset", settings.preset)
-        stream = self.container.add_stream(settings.codec, rate=source.average_rate, options=options)
+        codec = settings.codec or DEFAULT_CODEC
+        try:
+            stream = self.container.add_stream(codec, rate=source.average_rate, options=options)
+        except ValueError as error:  # PyAV's "'gif' format does not support 'libx264' codec"
+            raise ConfigError(
+                f"the {self.container.format.name} container of {self._label!r} cannot hold {codec} video ({error}); "
+                "choose another output name (.mkv, .mp4) or another --codec"
+            ) from None
         stream.time_base = source.time_base
         context = stream.codec_context
         context.width, context.height = video.width, video.height
@@ -210,11 +246,16 @@ class MediaWriter:
         target = self._copies.get(packet.stream.index)
         if target is None:
             return
+        if packet.is_discard and self.container.format.name not in _EDIT_LIST_FORMATS:
+            # Audio before an MP4 edit list's start (a cut made with -c copy): an MP4/MOV output keeps
+            # it behind an edit list of its own, as the source did; any other container would play it.
+            return
         adts = self._filters.get(packet.stream.index)
+        origin = _describe_packet(packet)  # before the packet is moved onto the output stream
         packets = adts.filter(packet) if adts is not None else [packet]
         for copied in packets:
             copied.stream = target
-        self._mux(packets)
+        self._mux(packets, copied_from=origin)
 
     def write_frame(self, rgb: np.ndarray, pts: int | None) -> None:
         """Encode one H×W×3 RGB frame (uint8 or uint16) at its source timestamp."""
@@ -225,18 +266,21 @@ class MediaWriter:
         try:
             packets = self._video.encode(frame)
         except av.error.FFmpegError as error:
-            raise _output_error(self.container.name, error) from None
+            raise _output_error(self._label, error) from None
         self._mux(packets)
         self.frames_written += 1
 
-    def _mux(self, packets: list[av.Packet]) -> None:
+    def _mux(self, packets: list[av.Packet], copied_from: str | None = None) -> None:
         if not packets:
             return
         with self._lock:
             try:
                 self.container.mux(packets)
             except av.error.FFmpegError as error:
-                raise _output_error(self.container.name, error) from None
+                if copied_from is not None and error.errno == errno.EINVAL:
+                    # The muxer refuses a copied packet's timestamps: the input's fault, not the output's.
+                    raise _refused_copy(copied_from, error) from None
+                raise _output_error(self._label, error) from None
 
     def close(self) -> None:
         """Flush the encoder and finish the container (writes the index)."""
@@ -247,7 +291,7 @@ class MediaWriter:
                 try:
                     self.container.close()
                 except av.error.FFmpegError as error:
-                    raise _output_error(self.container.name, error) from None
+                    raise _output_error(self._label, error) from None
 
     def abort(self) -> None:
         with self._lock:
@@ -257,6 +301,7 @@ class MediaWriter:
                 pass  # the partial output is deleted by the caller; its trailer does not matter
 
 
+_EDIT_LIST_FORMATS = {"mov", "mp4", "ipod", "3gp", "3g2", "ismv", "f4v", "psp"}
 _RAW_AAC_FORMATS = {"matroska", "webm", "mp4", "mov", "ipod", "3gp", "3g2", "ismv", "f4v"}
 _AAC_OBJECT_TYPES = {"Main": 1, "LC": 2, "SSR": 3, "LTP": 4}  # the profiles an ADTS header can state
 _AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
@@ -295,4 +340,16 @@ def _output_error(target: str, error: Exception) -> OutputError:
         return DiskFullError(f"disk full while writing {target!r}")
     reason = getattr(error, "strerror", None) or str(error)
     return OutputError(f"cannot write {target!r}: {reason}")
+
+
+def _describe_packet(packet: av.Packet) -> str:
+    when = "" if packet.pts is None or packet.time_base is None else f" at {float(packet.pts * packet.time_base):.3f} s"
+    return f"{packet.stream.type} stream #{packet.stream.index} has a packet{when}"
+
+
+def _refused_copy(origin: str, error: av.error.FFmpegError) -> MediaError:
+    return MediaError(
+        f"the input's {origin} whose timestamps cannot follow the previous packet's "
+        f"({error.strerror or error}); remux the input first, e.g. ffmpeg -fflags +genpts -i IN -c copy OUT.mkv"
+    )
 

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from streamrestore.errors import ConfigError
-from streamrestore.weights import sha256_file
+from streamrestore.models.weights import sha256_file
 
 from .data import IMAGE_SUFFIXES, excluded_digests
 

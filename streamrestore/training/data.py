@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from streamrestore.errors import ConfigError, InputNotFoundError
-from streamrestore.weights import sha256_file
+from streamrestore.models.weights import sha256_file
 
 from .degrade import Settings, degrade, scale_of
 

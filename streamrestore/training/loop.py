@@ -134,12 +134,13 @@ def initial_network(config: TrainConfig, scale: int) -> InitialNetwork:
         return _as_loaded(build_network(arch, scale, config.features, config.blocks), arch, scale)
     from safetensors import safe_open
 
-    from streamrestore.archs.cunet import WAIFU2X_MARKER
-    from streamrestore.weights import BORDER_KEY, BORDER_MODE_KEY, resolve_weights, sha256_file
-    from streamrestore_plugins.neural import load_network
+    from streamrestore.models.archs.cunet import WAIFU2X_MARKER
+    from streamrestore.models.entry import BORDER_KEY, BORDER_MODE_KEY
+    from streamrestore.models.loader import load_model
+    from streamrestore.models.weights import sha256_file
 
-    path = resolve_weights(config.init)
-    descriptor = load_network(path)
+    loaded = load_model(config.init)
+    path, descriptor = loaded.path, loaded.descriptor
     arch = descriptor.architecture.id
     if config.arch is not None and config.arch.lower() != arch.lower():
         raise ConfigError(f"--init {config.init} is a {arch} network, not --arch {config.arch}")
@@ -160,11 +161,10 @@ def initial_network(config: TrainConfig, scale: int) -> InitialNetwork:
 def _as_loaded(network: torch.nn.Module, arch: str, scale: int) -> InitialNetwork:
     """A fresh ``network`` read back by the loader, as its export will be: that its weights are detected as
     ``arch`` at ``scale`` is checked before training, and the loader says how it is called (sizes, fp16)."""
-    from streamrestore.archs import register_architectures
+    from streamrestore.models.loader import model_loader
 
-    register_architectures()
     try:
-        descriptor = spandrel.ModelLoader("cpu").load_from_state_dict(dict(network.state_dict()))
+        descriptor = model_loader().load_from_state_dict(dict(network.state_dict()))
     except spandrel.UnsupportedModelError as error:
         raise ConfigError(f"a fresh --arch {arch} network is not detected by the loader") from error
     if descriptor.architecture.id.lower() != arch or descriptor.scale != scale:
@@ -177,7 +177,7 @@ def training_call(network: torch.nn.Module, requirements: SizeRequirements | Non
                   ) -> Callable[[torch.Tensor], torch.Tensor]:  # fmt: skip
     """``network`` as a function of an input patch, padded as the model stage pads it: to the sizes the
     network takes (bottom/right, cropped after), and waifu2x's unpadded networks by their border."""
-    from streamrestore.archs.waifu2x import CUNet, UpConv7, run_padded
+    from streamrestore.models.archs.waifu2x import CUNet, UpConv7, run_padded
 
     run = functools.partial(run_padded, network) if isinstance(network, (UpConv7, CUNet)) else network
     if requirements is None:

@@ -2,7 +2,7 @@
 
     python -m streamrestore.training.ship RUN/denoise-nafnet.safetensors streamrestore/models/NAME.safetensors
 
-Prints the size and sha256 to pin in ``streamrestore/trained_catalog.py``. Halving is safe for loading:
+Prints the size and sha256 to pin in ``streamrestore/models/trained.py``. Halving is safe for loading:
 the loader builds the network in float32 and copies the float16 tensors in (float16 keeps ~3 significant
 digits, far below what 8-bit output can show; the README's scores are measured on the shipped file).
 """
@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from streamrestore.weights import sha256_file
+from streamrestore.models.weights import sha256_file
 
 
 def ship(source: Path, target: Path) -> str:

@@ -6,12 +6,14 @@ node keeps that history, holds a frame back until enough later frames have arriv
 of the stream with copies of the first frame and the end with copies of the last (on ``flush``), so
 frame count and order never change. Every result is checked against the contract (frame count, size
 × scale) and a stage that raises or breaks it stops the run with its name, never dropping a frame.
-Each stage is called through ``OutOfMemoryBackOff``: out of device memory, it gets fewer frames per
-call, then tiles, and the run goes on.
+Each stage is called through ``OutOfMemoryBackOff`` and ``framing``: the frame is padded, tiled (``--tile``
+or after running out of memory) and cropped as the stage declares; out of device memory, it gets fewer
+frames per call, then tiles, and the run goes on.
 
 A stage computing in half precision has its first batch checked: NaN or infinity in the result (a
 network whose activations overflow float16) moves the stage to the next precision (float16 →
-bfloat16 → float32, ``runtime.fallback_dtype``), says so in one warning line, and runs that batch again.
+bfloat16 → float32, ``placement.fallback_dtype``), says so in one warning line, and runs that batch
+again. Nodes that share a stage (an alias that repeats) move with it.
 """
 
 from __future__ import annotations
@@ -19,30 +21,35 @@ from __future__ import annotations
 import logging
 
 import torch
-import torch.nn.functional as F
 
 from .backoff import OutOfMemoryBackOff
+from ..errors import ConfigError, StageFailedError, StreamRestoreError
+from ..frames import FrameBatch
+from ..stage import BuiltStage
 from .oom import retry_after_release
-from .errors import StageFailedError, StreamRestoreError
-from .frames import FrameBatch
-from .presets import BuiltStage
-from .runtime import Placement, fallback_dtype, place
+from .placement import Placement, fallback_dtype, place
 
 log = logging.getLogger(__name__)
 _HALF = (torch.float16, torch.bfloat16)
 
 
 class StageNode:
-    def __init__(self, built: BuiltStage, placement: Placement, output_bits: int = 8) -> None:
+    def __init__(self, built: BuiltStage, placement: Placement, tile: int = 0, output_bits: int = 8) -> None:
         self.name = built.name
         self.stage = built.stage
         self.caps = built.stage.capabilities
         self.placement = placement
         self.output_bits = output_bits
         self._check_finite = placement.dtype in _HALF  # the first batch in half precision is checked
+        self.siblings: list[StageNode] = []
+        """Other nodes running the same stage object (a repeated alias): they follow its precision."""
+        tile = tile if built.tile is None else built.tile
+        if tile and self.caps.tileable and tile < max(self.caps.tile_overlap, 8):
+            raise ConfigError(f"stage {self.name!r}: tile ({tile}) must be at least 8 and at least the stage's "
+                              f"tile_overlap ({self.caps.tile_overlap})")
         self.stage.to(placement.device, placement.dtype)
         self.stage.start_stream()
-        self.calls = OutOfMemoryBackOff(self.caps, self.stage.process)
+        self.calls = OutOfMemoryBackOff(self.caps, self.stage.process, tile)
         self._history: list[torch.Tensor] = []
         self._history_pts: list[int | None] = []
         self._started = False
@@ -105,30 +112,26 @@ class StageNode:
     def _fall_back(self) -> None:
         device = self.placement.device
         dtype = fallback_dtype(self.caps, device, self.placement.dtype, self.output_bits) or torch.float32
-        self.placement = Placement(device, dtype)
         self.stage.to(device, dtype)
         self.stage.start_stream()  # the batch runs again from the start of the stream
+        for node in (self, *self.siblings):
+            node.placement, node._check_finite = Placement(device, dtype), False
 
     def _compute(self, batch: FrameBatch) -> FrameBatch:
         moved = FrameBatch(
             retry_after_release(lambda: self.placement.move(batch.pixels)), batch.pts, batch.context_before,
             batch.context_after,
         )
-        padded, crop = _pad_to_multiple(moved, self.caps.size_multiple)
         try:
             with torch.inference_mode():
-                results = self.calls(padded)
+                results = self.calls(moved)
         except StreamRestoreError:
             raise
         except Exception as error:  # a plugin can fail in any way; name it, stop, drop nothing
             raise StageFailedError(f"stage {self.name!r} failed: {type(error).__name__}: {error}") from error
         checked = [self._check(part, result).pixels for part, result in results]
-        joined = retry_after_release(lambda: torch.cat(checked)) if len(checked) > 1 else checked[0]
-        result = FrameBatch(joined, padded.core_pts)
-        if crop is not None:
-            height, width = crop
-            result = result.with_pixels(result.pixels[:, :, : height * self.caps.scale, : width * self.caps.scale])
-        return FrameBatch(result.pixels.to(torch.float32), moved.core_pts)
+        pixels = retry_after_release(lambda: torch.cat(checked)) if len(checked) > 1 else checked[0]
+        return FrameBatch(pixels.to(torch.float32), moved.core_pts)
 
     def _check(self, given: FrameBatch, result: object) -> FrameBatch:
         if not isinstance(result, FrameBatch):
@@ -147,24 +150,17 @@ def _name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def _pad_to_multiple(batch: FrameBatch, multiple: int) -> tuple[FrameBatch, tuple[int, int] | None]:
-    if multiple <= 1 or (batch.height % multiple == 0 and batch.width % multiple == 0):
-        return batch, None
-    pad_h = -batch.height % multiple
-    pad_w = -batch.width % multiple
-    mode = "reflect" if pad_h < batch.height and pad_w < batch.width else "replicate"
-    pixels = F.pad(batch.pixels, (0, pad_w, 0, pad_h), mode=mode)
-    return FrameBatch(pixels, batch.pts, batch.context_before, batch.context_after), (batch.height, batch.width)
-
-
 class ChainRunner:
     """All stages in order; ``push`` a batch of decoded frames, ``flush`` at the end of the stream."""
 
     def __init__(self, chain: list[BuiltStage], device: str | None = None, precision: str | None = None,
-                 output_bits: int = 8) -> None:
-        """``output_bits``: the depth the result is written at (over 8 bits, no stage computes in bfloat16)."""
-        self.nodes = [StageNode(built, place(built.stage.capabilities, device, precision, output_bits), output_bits)
-                      for built in chain]
+                 tile: int = 0, output_bits: int = 8) -> None:  # fmt: skip
+        """``tile``: the run's tile side for every tileable stage whose chain element sets none (0: whole frames).
+        ``output_bits``: the depth the result is written at (``placement.choose_dtype``)."""
+        self.nodes = [StageNode(built, place(built.stage.capabilities, device, precision, output_bits), tile,
+                                output_bits) for built in chain]  # fmt: skip
+        for node in self.nodes:
+            node.siblings = [other for other in self.nodes if other.stage is node.stage and other is not node]
 
     @property
     def input_placement(self) -> Placement:

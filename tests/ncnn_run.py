@@ -1,4 +1,4 @@
-"""Build a runnable PyTorch module from a ConvertedModel, and run it exactly as the ncnn wrapper would.
+"""Reference runner for tests: a converted ncnn graph run layer by layer as ncnn would (used only by the ncnn tests).
 
 "Exactly" matters at the frame border: the wrappers pad the frame (Real-ESRGAN reflects 10 px,
 waifu2x replicates its network's border, Real-CUGAN reflects inside spandrel's forward) and crop the
@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import WeightsError
-from .ncnn_convert import ConvertedModel
+from streamrestore.errors import WeightsError
+from streamrestore.models.ncnn_convert import ConvertedModel
 
 
 class ResizeOutput(nn.Module):
@@ -36,7 +36,7 @@ class ResizeOutput(nn.Module):
 def build_module(converted: ConvertedModel) -> nn.Module:
     """An eval-mode float32 module for ``converted`` (spandrel for the archs it knows)."""
     if converted.arch in ("UpConv7", "CUNet"):
-        from .archs.waifu2x import CUNet, UpConv7
+        from streamrestore.models.archs.waifu2x import CUNet, UpConv7
 
         if converted.arch == "UpConv7":
             module: nn.Module = UpConv7()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import WeightsError
+from ..errors import WeightsError
 
 PARAM_MAGIC = 7767517
 

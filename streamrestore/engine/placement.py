@@ -25,8 +25,8 @@ from typing import Iterator
 
 import torch
 
-from .errors import ConfigError
-from .stage import Capabilities
+from ..errors import ConfigError
+from ..stage import Capabilities
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 

@@ -1,14 +1,15 @@
 """Calls one stage so that running out of device memory costs speed, never frames.
 
-Out of device memory (``is_out_of_memory``: torch's ``OutOfMemoryError``, and cuBLAS/cuDNN allocation
-failures, which arrive as plain ``RuntimeError``) the batch is halved (a temporal batch keeps each
-half's context frames) until a single frame does not fit; then, if the stage declares it can be
-tiled, the frame is cut into overlapping tiles (``streamrestore.tiling``) whose side is halved until
-they fit. The limits are kept while they work: after ``GROW_AFTER`` batches without a failure they are
-relaxed one step (tiles doubled, then whole frames, then the batch doubled up to its planned size),
-so one transient failure does not halve throughput for the rest of the stream; a relaxed limit that
-fails again doubles the wait before the next try. The parts that did run are kept and the rest is
-retried, so every frame comes out exactly once, in order. A frame that fails even in the smallest
+Out of device memory (``oom.is_out_of_memory``: torch's ``OutOfMemoryError``, and cuBLAS/cuDNN
+allocation failures, which arrive as plain ``RuntimeError``) the batch is halved (a temporal batch
+keeps each half's context frames) until a single frame does not fit; then, if the stage declares it
+can be tiled, the frame is cut into overlapping tiles whose side is halved until they fit. Every call
+goes through ``framing.call_framed``, which pads, tiles and crops as the stage declares. The limits
+are kept while they work: after ``GROW_AFTER`` batches without a failure they are relaxed one step
+(tiles doubled up to the run's ``--tile`` or whole frames, then the batch doubled up to its planned
+size), so one transient failure does not halve throughput for the rest of the stream; a relaxed limit
+that fails again doubles the wait before the next try. The parts that did run are kept and the rest
+is retried, so every frame comes out exactly once, in order. A frame that fails even in the smallest
 tile is an out-of-memory error for the caller to report.
 """
 
@@ -18,10 +19,10 @@ from typing import Callable
 
 import torch
 
-from .frames import FrameBatch
+from ..frames import FrameBatch
+from ..stage import Capabilities
+from .framing import call_framed
 from .oom import is_out_of_memory, release_cached_memory
-from .stage import Capabilities
-from .tiling import run_tiled
 
 MIN_TILE = 64
 """Smallest tile side (input pixels) tried before giving up."""
@@ -32,14 +33,15 @@ GROW_AFTER = 8
 class OutOfMemoryBackOff:
     """Runs ``process`` over a batch in as many calls as memory needs; returns (part, result) pairs."""
 
-    def __init__(self, caps: Capabilities, process: Callable[[FrameBatch], object]) -> None:
+    def __init__(self, caps: Capabilities, process: Callable[[FrameBatch], object], tile: int = 0) -> None:
         self.caps = caps
         self.process = process
         self.frames: int | None = None
         """Most core frames per call since memory ran out (None: no limit yet)."""
-        self.tile = 0
-        """Tile side in input pixels since a single frame did not fit (0: whole frames)."""
+        self.tile = tile if caps.tileable else 0
+        """Tile side in input pixels: the run's ``--tile``, or since a single frame did not fit (0: whole)."""
         self.grow_after = GROW_AFTER
+        self._requested_tile = self.tile  # what relaxing the tile grows back to
         self._failures = 0  # times memory ran out in this stream
         self._clean = 0  # batches since memory last ran out
         self._relaxed = False  # a limit was relaxed since memory last ran out
@@ -48,7 +50,7 @@ class OutOfMemoryBackOff:
     def __call__(self, batch: FrameBatch) -> list[tuple[FrameBatch, object]]:
         failures, self._planned = self._failures, max(self._planned, batch.core_count)
         results = self._run(batch)
-        if self._failures == failures and (self.frames or self.tile):
+        if self._failures == failures and (self.frames or self.tile != self._requested_tile):
             self._clean += 1
             if self._clean >= self.grow_after:
                 self._relax(batch)
@@ -71,9 +73,13 @@ class OutOfMemoryBackOff:
         release_cached_memory()
 
     def _relax(self, batch: FrameBatch) -> None:
-        """One step back towards whole frames and the planned batch."""
-        if self.tile:
-            self.tile = 0 if self.tile * 2 >= max(batch.height, batch.width) else self.tile * 2
+        """One step back towards the run's tiles (or whole frames) and the planned batch."""
+        if self.tile != self._requested_tile:
+            grown = self.tile * 2
+            if self._requested_tile:
+                self.tile = min(grown, self._requested_tile)
+            else:
+                self.tile = 0 if grown >= max(batch.height, batch.width) else grown
         elif self.frames:
             self.frames = None if self.frames * 2 >= self._planned else self.frames * 2
         self._clean, self._relaxed = 0, True
@@ -109,18 +115,7 @@ class OutOfMemoryBackOff:
         self.tile = tile
 
     def _call(self, part: FrameBatch) -> object:
-        if not self.tile:
-            return self.process(part)
-
-        def on_tile(pixels: torch.Tensor) -> torch.Tensor:
-            result = self.process(FrameBatch(pixels, part.pts, part.context_before, part.context_after))
-            if not isinstance(result, FrameBatch):
-                raise TypeError(f"process() returned {type(result).__name__}, not a FrameBatch")
-            return result.pixels
-
-        pixels = run_tiled(on_tile, part.pixels, self.tile, self.caps.tile_overlap, self.caps.scale,
-                           align=self.caps.size_multiple)
-        return FrameBatch(pixels, part.core_pts)
+        return call_framed(self.process, part, self.caps, self.tile)
 
 
 def core_window(batch: FrameBatch, start: int, stop: int) -> FrameBatch:

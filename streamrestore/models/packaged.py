@@ -14,7 +14,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from .weights import BORDER_KEY, BORDER_MODE_KEY, SCALE_KEY, ModelEntry, PackagedFile
+from .entry import BORDER_KEY, BORDER_MODE_KEY, SCALE_KEY, ModelEntry, PackagedFile
 
 # package -> (project, licence of the weights, from the project's repository)
 _PROJECTS = {
@@ -155,7 +155,7 @@ _PINS = {
         ("realcugan-pro-x3-denoise3", "models/models-pro/up3x-denoise3x",
          "01a32b0fbba96a60e7e83fbe351a1231f40a43fa9247f9695d7e0633d2f3a938",
          "d3a47068767671865080961892d6c0803ee00e3fd777de74781262144d1970fd"),
-        # Real-CUGAN's SE-less model: a CUNet ×2 (streamrestore.archs), reflect-padded like the others.
+        # Real-CUGAN's SE-less model: a CUNet ×2 (streamrestore.models.archs), reflect-padded like the others.
         ("realcugan-nose-x2", "models/models-nose/up2x-no-denoise",
          "2b6f4db8fdc04336ac68ba954b4cd3b280beb5e7b6b0bcd97f769accc512cf4a",
          "c370b70321d45301b9c682121130ad167b3dd1bc8e122c1d77c7ac44f1943708"),
@@ -164,7 +164,7 @@ _PINS = {
 
 
 def _arch(name: str) -> str:
-    """The architecture spandrel (with ``streamrestore.archs``) detects in the converted weights."""
+    """The architecture spandrel (with ``streamrestore.models.archs``) detects in the converted weights."""
     for prefix, arch in (("realesrgan-", "ESRGAN"), ("realesr-animevideov3", "Compact"), ("waifu2x-upconv7", "UpConv7"),
                          ("waifu2x-cunet", "CUNet"), ("realcugan-nose", "CUNet"), ("realcugan-", "RealCUGAN")):
         if name.startswith(prefix):
@@ -226,7 +226,7 @@ def convert_packaged(source: Path) -> tuple[Mapping[str, Any], Mapping[str, str]
     pads_itself = converted.pads_inside or converted.arch in ("UpConv7", "CUNet")
     description = {f.name: getattr(converted, f.name) for f in fields(converted) if f.name != "state_dict"}
     metadata = {
-        "streamrestore.ncnn": json.dumps(description, default=str),
+        "streamrestore.models.ncnn": json.dumps(description, default=str),
         BORDER_KEY: str(0 if pads_itself else converted.pad),
         BORDER_MODE_KEY: converted.pad_mode,
     }

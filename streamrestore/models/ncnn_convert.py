@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import WeightsError
+from ..errors import WeightsError
 from .ncnn import NcnnGraph, NcnnLayer, load_ncnn
 
 # Expected fused activations: (ncnn key 9 code, LeakyReLU slope from key 10 or None).

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .weights import ModelEntry, PackagedFile
+from .entry import ModelEntry, PackagedFile
 
 _LICENCE = "MIT (trained by streamrestore on Debian wallpapers and scikit-image photos)"
 _TUNED = "fine-tuned by streamrestore on Debian wallpapers and scikit-image photos"

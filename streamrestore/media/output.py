@@ -11,19 +11,32 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import OutputError
-from .media.reader import STDIO, is_network_url
+from ..errors import OutputError
+from .encoder import container_accepts
+from .reader import STDIO, is_network_url
 
 STREAM_FORMATS = {"mpegts": "mpegts", "matroska": "matroska", "mkv": "matroska", "nut": "nut", "mp4": "mp4"}
 _FRAGMENTED_MP4 = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
 
 
-def default_output_path(source: str) -> str:
-    """``clip.mp4`` -> ``clip.restored.mp4`` beside it (``-`` and URLs need an explicit ``-o``)."""
+def default_output_path(source: str, codec: str | None = None) -> str:
+    """``clip.mp4`` -> ``clip.restored.mp4`` beside it (``-`` and URLs need an explicit ``-o``).
+
+    When the input's container cannot hold the ``codec`` video stream, another one is chosen: an
+    animated GIF becomes ``NAME.restored.mp4`` (what GIF hosts convert to; plays everywhere), anything
+    else (WebM given libx264, a raw ``.y4m``) ``NAME.restored.mkv``, which carries almost any stream.
+    """
     if source == STDIO or is_network_url(source):
         raise OutputError("an input from standard input or the network needs -o PATH (or -o - for standard output)")
     path = Path(source)
-    return str(path.with_name(f"{path.stem}.restored{path.suffix or '.mkv'}"))
+    suffix = path.suffix or ".mkv"
+    if codec is not None and not _holds(suffix, codec):
+        suffix = ".mp4" if suffix.lower() == ".gif" and _holds(".mp4", codec) else ".mkv"
+    return str(path.with_name(f"{path.stem}.restored{suffix}"))
+
+
+def _holds(suffix: str, codec: str) -> bool:
+    return container_accepts(f"probe{suffix}", codec)
 
 
 class OutputTarget:

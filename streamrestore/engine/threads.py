@@ -1,4 +1,4 @@
-"""Runs decode, the stage chain and encode at the same time, with bounded queues between them.
+"""Runs decode, the stage chain and encode at the same time (``run_stream``), with bounded queues between them.
 
     decoder thread ──frames──▶ [queue] ──▶ main thread: batch → stages ──▶ [queue] ──▶ encoder thread
          └── audio/subtitle packets, copied straight to the muxer ───────────────────────────┘
@@ -25,12 +25,12 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from .frames import FrameBatch
-from .media.reader import DecodedFrame, MediaReader
-from .media.writer import MediaWriter
+from ..frames import FrameBatch
+from ..media.reader import DecodedFrame, MediaReader
+from ..media.writer import MediaWriter
+from .chain import ChainRunner
 from .oom import is_out_of_memory, release_cached_memory, retry_after_release
-from .runner import ChainRunner
-from .runtime import BatchSizer
+from .placement import BatchSizer
 from .transfer import Transfer
 
 _END = object()
@@ -38,9 +38,9 @@ _POLL_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
-class EngineSettings:
+class StreamSettings:
     batch_size: int | None = None
-    """Frames per batch; None: measured on the first batch (``runtime.BatchSizer``)."""
+    """Frames per batch; None: measured on the first batch (``placement.BatchSizer``)."""
     queue_frames: int = 16
     """Decoded frames waiting for the stages (bounds host memory together with batch_size)."""
     queue_batches: int = 4
@@ -51,7 +51,9 @@ class _Stopped(Exception):
     """Raised inside a worker when another part of the pipeline failed or the user interrupted."""
 
 
-class _Pipeline:
+class _Workers:
+    """The threads of one run: a shared stop flag, the first failure, and queue access that stops with it."""
+
     def __init__(self) -> None:
         self.stop = threading.Event()
         self.failures: list[BaseException] = []
@@ -92,16 +94,16 @@ class _Pipeline:
         return thread
 
 
-def run(
+def run_stream(
     reader: MediaReader,
     runner: ChainRunner,
     writer: MediaWriter,
     output_dtype: np.dtype,
-    settings: EngineSettings = EngineSettings(),
+    settings: StreamSettings = StreamSettings(),
     on_frames: Callable[[int], None] = lambda count: None,
 ) -> None:
     """Push every frame of ``reader`` through ``runner`` into ``writer``; raises the first failure."""
-    pipe = _Pipeline()
+    pipe = _Workers()
     decoded: queue.Queue = queue.Queue(maxsize=settings.queue_frames)
     restored: queue.Queue = queue.Queue(maxsize=settings.queue_batches)
     first = runner.input_placement
@@ -155,7 +157,7 @@ def run(
         raise pipe.failures[0]
 
 
-def _batches(pipe: _Pipeline, decoded: queue.Queue, sizer: BatchSizer) -> Iterator[list[DecodedFrame]]:
+def _batches(pipe: _Workers, decoded: queue.Queue, sizer: BatchSizer) -> Iterator[list[DecodedFrame]]:
     """Group decoded frames into batches: wait for one, then take what is ready, up to ``sizer.size``."""
     finished = False
     while not finished:

