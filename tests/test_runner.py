@@ -189,3 +189,17 @@ def test_half_precision_that_gives_nan_falls_back_once_with_a_warning(
     messages = [r.getMessage() for r in caplog.records]
     assert messages == [f"stage 'overflowsinhalf': float16 gave NaN or infinity on the first batch; "
                         f"it computes in {str(fallback).removeprefix('torch.')} instead"]
+
+
+def test_nodes_sharing_a_stage_fall_back_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A repeated alias (sr4 = one ×2 stage twice) moves once; the second node follows the first."""
+    from streamrestore.engine import placement as runtime
+
+    monkeypatch.setattr(runtime, "_native", lambda name, device: True)
+    shared = built(OverflowsInHalf)
+    runner = ChainRunner([shared, shared], device="cpu", precision="float16")
+    out = runner.push(FrameBatch(torch.full((1, 3, 4, 5), 0.25), (0,)))
+    assert torch.equal(out.pixels, torch.full((1, 3, 4, 5), 0.25))  # 1 - (1 - x)
+    assert [node.placement.dtype for node in runner.nodes] == [torch.bfloat16, torch.bfloat16]
+    assert shared.stage.moves == [torch.float16, torch.float16, torch.bfloat16]
+    assert shared.stage.calls == [torch.float16, torch.bfloat16, torch.bfloat16]
