@@ -50,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     run.add_argument("--content", choices=("photo", "anime"), default="photo",
                      help="which pretrained models the aliases (sr2, sr4, jpeg, …) use (default photo)")
+    run.add_argument("--interlaced", choices=("auto", "deinterlace", "keep", "progressive"), default="auto",
+                     help="interlaced input: auto (default) deinterlaces with bwdif at field rate before stages "
+                     "that change pixels; deinterlace: always; keep: process each field, output stays interlaced; "
+                     "progressive: the input is progressive whatever its tags and idet say")
     run.add_argument("--batch", type=int, help="frames per batch through the stages (default: planned from the "
                      "free GPU memory, or about a megapixel of input per batch on the CPU)")
     run.add_argument("--precision", choices=("auto", "float32", "float16", "bfloat16"), default="auto",
@@ -155,7 +159,8 @@ def run_command(args: argparse.Namespace) -> int:
     from .restore import PreparedChain, RunSettings
 
     run = RunSettings(device=args.device, precision=args.precision, batch_size=args.batch, tile=args.tile,
-                      content=args.content, strict=args.strict, timeout=args.timeout)  # fmt: skip
+                      content=args.content, strict=args.strict, timeout=args.timeout,
+                      interlaced=args.interlaced)  # fmt: skip
     if is_image_path(args.input):
         return _run_image(args, PreparedChain(chain, run))
     return _run_video(args, PreparedChain(chain, run))
@@ -199,11 +204,15 @@ def _run_video(args: argparse.Namespace, prepared) -> int:
             tqdm.write(f"expected: about {_duration(per_frame * bar[0].total)} for {bar[0].total} frames "
                        f"({per_frame:.2f} s/frame so far)", file=sys.stderr)
 
+    def on_notice(message: str) -> None:
+        print(f"streamrestore: {message}", file=sys.stderr)
+
     try:
         output = OutputSettings(codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt,
                                 encoder_threads=args.encoder_threads, format=args.format, overwrite=args.overwrite,
                                 encoder_log=args.debug)
-        report = prepared.restore_video(args.input, args.output, output, on_start=on_start, on_frames=on_frames)
+        report = prepared.restore_video(args.input, args.output, output, on_start=on_start, on_frames=on_frames,
+                                        on_notice=on_notice)
     finally:
         if bar:
             bar[0].close()
@@ -218,8 +227,9 @@ def _run_video(args: argparse.Namespace, prepared) -> int:
               f"{report.repaired_frames} replaced by the previous good frame (frame count kept)", file=sys.stderr)
     if not args.quiet and report.output != "-":
         fps = report.frames / report.seconds if report.seconds else 0.0
-        print(f"wrote {report.output}: {report.frames} frames, {report.width}×{report.height} {report.codec} {report.pix_fmt}, "
-              f"{report.color}, {report.seconds:.1f} s ({fps:.2f} fps)", file=sys.stderr)
+        source = f" from {report.source_frames} source frames" if report.source_frames != report.frames else ""
+        print(f"wrote {report.output}: {report.frames} frames{source}, {report.width}×{report.height} {report.codec} "
+              f"{report.pix_fmt}, {report.color}, {report.seconds:.1f} s ({fps:.2f} fps)", file=sys.stderr)
     return 0
 
 
@@ -246,6 +256,14 @@ def list_stages() -> str:
                      f"{'tileable' if caps.tileable else 'not tiled'}")
         if spec.options:
             lines.append(f"  {'':<14} options: {spec.factory.describe_options()}")
+    lines.append("field operations (first in a chain; applied to the decoded frames, may change the frame count):")
+    from .media.interlace import FIELD_OPERATIONS, FIELD_SUMMARIES
+
+    for name, options in FIELD_OPERATIONS.items():
+        described = ", ".join(f"{key}={'|'.join(option.choices)} (default {option.default})"
+                              for key, option in options.items())
+        lines.append(f"  {name:<14} {FIELD_SUMMARIES[name]}")
+        lines.append(f"  {'':<14} options: {described}")
     lines.append("aliases (photo content; --content anime and a GPU change the neural defaults):")
     for name, alias in sorted(registry.aliases.items()):
         settings = "".join(f":{k}={v}" for k, v in alias.settings.items())

@@ -6,17 +6,18 @@ A ``PreparedChain`` is built from a chain (``"denoise,sr4"``, a preset, or a ``C
 stage and so reads its weights once), says where each stage runs (``placements``), and restores an image
 array, an image file (written atomically: a temporary file renamed into place) or a video.
 
-Data path of a video: MediaReader (decode, RGB at source precision) → ChainRunner (the stages,
-``engine.chain``) → MediaWriter (RGB→YUV with the source's colour description, encode at source timestamps,
-audio/subtitles copied) → OutputTarget (temporary file renamed into place on success); the three run in
-their own threads (``engine.threads``).
+Data path of a video: MediaReader (decode; deinterlace/IVTC/field split with libavfilter when the chain or
+the interlacing policy asks, see ``media.interlace``; RGB at source precision) → ChainRunner (the stages,
+``engine.chain``) → MediaWriter (RGB→YUV with the source's colour description, fields woven back for
+``--interlaced keep``, encode at source timestamps, audio/subtitles copied) → OutputTarget (temporary file
+renamed into place on success); the three run in their own threads (``engine.threads``).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,6 +30,7 @@ from .engine.threads import StreamSettings, run_stream
 from .errors import ConfigError, CorruptInputError
 from .frames import FrameBatch, image_to_tensor, tensor_to_images
 from .media import encoder
+from .media import interlace
 from .media.images import IMAGE_SUFFIXES, check_image, is_image_path, read_image, write_image
 from .media.output import OutputTarget, default_output_path
 from .media.reader import MediaReader
@@ -63,6 +65,10 @@ class RunSettings:
     """Damaged input is an error instead of being repaired."""
     timeout: float = 15.0
     """Seconds to wait on a network input."""
+    interlaced: str = "auto"
+    """Interlaced input (``media.interlace``): auto deinterlaces (bwdif, field rate) before stages that change
+    pixels, deinterlace always, keep processes each field and writes interlaced output, progressive ignores
+    tags and idet. ``deinterlace``/``ivtc`` at the head of the chain override it."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,8 @@ class RestoreReport:
     codec: str = ""
     warnings: tuple[str, ...] = ()
     """One line per repair of the input (timestamps that went back, frames resized mid-stream, …)."""
+    source_frames: int = 0
+    """Frames read from the source (``frames`` differs by design after deinterlacing or IVTC)."""
 
 
 class PreparedChain:
@@ -108,7 +116,10 @@ class PreparedChain:
             raise ConfigError(f"--batch must be at least 1, got {self.run.batch_size}")
         if self.run.tile < 0:
             raise ConfigError(f"--tile must be 0 (whole frames) or a size in pixels, got {self.run.tile}")
-        self.plan = parse_chain(chain) if isinstance(chain, str) else chain
+        plan = parse_chain(chain) if isinstance(chain, str) else chain
+        # deinterlace/ivtc lead the chain but are not stages: the reader applies them to decoded frames.
+        self.field_operations, stage_requests = interlace.take_field_operations(plan.stages)
+        self.plan = replace(plan, stages=stage_requests)
         if registry is None:
             accelerated = self.run.device != "cpu" and cuda_available()
             registry = Registry(content=self.run.content, accelerated=accelerated)
@@ -139,6 +150,8 @@ class PreparedChain:
     def restore_array(self, image: np.ndarray) -> np.ndarray:
         """One H×W×3 RGB image (uint8 or uint16) -> the restored image, same dtype."""
         pixels = check_image(image)
+        if self.field_operations:
+            raise ConfigError("deinterlace and ivtc work on video fields, not on images")
         runner = self.runner(8 * pixels.dtype.itemsize)
         results = [runner.push(FrameBatch(image_to_tensor(pixels), (0,)))] + runner.flush()
         restored = [r for r in results if r is not None]
@@ -166,12 +179,14 @@ class PreparedChain:
         output: OutputSettings | None = None,
         on_start: Callable[[MediaReader], None] = lambda reader: None,
         on_frames: Callable[[int], None] = lambda count: None,
+        on_notice: Callable[[str], None] = lambda message: None,
     ) -> RestoreReport:
         """Restore a video file, stream URL or ``-`` (stdin) into ``dst`` (default: ``NAME.restored.EXT``).
 
         ``on_start`` sees the opened reader (for a progress bar); ``on_frames`` is called with each count of
         frames written. The default codec follows the source's (``media.encoder``), and so does the default
         output's container when the input's cannot hold that codec (an animated GIF gives ``NAME.restored.mp4``).
+        ``on_notice`` gets one line when the fields are deinterlaced, matched or kept (``media.interlace``).
         """
         output = output or OutputSettings()
         settings = encode_settings(self.plan.output, output)
@@ -185,20 +200,24 @@ class PreparedChain:
         started = time.perf_counter()
         reader = MediaReader(src, timeout=self.run.timeout)
         try:
+            fields = self._apply_field_plan(reader)
+            if fields.notice:
+                on_notice(fields.notice)
             info = reader.info
             settings = encoder.resolve(settings, info, reader.first_frame, encoder_log=output.encoder_log)
             if target is None:
                 target = OutputTarget(default_output_path(src, settings.codec), src, overwrite=output.overwrite,
                                       stream_format=output.format)  # fmt: skip
             width, height = info.width * self.scale, info.height * self.scale
-            out_fmt = choose_pix_fmt(settings, info, width, height)
+            out_fmt = choose_pix_fmt(settings, info, width, height)  # per field when fields are woven back
             depth = max(c.bits for c in av.VideoFormat(out_fmt).components)
             loading = time.perf_counter()
             runner = self.runner(depth)  # placed once the output depth is known
             started += time.perf_counter() - loading  # the clock leaves out moving the weights, as before
-            writer = MediaWriter.for_source(target.temporary, target.format,
-                                            OutputVideo(width, height, out_fmt, info.color, info), settings,
-                                            reader.describe(), container_options=target.container_options,
+            if fields.field_split:
+                height *= 2
+            video = OutputVideo(width, height, out_fmt, info.color, info, fields.output_order, fields.field_split)
+            writer = MediaWriter.for_source(target.temporary, target.format, video, settings, reader.describe(), container_options=target.container_options,
                                             label=target.destination)  # fmt: skip
             try:
                 on_start(reader)
@@ -221,8 +240,22 @@ class PreparedChain:
             output=target.destination, frames=writer.frames_written, damaged_frames=reader.damaged_frames,
             repaired_frames=reader.repaired_frames, seconds=time.perf_counter() - started,
             width=width, height=height, pix_fmt=out_fmt, color=info.color.describe(), codec=settings.codec or "",
-            warnings=tuple(reader.warnings()),
+            warnings=tuple(reader.warnings()), source_frames=reader.frames_read,
         )
+
+    def _apply_field_plan(self, reader: MediaReader) -> interlace.FieldPlan:
+        """Detect interlacing on the first frames, choose what to do with the fields, set the reader's filter."""
+        info = reader.info
+        # No interlaced format is taller than 1080 lines: larger frames skip idet (and decoding far ahead).
+        frames = reader.peek(interlace.IDET_FRAMES if info.height <= 1088 else 1)
+        source = interlace.detect(reader.video.codec_context.field_order, frames, info.time_base, info.average_rate)
+        touches_pixels = any(built.spec.name != "identity" for built in self.stages)
+        plan = interlace.plan_fields(self.field_operations, self.run.interlaced, source, touches_pixels,
+                                     info.average_rate)  # fmt: skip
+        if plan.filters:
+            reader.set_video_filter(interlace.FrameFilter(plan, frames[0], info.time_base, info.average_rate,
+                                                          info.sample_aspect_ratio))  # fmt: skip
+        return plan
 
 
 def encode_settings(preset_output: dict[str, Any], output: OutputSettings) -> EncodeSettings:
@@ -247,9 +280,10 @@ def restore_video(
     registry: Registry | None = None,
     on_start: Callable[[MediaReader], None] = lambda reader: None,
     on_frames: Callable[[int], None] = lambda count: None,
+    on_notice: Callable[[str], None] = lambda message: None,
 ) -> RestoreReport:
-    """``PreparedChain(chain, run, registry).restore_video(src, dst, output, on_start, on_frames)``."""
-    return PreparedChain(chain, run, registry).restore_video(src, dst, output, on_start, on_frames)
+    """``PreparedChain(chain, run, registry).restore_video(src, dst, output, on_start, on_frames, on_notice)``."""
+    return PreparedChain(chain, run, registry).restore_video(src, dst, output, on_start, on_frames, on_notice)
 
 
 def restore_image(

@@ -15,6 +15,10 @@ they are not counted as announced frames. Timestamps that go back (files joined 
 repaired on the packets (``timeline.TimestampRepair``). Frames whose size differs from the first
 frame's (a resolution change mid-stream) are scaled to the first frame's size and counted in
 ``resized_frames``. A frame the decoder returns but cannot be converted is a ``MediaError``.
+
+A ``FrameFilter`` (``media.interlace``: deinterlace, IVTC, field split) may be set before reading: it
+sees every decoded frame, repairs included, in the source's YUV, and what it returns is converted to
+RGB instead; ``info`` then describes its output, and the completeness check still counts the source.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import bisect
 import os
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import av
 import av.error
@@ -34,6 +38,9 @@ from av.video.reformatter import Interpolation
 from ..errors import InputNotFoundError, MediaError, NoVideoStreamError, TruncatedInputError
 from .color import ColorDescription, describe_source, frame_to_rgb
 from .timeline import TimestampRepair
+
+if TYPE_CHECKING:
+    from .interlace import FrameFilter
 
 STDIO = "-"
 _NETWORK_PREFIXES = ("tcp://", "udp://", "rtp://", "rtsp://", "rtmp://", "http://", "https://", "srt://")
@@ -97,6 +104,7 @@ class MediaReader:
         self._read_error: av.error.FFmpegError | None = None
         self._timeout = timeout
         self._flushed = False
+        self.video_filter: FrameFilter | None = None
         self.container = _open_input(source, timeout)
         try:
             if not self.container.streams.video:
@@ -108,6 +116,7 @@ class MediaReader:
             ]
             self._first = self._first_frame()
             self.info = self._describe(self._first)
+            self.source_info = self.info
         except BaseException:
             self.container.close()
             raise
@@ -214,6 +223,30 @@ class MediaReader:
             # packet stays in _pending_pts and is repaired when a later frame passes it.
             return []
 
+    def peek(self, count: int) -> list[av.VideoFrame]:
+        """Decode ahead until ``count`` frames wait (fewer if the input ends); ``frames`` still yields them."""
+        if len(self._pending_frames) < count:
+            for packet in self._safe_demux():
+                if packet.stream.index != self.video.index:
+                    if packet.size > 0:
+                        self._early_packets.append(packet)
+                    continue
+                self._pending_frames.extend(self._decode(packet))
+                if len(self._pending_frames) >= count:
+                    break
+            else:
+                self._pending_frames.extend(self._decode(None))
+        return self._pending_frames[:count]
+
+    def set_video_filter(self, video_filter: FrameFilter) -> None:
+        """Apply a libavfilter graph (deinterlace, IVTC, field split) to decoded frames, before RGB.
+
+        It may change the frame count and timing: ``info`` then describes the filtered frames, while
+        the completeness check keeps counting the source's.
+        """
+        self.video_filter = video_filter
+        self.info = video_filter.describe(self.source_info)
+
     def frames(self, on_packet: Callable[[av.Packet], None]) -> Iterator[DecodedFrame]:
         """Yield every video frame (repairing damaged ones) and pass other packets to ``on_packet``."""
         try:
@@ -224,25 +257,41 @@ class MediaReader:
 
     def _frames(self, on_packet: Callable[[av.Packet], None]) -> Iterator[DecodedFrame]:
         rgb_format = "rgb48le" if self.info.bit_depth > 8 else "rgb24"
-        last: DecodedFrame | None = None
+        source = self.source_info
+        last: av.VideoFrame | None = None
+        last_pts: int | None = None
+        converted: tuple[av.VideoFrame | None, np.ndarray | None] = (None, None)
+
+        def to_rgb(frame: av.VideoFrame, pts: int | None, repaired: bool = False) -> DecodedFrame:
+            nonlocal converted
+            if converted[0] is not frame:  # a repair repeats the previous frame: convert it once
+                converted = (frame, self._to_rgb(frame, rgb_format))
+            return DecodedFrame(converted[1], pts, repaired)
+
+        def deliver(frame: av.VideoFrame, pts: int | None, repaired: bool = False) -> Iterator[DecodedFrame]:
+            if self.video_filter is None:
+                yield to_rgb(frame, pts, repaired)
+                return
+            frame.pts = pts  # the graph keeps its own reference: a repair may re-send this frame
+            for out in self.video_filter.push(frame):
+                yield to_rgb(out, out.pts)
 
         def emit(frame: av.VideoFrame) -> Iterator[DecodedFrame]:
-            nonlocal last
+            nonlocal last, last_pts
             pts = frame.pts
-            if pts is None and last is not None and last.pts is not None and self.info.average_rate:
-                pts = last.pts + round(1 / (self.info.average_rate * self.info.time_base))
-            rgb = self._to_rgb(frame, rgb_format)
+            if pts is None and last_pts is not None and source.average_rate:
+                pts = last_pts + round(1 / (source.average_rate * source.time_base))
             for lost in self._take_lost(pts):
-                yield self._repair(last.rgb if last is not None else rgb, lost)
-            if pts is not None and last is not None and last.pts is not None and pts <= last.pts:
+                yield from self._repair(last if last is not None else frame, lost, deliver)
+            if pts is not None and last_pts is not None and pts <= last_pts:
                 # Two frames at one time (or going back) cannot be encoded: one tick after the last.
-                pts = last.pts + 1
+                pts = last_pts + 1
                 self.retimed_frames += 1
             if frame.is_corrupt:
                 self.damaged_frames += 1
-            last = DecodedFrame(rgb, pts)
+            last, last_pts = frame, pts
             self.frames_read += 1
-            yield last
+            yield from deliver(frame, pts)
 
         for packet in self._early_packets:
             on_packet(packet)
@@ -261,7 +310,10 @@ class MediaReader:
             yield from emit(frame)
         if last is not None:
             for lost in self._take_lost(None):
-                yield self._repair(last.rgb, lost)
+                yield from self._repair(last, lost, deliver)
+        if self.video_filter is not None:
+            for out in self.video_filter.flush():
+                yield to_rgb(out, out.pts)
         self._check_complete()
 
     def _to_rgb(self, frame: av.VideoFrame, rgb_format: str) -> np.ndarray:
@@ -308,14 +360,14 @@ class MediaReader:
         del self._pending_pts[:end]
         return lost
 
-    def _repair(self, rgb: np.ndarray, pts: int) -> DecodedFrame:
+    def _repair(self, frame: av.VideoFrame, pts: int, deliver: Callable) -> Iterator[DecodedFrame]:
         self.damaged_frames += 1
         self.repaired_frames += 1
         self.frames_read += 1
-        return DecodedFrame(rgb, pts, repaired=True)
+        yield from deliver(frame, pts, True)
 
     def _check_complete(self) -> None:
-        expected = self.info.frame_count if self.info.frame_count_exact else None
+        expected = self.source_info.frame_count if self.source_info.frame_count_exact else None
         if expected is not None and self.frames_read < expected:
             raise TruncatedInputError(
                 f"{_label(self.source)} is truncated: {self.frames_read} of {expected} frames are readable"

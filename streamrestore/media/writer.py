@@ -2,9 +2,11 @@
 
 Audio and subtitle packets are remuxed as they are (payloads bit-identical, language and title kept);
 the video stream keeps the source's time base, per-frame timestamps (VFR included), colour tags,
-rotation and sample aspect ratio. Two threads feed one output container (copied packets from the
-decoder thread, encoded packets from the encoder thread), so muxing goes through a lock; FFmpeg's
-interleaving muxer puts the packets in order.
+rotation and sample aspect ratio; it is tagged progressive, or, when the fields were kept, interlaced
+with the source's field order (fields woven back and frames flagged by ``interlace.FieldWeaver``).
+Two threads feed one output container (copied packets from the decoder thread, encoded packets from
+the encoder thread), so muxing goes through a lock; FFmpeg's interleaving muxer puts the packets in
+order.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from av.bitstream import BitStreamFilterContext
 
 from ..errors import ConfigError, DiskFullError, MediaError, OutputError
 from .color import ColorDescription, is_rgb_format, rgb_to_frame
+from .interlace import FIELD_BB, FIELD_PROGRESSIVE, FIELD_TT, FieldWeaver
 from .reader import SourceDescription, VideoInfo
 
 DEFAULT_CODEC = "libx264"  # when no codec is given at all; restore_video follows the source (media.encoder)
@@ -52,6 +55,10 @@ class OutputVideo:
     pix_fmt: str
     color: ColorDescription
     source: VideoInfo
+    field_order: str | None = None
+    """``tff``/``bff``: encode interlaced with this field order (``interlace.FieldWeaver``); None: progressive."""
+    woven: bool = False
+    """Frames arrive as single fields (half height, field rate) to be woven in pairs."""
 
 
 def choose_pix_fmt(settings: EncodeSettings, source: VideoInfo, width: int, height: int) -> str:
@@ -212,8 +219,12 @@ class MediaWriter:
         if settings.preset is not None and settings.codec in _PRESET_CODECS:
             options.setdefault("preset", settings.preset)
         codec = settings.codec or DEFAULT_CODEC
+        rate = source.average_rate / 2 if video.woven and source.average_rate else source.average_rate
+        if video.field_order:
+            # Interlaced coding (x264: MBAFF, field order from each frame's flags, which the weaver sets).
+            options.setdefault("flags", "+ildct+ilme")
         try:
-            stream = self.container.add_stream(codec, rate=source.average_rate, options=options)
+            stream = self.container.add_stream(codec, rate=rate, options=options)
         except ValueError as error:  # PyAV's "'gif' format does not support 'libx264' codec"
             raise ConfigError(
                 f"the {self.container.format.name} container of {self._label!r} cannot hold {codec} video ({error}); "
@@ -224,8 +235,9 @@ class MediaWriter:
         context.width, context.height = video.width, video.height
         context.pix_fmt = video.pix_fmt
         context.time_base = source.time_base
-        if source.average_rate:
-            context.framerate = source.average_rate
+        if rate:
+            context.framerate = rate
+        context.field_order = FIELD_ORDERS.get(video.field_order, FIELD_PROGRESSIVE)
         context.thread_count = settings.threads
         if not is_rgb_format(video.pix_fmt):
             context.colorspace = video.color.matrix
@@ -238,6 +250,7 @@ class MediaWriter:
             stream.set_display_rotation(source.rotation)
         self._output = video
         self._time_base = source.time_base
+        self._weaver = FieldWeaver(video.field_order, video.woven) if video.field_order else None
         return stream
 
     # -- writing ---------------------------------------------------------------------------------
@@ -263,12 +276,17 @@ class MediaWriter:
         frame = rgb_to_frame(rgb_frame(rgb, rgb_format, self._output.pix_fmt), self._output.color, self._output.pix_fmt)
         frame.pts = pts
         frame.time_base = self._time_base
+        for ready in self._weaver.push(frame) if self._weaver is not None else [frame]:
+            self._encode(ready)
+
+    def _encode(self, frame: av.VideoFrame | None) -> None:
         try:
             packets = self._video.encode(frame)
         except av.error.FFmpegError as error:
             raise _output_error(self._label, error) from None
         self._mux(packets)
-        self.frames_written += 1
+        if frame is not None:
+            self.frames_written += 1
 
     def _mux(self, packets: list[av.Packet], copied_from: str | None = None) -> None:
         if not packets:
@@ -285,7 +303,9 @@ class MediaWriter:
     def close(self) -> None:
         """Flush the encoder and finish the container (writes the index)."""
         try:
-            self._mux(self._video.encode(None))
+            for ready in self._weaver.flush() if self._weaver is not None else []:
+                self._encode(ready)
+            self._encode(None)
         finally:
             with self._lock:
                 try:
@@ -301,6 +321,7 @@ class MediaWriter:
                 pass  # the partial output is deleted by the caller; its trailer does not matter
 
 
+FIELD_ORDERS = {"tff": FIELD_TT, "bff": FIELD_BB}
 _EDIT_LIST_FORMATS = {"mov", "mp4", "ipod", "3gp", "3g2", "ismv", "f4v", "psp"}
 _RAW_AAC_FORMATS = {"matroska", "webm", "mp4", "mov", "ipod", "3gp", "3g2", "ismv", "f4v"}
 _AAC_OBJECT_TYPES = {"Main": 1, "LC": 2, "SSR": 3, "LTP": 4}  # the profiles an ADTS header can state
