@@ -113,6 +113,13 @@ class ModelStage(Stage):
         self._channels_last = device.type == "cpu"
         net.model.to(memory_format=torch.channels_last if self._channels_last else torch.contiguous_format)
 
+    def working_pixels(self, height: int, width: int) -> int:
+        # The network's output is at its own scale before the outscale resize (a file may declare ×16 and be
+        # resized down to outscale=1): count it, on the frame the runtime pads.
+        border = self.capabilities.border
+        padded = (height + 2 * border) * (width + 2 * border)
+        return max(super().working_pixels(height, width), padded * self.loaded.scale**2)
+
     # -- frames ----------------------------------------------------------------------------------
     def process(self, batch: FrameBatch) -> FrameBatch:
         """The network on the (already padded, maybe tiled) frames, resized to ``outscale``, colours kept."""

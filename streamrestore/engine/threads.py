@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..frames import FrameBatch
+from ..media.alpha import AlphaTrack
 from ..media.reader import DecodedFrame, MediaReader
 from ..media.writer import MediaWriter
 from .chain import ChainRunner
@@ -112,8 +113,13 @@ def run_stream(
                        sample_bytes=np.dtype(output_dtype).itemsize, in_flight=settings.queue_batches + 2)
     accelerator = runner.accelerator
 
+    # Alpha planes bypass the stages (which see RGB) and meet their pictures again in the writer.
+    alphas = AlphaTrack()
+
     def decode() -> None:
         for frame in reader.frames(writer.copy_packet):
+            if frame.alpha is not None:
+                alphas.put(frame.pts, frame.alpha)
             pipe.put(decoded, frame)
         pipe.put(decoded, _END)
 
@@ -125,7 +131,7 @@ def run_stream(
         while (item := pipe.get(restored)) is not _END:
             download, stamps = item
             for image, pts in zip(download.images(), stamps):
-                writer.write_frame(image, pts)
+                writer.write_frame(image, pts, alphas.take(pts))
             on_frames(len(stamps))
 
     threads: list[threading.Thread] = []
