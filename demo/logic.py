@@ -31,10 +31,11 @@ import cv2
 import numpy as np
 
 from streamrestore.errors import ConfigError, MediaError, StreamRestoreError, WeightsError
+from streamrestore.engine.budget import plan_frames
 from streamrestore.engine.placement import cuda_available, place
 from streamrestore.media.images import IMAGE_SUFFIXES as LIBRARY_IMAGE_SUFFIXES
 from streamrestore.media.images import read_image, write_image
-from streamrestore.models.entry import looks_like_path
+from streamrestore.models.catalog import default_catalog
 from streamrestore.presets import ChainPlan, available_presets, parse_chain
 from streamrestore.registry import MODEL_STAGE, Registry
 from streamrestore.restore import PreparedChain, RunSettings
@@ -269,7 +270,7 @@ class DemoSession:
         self.workdir = Path(workdir)
         self.registries: dict[str, Registry] = {}
         self.chains = ChainCache(settings.cached_chains)
-        self.run = RunSettings(device=settings.device, tile=settings.tile)
+        self.run = RunSettings(device=settings.device, tile=settings.tile, max_pixels=settings.max_pixels)
         # One request at a time touches the stages: they are shared, and one device runs one job well.
         self._run_lock = threading.Lock()
 
@@ -345,12 +346,16 @@ class DemoSession:
             raise ConfigError(f"this page takes bundled presets by name ({', '.join(available_presets())}), "
                               "not preset files")
         plan = parse_chain(text)
+        known = default_catalog()
         for request in plan.stages:
             ref = str(request.settings.get("model", ""))
-            if ref and (ckpt is None or ref != ckpt.name) and looks_like_path(ref):
+            # Only the upload or a catalogue name: anything else (`~`, `/etc`, a relative name) would be
+            # looked up on the server's disk, and its error would describe what is there.
+            if ref and (ckpt is None or ref != ckpt.name) and ref not in known:
                 hint = f" (the uploaded one is {ckpt.name})" if ckpt else ""
-                raise WeightsError(f"{request.where}: model {ref!r} is not an uploaded checkpoint{hint}; "
-                                   "this page loads no file by its path on the server")
+                shown = ref if len(ref) <= 40 else ref[:39] + "…"
+                raise WeightsError(f"model {shown!r} is neither an uploaded checkpoint{hint} nor a packaged "
+                                   "model name; this page loads no file from the server")
         return plan
 
     def _describe(self, plan: ChainPlan, prepared: PreparedChain, loading: float | None
@@ -371,12 +376,15 @@ class DemoSession:
         return ChainPlan(shown), models
 
     def _check_result_size(self, upload: Upload, prepared: PreparedChain) -> None:
-        scale = prepared.scale
         height, width = upload.pixels.shape[:2]
-        if width * height * scale * scale > self.settings.max_pixels:
-            raise MediaError(f"the result would be {width * scale}×{height * scale} "
-                             f"({width * height * scale * scale / 1e6:.1f} MP); this server makes at most "
-                             f"{self.settings.max_pixels / 1e6:g} MP; choose a smaller scale or image")
+        plan = plan_frames(prepared.stages, height, width)  # padding and a network's own scale counted, not only the result
+        cap = self.settings.max_pixels
+        if plan.width * plan.height > cap:
+            raise MediaError(f"the result would be {plan.width}×{plan.height} ({plan.width * plan.height / 1e6:.1f} "
+                             f"MP); this server makes at most {cap / 1e6:g} MP; choose a smaller scale or image")
+        if plan.working_pixels > cap:
+            raise MediaError(f"this chain works on frames of {plan.working_pixels / 1e6:.1f} MP (padding counted); "
+                             f"this server allows at most {cap / 1e6:g} MP; choose a smaller border, scale or image")
 
     def _write(self, upload: Upload, restored: np.ndarray, chain: str, seconds: float, device: str,
                models: list[str]) -> Result:  # fmt: skip

@@ -3,8 +3,10 @@
 Exit codes: 0 success, 1 other one-line failures (output pipe closed, demo cannot start), 2 bad
 option/chain/preset, 3 input not found, 4 not a media file or unreadable media, 5 no video stream,
 6 truncated input, 7 damaged input with --strict, 8 unknown stage, 9 broken plugin, 10 output not
-writable, 11 disk full, 12 weights, 13 a stage failed, 130 Ctrl-C; 70 internal error is a bug, never
-the answer to an input file.
+writable, 11 disk full, 12 weights, 13 a stage failed, 14 a job directory made for another input or
+settings, 15 some files of a many-file job failed, 16 frames over
+--max-pixels or memory, 130 Ctrl-C; 70 internal error is a bug, never the
+answer to an input file.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from . import __version__
 from .errors import ConfigError, Interrupted, StreamRestoreError
 
 INTERNAL_ERROR = 70
+MAX_MESSAGE = 500  # characters of an error line
 
 CHAIN_HELP = (
     "stages separated by commas, e.g. 'denoise,sr4'; options as NAME:KEY=VALUE[:KEY=VALUE], "
@@ -59,12 +62,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--precision", choices=("auto", "float32", "float16", "bfloat16"), default="auto",
                      help="compute precision of neural stages (auto: fp16/bf16 on CUDA where the model allows, "
                      "float32 on the CPU; bfloat16 on a CPU with AVX512-BF16 is ~1.6× faster, within 9/255)")
+    run.add_argument("--max-pixels", type=int, default=None, metavar="N",
+                     help="refuse a chain whose output, or any frame it works on, is over N pixels, or that needs "
+                          "more memory than is available (default 268435456 = 16384×16384; 0: no check)")
     run.add_argument("--tile", type=int, default=0, help="cut frames into tiles of at most N input pixels a side for "
                      "the stages that can be tiled (default 0: whole frames, tiled only after running out of memory)")
     run.add_argument("--strict", action="store_true", help="fail on damaged frames instead of repairing them")
     run.add_argument("--timeout", type=float, default=15.0, help="seconds to wait on a network input (default 15)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     run.add_argument("--debug", action="store_true", help="show a traceback on errors")
+
+    from .jobs.cli import add_job_parser
+
+    add_job_parser(commands, CHAIN_HELP)
 
     stages = commands.add_parser("stages", help="list the available stages, aliases and presets")
     stages.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
@@ -80,13 +90,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
     train = commands.add_parser("train", help="train a small network on clean images (synthetic degradations)")
-    train.add_argument("--task", required=True, help="denoise, deblur, jpeg, sr2, sr3, sr4 or oldfilm")
-    train.add_argument("--arch", help="compact (default), esrgan, swinir, or nafnet (×1 tasks); with --init, the file's")
+    train.add_argument("--task", required=True, help="denoise, deblur, jpeg, sr2, sr3, sr4, oldfilm or oldvideo (×1: old-video noise and blocks)")
+    train.add_argument("--arch", help="compact (default), esrgan, swinir, or nafnet, restormer, mprnet (×1 tasks; "
+                       "the last two need the extra-arches extra); with --init, the file's")
     train.add_argument("--init", metavar="WEIGHTS", help="fine-tune these weights (a file or a model name from "
                        "`streamrestore models`) instead of training fresh ones; the architecture is detected")
     train.add_argument("--resize", default="area", choices=("area", "bicubic"),
                        help="downscaling kernel of the sr tasks and oldfilm: area (default) or bicubic "
                             "(MATLAB's antialiased imresize, the one SR benchmarks use)")
+    train.add_argument("--blur-odds", default="0.4,0.2,0.4", metavar="G,S,C",
+                       help="deblur: odds of a Gaussian, straight-motion and camera-shake kernel (default 0.4,0.2,0.4)")
     train.add_argument("--data", required=True, metavar="FOLDER", help="clean images; some held back for validation")
     train.add_argument("--steps", type=int, required=True, help="schedule length (cosine decay over exactly this)")
     train.add_argument("--out", required=True, metavar="DIR", help="checkpoint.pt and exported TASK-ARCH.safetensors")
@@ -120,6 +133,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_demo(args)
         if args.command == "train":
             return run_train(args)
+        if args.command == "job":
+            from .jobs.cli import run_job_command
+
+            return run_job_command(args)
         return run_command(args)
     except KeyboardInterrupt:
         return _fail(Interrupted("interrupted; the partial output was removed"), args.debug)
@@ -130,7 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # the last resort: still one line, unless --debug
         if args.debug:
             traceback.print_exc()
-        print(f"streamrestore: internal error: {type(error).__name__}: {error} (run with --debug for details)",
+        reason = (str(error).strip().splitlines() or [""])[0][:200]
+        print(f"streamrestore: internal error: {type(error).__name__}: {reason} (run with --debug for details)",
               file=sys.stderr)
         return INTERNAL_ERROR
 
@@ -143,6 +161,8 @@ def _fail(error: StreamRestoreError, debug: bool) -> int:
     if debug:
         traceback.print_exception(error)
     message = str(error).replace("\n", " ")
+    if len(message) > MAX_MESSAGE:  # a value quoted from a hostile preset or chain must not flood the terminal
+        message = message[: MAX_MESSAGE - 1] + "…"
     print(f"streamrestore: error: {message}", file=sys.stderr)
     return error.exit_code
 
@@ -160,7 +180,7 @@ def run_command(args: argparse.Namespace) -> int:
 
     run = RunSettings(device=args.device, precision=args.precision, batch_size=args.batch, tile=args.tile,
                       content=args.content, strict=args.strict, timeout=args.timeout,
-                      interlaced=args.interlaced)  # fmt: skip
+                      max_pixels=_max_pixels(args), interlaced=args.interlaced)  # fmt: skip
     if is_image_path(args.input):
         return _run_image(args, PreparedChain(chain, run))
     return _run_video(args, PreparedChain(chain, run))
@@ -231,6 +251,16 @@ def _run_video(args: argparse.Namespace, prepared) -> int:
         print(f"wrote {report.output}: {report.frames} frames{source}, {report.width}×{report.height} {report.codec} "
               f"{report.pix_fmt}, {report.color}, {report.seconds:.1f} s ({fps:.2f} fps)", file=sys.stderr)
     return 0
+
+
+def _max_pixels(args: argparse.Namespace) -> int:
+    from .engine.budget import DEFAULT_MAX_PIXELS
+
+    if args.max_pixels is None:
+        return DEFAULT_MAX_PIXELS
+    if args.max_pixels < 0:
+        raise ConfigError(f"--max-pixels must be 0 (no check) or more, got {args.max_pixels}")
+    return args.max_pixels
 
 
 def _duration(seconds: float) -> str:
@@ -312,7 +342,12 @@ def run_train(args: argparse.Namespace) -> int:
     """Train, validate and export (streamrestore.training.loop); a finished run prints the weights' path."""
     from .training.loop import TrainConfig, train
 
-    config = TrainConfig(task=args.task, arch=args.arch, init=args.init, resize=args.resize, data=args.data,
+    try:
+        blur_odds = tuple(float(v) for v in args.blur_odds.split(","))
+    except ValueError:
+        raise ConfigError(f"--blur-odds {args.blur_odds!r}: three numbers separated by commas") from None
+    config = TrainConfig(task=args.task, arch=args.arch, init=args.init, resize=args.resize, blur_odds=blur_odds,
+                         data=args.data,
                          out=args.out, steps=args.steps, batch=args.batch, patch=args.patch, lr=args.lr,
                          loss=args.loss, features=args.features, blocks=args.blocks, seed=args.seed,
                          val_every=args.val_every, resume=args.resume, stop_after=args.stop_after,

@@ -86,7 +86,25 @@ class StageFailedError(StreamRestoreError):
     exit_code = 13
 
 
+class TooLargeError(StreamRestoreError):
+    """The planned frames are over the pixel cap (``--max-pixels``) or need more memory than is available."""
+
+    exit_code = 16
+
+
 class Interrupted(StreamRestoreError):
     """The user stopped the run (Ctrl-C); the partial output was removed."""
 
     exit_code = 130
+
+
+class JobMismatchError(ConfigError):
+    """A job directory belongs to another input or other settings (``--restart`` starts over)."""
+
+    exit_code = 14
+
+
+class SomeFilesFailed(StreamRestoreError):
+    """A run over many files finished, but at least one file failed (the summary names them)."""
+
+    exit_code = 15

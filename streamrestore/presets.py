@@ -74,7 +74,8 @@ def parse_chain(text: str) -> ChainPlan:
                 raise ConfigError(f"stage option {pair!r} in {element!r} needs the form key=value")
             key, value = pair.split("=", 1)
             settings[key.strip()] = value.strip()
-        requests.append(StageRequest(head.strip(), settings, where=f"chain element {element!r}"))
+        shown = element if len(element) <= 60 else element[:59] + "…"
+        requests.append(StageRequest(head.strip(), settings, where=f"chain element {shown!r}"))
     return ChainPlan(requests)
 
 
@@ -108,6 +109,7 @@ def load_preset(path: Path) -> ChainPlan:
     """Read and check a YAML preset; errors name the key and the line."""
     try:
         text = path.read_text(encoding="utf-8")
+        _refuse_unsafe_yaml(text, path)
         root = yaml.compose(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
@@ -137,12 +139,36 @@ def load_preset(path: Path) -> ChainPlan:
             if key not in OUTPUT_KEYS:
                 raise ConfigError(f"{path.name} line {key_line + 1}: unknown output key {key!r} "
                                   f"(expected {', '.join(OUTPUT_KEYS)})")
-            value = yaml.safe_load(yaml.serialize(value_node))
+            value = _value(value_node, f"{path.name} line {key_line + 1}")
             try:
                 output[key] = OUTPUT_KEYS[key](value)
             except (TypeError, ValueError):
-                raise ConfigError(f"{path.name} line {key_line + 1}: output {key!r} has a bad value {value!r}") from None
+                raise ConfigError(f"{path.name} line {key_line + 1}: output {key!r} has a bad value {repr(value)[:60]}") from None
     return ChainPlan(stages, output)
+
+
+# Tags a preset may spell out (``!!str 5``); any other (``!!python/object``) is refused, never constructed.
+_PLAIN_TAGS = {f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "seq", "map")} | {"!"}
+
+
+def _refuse_unsafe_yaml(text: str, path: Path) -> None:
+    """Refuse anchors and aliases, and tags beyond the plain types, from the parser's events alone.
+
+    A preset is a few lines written by hand and needs neither. Aliases let 540 bytes stand for billions of
+    values ("billion laughs"): expanded, they exhaust memory, and a message quoting one runs to megabytes.
+    """
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            line = f"{path.name} line {event.start_mark.line + 1}"
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                raise ConfigError(f"{line}: YAML anchors and aliases (& and *) are not allowed in a preset")
+            tag = getattr(event, "tag", None)
+            if tag is not None and tag not in _PLAIN_TAGS:
+                tag = tag.replace("tag:yaml.org,2002:", "!!")
+                shown = tag if len(tag) <= 40 else tag[:39] + "…"
+                raise ConfigError(f"{line}: the YAML tag {shown!r} is not allowed in a preset")
+    except yaml.YAMLError:
+        return  # not valid YAML: compose() reports it with its line
 
 
 def _mapping(node: yaml.MappingNode, path: Path) -> dict[str, tuple[int, yaml.Node]]:
@@ -152,6 +178,13 @@ def _mapping(node: yaml.MappingNode, path: Path) -> dict[str, tuple[int, yaml.No
             raise ConfigError(f"{path.name} line {key_node.start_mark.line + 1}: keys must be plain names")
         out[key_node.value] = (key_node.start_mark.line, value_node)
     return out
+
+
+def _value(node: yaml.Node, where: str) -> Any:
+    try:
+        return yaml.safe_load(yaml.serialize(node))
+    except (yaml.YAMLError, ValueError, TypeError) as error:  # e.g. `!!int abc`
+        raise ConfigError(f"{where}: bad value ({str(error).splitlines()[0][:80]})") from None
 
 
 def _stage_request(node: yaml.Node, path: Path) -> StageRequest:
@@ -167,7 +200,7 @@ def _stage_request(node: yaml.Node, path: Path) -> StageRequest:
     settings = {}
     for key, (key_line, value_node) in entries.items():
         if key != "stage":
-            settings[key] = yaml.safe_load(yaml.serialize(value_node))
+            settings[key] = _value(value_node, f"{path.name} line {key_line + 1}")
     return StageRequest(str(entries["stage"][1].value), settings, where)
 
 

@@ -24,6 +24,7 @@ from typing import Any, Callable
 import av
 import numpy as np
 
+from .engine.budget import DEFAULT_MAX_PIXELS, check_frames
 from .engine.chain import ChainRunner
 from .engine.placement import Placement, configure_cpu_threads, cuda_available, place
 from .engine.threads import StreamSettings, run_stream
@@ -31,7 +32,8 @@ from .errors import ConfigError, CorruptInputError
 from .frames import FrameBatch, image_to_tensor, tensor_to_images
 from .media import encoder
 from .media import interlace
-from .media.images import IMAGE_SUFFIXES, check_image, is_image_path, read_image, write_image
+from .media.images import (IMAGE_SUFFIXES, check_image, is_image_path, read_image, read_picture, write_image,
+                           write_picture)
 from .media.output import OutputTarget, default_output_path
 from .media.reader import MediaReader
 from .media.writer import EncodeSettings, MediaWriter, OutputVideo, choose_pix_fmt
@@ -65,6 +67,10 @@ class RunSettings:
     """Damaged input is an error instead of being repaired."""
     timeout: float = 15.0
     """Seconds to wait on a network input."""
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    """Largest output frame, and largest frame a stage works on (padding counted), in pixels; a chain over it,
+    or needing more memory than is available, is refused before the first frame (``engine.budget``). 0: no
+    check."""
     interlaced: str = "auto"
     """Interlaced input (``media.interlace``): auto deinterlaces (bwdif, field rate) before stages that change
     pixels, deinterlace always, keep processes each field and writes interlaced output, progressive ignores
@@ -101,7 +107,8 @@ class RestoreReport:
     color: str
     codec: str = ""
     warnings: tuple[str, ...] = ()
-    """One line per repair of the input (timestamps that went back, frames resized mid-stream, …)."""
+    """One line per repair of the input (timestamps that went back, frames resized mid-stream, …) and per
+    thing the output cannot keep (HDR10+ metadata, …)."""
     source_frames: int = 0
     """Frames read from the source (``frames`` differs by design after deinterlacing or IVTC)."""
 
@@ -141,9 +148,10 @@ class PreparedChain:
         return [(self.run.tile if b.tile is None else b.tile) if b.stage.capabilities.tileable else 0
                 for b in self.stages]  # fmt: skip
 
-    def runner(self) -> ChainRunner:
-        """A fresh runner for one stream or image (per-stream state), over the stages built once."""
-        return ChainRunner(self.stages, self.run.device, self.run.precision, self.run.tile)
+    def runner(self, output_bits: int = 8) -> ChainRunner:
+        """A fresh runner for one stream or image (per-stream state), over the stages built once; over 8
+        ``output_bits`` no stage computes in a precision too coarse for them (``placement.choose_dtype``)."""
+        return ChainRunner(self.stages, self.run.device, self.run.precision, self.run.tile, output_bits)
 
     # -- images ------------------------------------------------------------------------------------
     def restore_array(self, image: np.ndarray) -> np.ndarray:
@@ -151,7 +159,8 @@ class PreparedChain:
         pixels = check_image(image)
         if self.field_operations:
             raise ConfigError("deinterlace and ivtc work on video fields, not on images")
-        runner = self.runner()
+        check_frames(self.stages, pixels.shape[0], pixels.shape[1], self.run.max_pixels)
+        runner = self.runner(8 * pixels.dtype.itemsize)
         results = [runner.push(FrameBatch(image_to_tensor(pixels), (0,)))] + runner.flush()
         restored = [r for r in results if r is not None]
         return tensor_to_images(restored[0].pixels, pixels.dtype)[0]
@@ -161,9 +170,11 @@ class PreparedChain:
         source = Path(src)
         destination = str(dst) if dst is not None else str(source.with_name(f"{source.stem}.restored.png"))
         target = OutputTarget(destination, str(src), overwrite=overwrite)
-        restored = self.restore_array(read_image(source))
+        picture = read_picture(source)  # upright (EXIF orientation), with its alpha plane if it has one
+        restored = self.restore_array(picture.rgb)
         try:
-            write_image(target.temporary, restored)
+            # Alpha (transparency) skips the stages and is resized to the restored picture.
+            write_picture(target.temporary, restored, picture.alpha, suffix=Path(destination).suffix)
             target.commit()
         except BaseException:
             target.abort()
@@ -189,7 +200,7 @@ class PreparedChain:
         """
         output = output or OutputSettings()
         settings = encode_settings(self.plan.output, output)
-        runner = self.runner()
+        self.placements  # noqa: B018 - a bad --device or --precision fails before any file is touched
         # An explicit output is checked before the input is opened; the default one's container depends on
         # the encoder, which follows the source (default_output_path refuses stdin and URLs here).
         target = OutputTarget(dst, src, overwrite=output.overwrite, stream_format=output.format) if dst else None
@@ -203,12 +214,17 @@ class PreparedChain:
             if fields.notice:
                 on_notice(fields.notice)
             info = reader.info
+            check_frames(self.stages, info.height, info.width, self.run.max_pixels)
             settings = encoder.resolve(settings, info, reader.first_frame, encoder_log=output.encoder_log)
             if target is None:
                 target = OutputTarget(default_output_path(src, settings.codec), src, overwrite=output.overwrite,
                                       stream_format=output.format)  # fmt: skip
-            width, height = info.width * runner.scale, info.height * runner.scale
+            width, height = info.width * self.scale, info.height * self.scale
             out_fmt = choose_pix_fmt(settings, info, width, height)  # per field when fields are woven back
+            depth = max(c.bits for c in av.VideoFormat(out_fmt).components)
+            loading = time.perf_counter()
+            runner = self.runner(depth)  # placed once the output depth is known
+            started += time.perf_counter() - loading  # the clock leaves out moving the weights, as before
             if fields.field_split:
                 height *= 2
             video = OutputVideo(width, height, out_fmt, info.color, info, fields.output_order, fields.field_split)
@@ -216,7 +232,6 @@ class PreparedChain:
                                             label=target.destination)  # fmt: skip
             try:
                 on_start(reader)
-                depth = max(c.bits for c in av.VideoFormat(out_fmt).components)
                 run_stream(reader, runner, writer, np.dtype(np.uint16 if depth > 8 else np.uint8),
                            StreamSettings(batch_size=self.run.batch_size), on_frames)
                 if self.run.strict and reader.damaged_frames:
@@ -236,7 +251,7 @@ class PreparedChain:
             output=target.destination, frames=writer.frames_written, damaged_frames=reader.damaged_frames,
             repaired_frames=reader.repaired_frames, seconds=time.perf_counter() - started,
             width=width, height=height, pix_fmt=out_fmt, color=info.color.describe(), codec=settings.codec or "",
-            warnings=tuple(reader.warnings()), source_frames=reader.frames_read,
+            warnings=tuple(reader.warnings() + writer.warnings), source_frames=reader.frames_read,
         )
 
     def _apply_field_plan(self, reader: MediaReader) -> interlace.FieldPlan:

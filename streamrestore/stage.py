@@ -15,6 +15,7 @@ the built-ins in ``plugins/`` do.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
@@ -90,20 +91,27 @@ class Option:
         """Convert ``value`` (a YAML value or a command-line string) and check its range."""
         if self.auto and (value is None or str(value).strip().lower() == "auto"):
             return None
+        shown = _short(value)  # a value can be anything a preset or a page sends: quote at most a few words
         try:
             converted = _convert(self.type, value)
-        except (TypeError, ValueError):
-            raise ConfigError(
-                f"stage {stage!r}: option {name!r} needs {self.type.__name__}, got {value!r}"
-            ) from None
+        except (TypeError, ValueError, OverflowError):
+            raise ConfigError(f"stage {stage!r}: option {name!r} needs {self.type.__name__}, got {shown}") from None
+        if isinstance(converted, float) and not math.isfinite(converted):
+            # NaN passes every range check (all comparisons are false) and turns pictures black.
+            raise ConfigError(f"stage {stage!r}: option {name!r} needs a finite number, got {shown}")
         if self.choices is not None and converted not in self.choices:
             allowed = ", ".join(str(c) for c in self.choices)
-            raise ConfigError(f"stage {stage!r}: option {name!r} must be one of {allowed}, got {value!r}")
+            raise ConfigError(f"stage {stage!r}: option {name!r} must be one of {allowed}, got {shown}")
         if self.minimum is not None and converted < self.minimum:
-            raise ConfigError(f"stage {stage!r}: option {name!r} must be ≥ {self.minimum}, got {value!r}")
+            raise ConfigError(f"stage {stage!r}: option {name!r} must be ≥ {self.minimum}, got {shown}")
         if self.maximum is not None and converted > self.maximum:
-            raise ConfigError(f"stage {stage!r}: option {name!r} must be ≤ {self.maximum}, got {value!r}")
+            raise ConfigError(f"stage {stage!r}: option {name!r} must be ≤ {self.maximum}, got {shown}")
         return converted
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _convert(kind: type, value: Any) -> Any:
@@ -146,6 +154,15 @@ class Stage(ABC):
 
     def to(self, device: torch.device, dtype: torch.dtype) -> None:
         """Move weights to ``device``/``dtype``; stages without weights need not override this."""
+
+    def working_pixels(self, height: int, width: int) -> int:
+        """The largest frame, in pixels, this stage holds while turning one ``height``×``width`` frame into its
+        output (``engine.budget`` plans memory with it): the frame as the runtime pads it (``border``,
+        ``size_multiple``), and its result. A stage that works at a larger scale than its output overrides this."""
+        caps = self.capabilities
+        padded_h, padded_w = height + 2 * caps.border, width + 2 * caps.border
+        padded_h, padded_w = padded_h + -padded_h % caps.size_multiple, padded_w + -padded_w % caps.size_multiple
+        return padded_h * padded_w * max(1, caps.scale) ** 2
 
     @classmethod
     def describe_options(cls) -> str:

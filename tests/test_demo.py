@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -294,7 +295,7 @@ BAD_REQUESTS = {
     "huge result": (None, "resize:scale=4", None, "the result would be 1804×1200"),
     "not a checkpoint": (None, "sr2=weights.pth", random_bytes("weights.pth"), "cannot load weights.pth as a model"),
     "checkpoint suffix": (None, "sr2=notes.txt", random_bytes("notes.txt"), "Invalid file type"),  # Gradio's check
-    "server path": (None, "sr2=/etc/hostname", None, "loads no file by its path"),
+    "server path": (None, "sr2=/etc/hostname", None, "loads no file from the server"),
     "preset file": (None, "/etc/streamrestore.yaml", None, "bundled presets by name"),
     "unknown stage": (None, "denoize", None, "did you mean 'denoise'"),
     "bad option": (None, "nlm:strength=-3", None, "option 'strength' must be ≥ 0"),
@@ -313,6 +314,54 @@ def test_bad_input_is_reported_and_the_server_keeps_serving(client, photo, tmp_p
     assert message in str(raised.value)
     _, summary, output = restore_via_api(client, tiny_image(tmp_path), "")
     assert "8×8" in summary and read_rgb(output).shape == (8, 8, 3)
+
+
+# -- hostile checkpoints and chains (issue #12) -----------------------------------------------------------
+@pytest.mark.parametrize("case", [".pt", ".pth", ".ckpt", "deflate bomb", "border 1500", "scale 1000"])
+def test_hostile_checkpoints_run_nothing_and_are_refused(client, server, small, tmp_path, case):
+    from attacks import deflate_bomb, safetensors_with, torchscript_writer
+    from gradio_client.exceptions import AppError
+
+    marker = tmp_path / "marker"
+    if case.startswith("."):
+        upload, message = torchscript_writer(tmp_path / f"evil{case}", marker), f"evil{case} is a TorchScript archive"
+    elif case == "deflate bomb":
+        upload, message = deflate_bomb(tmp_path / "bomb.pth", 2), "bomb.pth expands from"
+    else:
+        key, value = case.split()
+        upload = safetensors_with(tmp_path / "liar.safetensors", {f"streamrestore.{key}": value})
+        message = f"streamrestore.{key} must be a whole number"
+    image = write_rgb(tmp_path / "cat.png", np.ascontiguousarray(small[:48, :64]))
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB; the server runs in this process
+    with pytest.raises(AppError) as raised:
+        restore_via_api(client, image, f"sr2={upload.name}", upload)
+    assert message in str(raised.value) and str(server.workdir) not in str(raised.value)
+    assert not marker.exists()
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before < 512 * 1024  # the bomb was not inflated
+    _, summary, _ = restore_via_api(client, tiny_image(tmp_path), "")
+    assert "8×8" in summary
+
+
+@pytest.mark.parametrize("ref", ["~", "..", ".", "etc", "/etc/passwd", "../models/x.pth", "~root"])
+def test_a_chain_names_no_server_path(client, photo, ref):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError) as raised:
+        restore_via_api(client, photo, f"sr2={ref}")
+    text = str(raised.value)
+    assert "neither an uploaded checkpoint nor a packaged model name" in text
+    assert str(Path.home()) not in text and "cannot load" not in text and "not found" not in text
+
+
+def test_padding_counts_in_the_pixel_cap(client, small, tiny_model, tmp_path):
+    from gradio_client.exceptions import AppError
+
+    # 64×48 with border=256: the network works on 576×560 → 1152×1120 = 1.29 MP; the cap here is 1.5 MP, so
+    # the page takes it; a 200×150 picture makes that 712×662 → 1424×1324 = 1.9 MP, over the cap.
+    image = write_rgb(tmp_path / "cat.png", np.ascontiguousarray(small[:150, :200]))
+    with pytest.raises(AppError) as raised:
+        restore_via_api(client, image, "sr2=tiny_x2.pth:border=256", tiny_model)
+    assert "this chain works on frames of 1.9 MP (padding counted)" in str(raised.value)
 
 
 # -- one model, shared ----------------------------------------------------------------------------------
@@ -349,7 +398,8 @@ def test_two_clients_share_one_loaded_model(server, small, tiny_model, tmp_path,
 
 
 def test_a_whole_image_network_is_built_untiled_and_then_shared(tmp_path):
-    """The demo tiles what can be tiled; a network that cannot be is run whole, and built (read) once."""
+    """The demo tiles what can be tiled; a network that cannot be is run whole, and built (read) once. (The page
+    takes catalogue names only, so the stand-in stage is given one; it reads nothing.)"""
     from streamrestore.registry import MODEL_STAGE, Registry, spec_from_class
     from streamrestore.stage import Capabilities, Option, Stage
 
@@ -370,15 +420,15 @@ def test_a_whole_image_network_is_built_untiled_and_then_shared(tmp_path):
     session = DemoSession(DemoSettings(max_pixels=MAX_PIXELS, tile=64, device="cpu"), tmp_path / "work")
     session.registries["photo"] = Registry(entry_points_=[], extra=[spec_from_class(MODEL_STAGE, WholeImageModel, "tests")])
     image = write_rgb(tmp_path / "flat.png", np.full((100, 150, 3), 90, np.uint8))
-    first = session.restore(image, "model=colour")
+    first = session.restore(image, "model=denoise-nafnet16")
     built = [b.stage for chain in session.chains._chains.values() for b in chain.stages]
-    second = session.restore(image, "model=colour")
+    second = session.restore(image, "model=denoise-nafnet16")
     again = [b.stage for chain in session.chains._chains.values() for b in chain.stages]
     assert sizes == [(100, 150), (100, 150)]  # whole frames, never 64-pixel tiles
-    assert again == built and len(built) == 1 and loads == ["colour"]  # built once, then shared
-    assert "chain `model=colour`" in first.summary()  # no tile: it ran whole
-    assert first.models == ["colour loaded in " + first.models[0].split(" loaded in ")[1]]
-    assert second.models == ["colour reused"]
+    assert again == built and len(built) == 1 and loads == ["denoise-nafnet16"]  # built once, then shared
+    assert "chain `model=denoise-nafnet16`" in first.summary()  # no tile: it ran whole
+    assert first.models == ["denoise-nafnet16 loaded in " + first.models[0].split(" loaded in ")[1]]
+    assert second.models == ["denoise-nafnet16 reused"]
 
 
 @pytest.mark.parametrize(("controls", "chain"), [

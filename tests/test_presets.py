@@ -98,7 +98,8 @@ def test_yaml_model_key_under_an_alias(tmp_path: Path) -> None:
     assert chain[0].spec.name == "model"
     assert chain[0].stage.settings == {"model": "weights/x2.pth", "tile_overlap": 16,
                                        "outscale": 2, "border": None, "color_fix": False} and chain[0].tile == 256
-    assert chain[1].spec.name == "model" and chain[1].stage.settings["model"] == "denoise-nafnet16"  # its own
+    assert chain[1].spec.name == "model"
+    assert chain[1].stage.settings["model"] == "denoise-nafnet16-video"  # its own
     with pytest.raises(ConfigError, match=r"line 2: .*'resize' has no option 'model'"):
         build_chain(parse_chain(str(write(tmp_path, "chain:\n  - stage: resize\n    model: x.pth\n"))), Registry())
 
@@ -115,7 +116,7 @@ def test_default_aliases_point_at_packaged_networks_and_repeat() -> None:
     for content in ("photo", "anime"):
         for accelerated in (False, True):
             built = build_chain(parse_chain("denoise"), Registry(content=content, accelerated=accelerated))
-            assert [c.stage.settings["model"] for c in built] == ["denoise-nafnet16"], (content, accelerated)
+            assert [c.stage.settings["model"] for c in built] == ["denoise-nafnet16-video"], (content, accelerated)
     gpu = build_chain(parse_chain("sr2"), Registry(accelerated=True))
     assert gpu[0].stage.settings["model"] == "sr2-cunet"  # ours, fine-tuned from waifu2x's CUNet
     anime = build_chain(parse_chain("sr4"), Registry(content="anime", accelerated=False))

@@ -32,7 +32,7 @@ from streamrestore.training.data import excluded_digests
 from streamrestore.training.degrade import convolve, gaussian_kernel, shake_kernel
 from streamrestore_plugins.neural import BATCH_VERIFIED, ModelStage
 
-DENOISER = "denoise-nafnet16"
+DENOISER = "denoise-nafnet16-video"
 NAMES = [entry.name for entry in trained_entries()]
 
 

@@ -2,7 +2,7 @@
 
 The source's own codec decides, so that a file comes back in the family it was delivered in:
 
-    HEVC -> libx265 (10/12-bit kept; the source's HDR10 mastering display and light levels in its SEI)
+    HEVC -> libx265 (10/12-bit kept; the source's HDR10 metadata in its SEI: ``media.hdr``)
     ProRes -> prores_ks (the source's profile: 422 HQ stays HQ, 4444 stays 4444)
     FFV1 -> ffv1 (level 3 with slice CRCs, every frame a keyframe: the archival settings)
     H.264 and everything else (MPEG-2, DV, VP9, GIF, ...) -> libx264
@@ -13,9 +13,7 @@ they are silenced (``log-level=error``) unless the run asks for encoder logs (``
 
 from __future__ import annotations
 
-import struct
 from dataclasses import replace
-from fractions import Fraction
 
 import av
 import av.error
@@ -70,42 +68,8 @@ def _merge_params(ours: dict[str, str], given: str | None) -> str:
 
 
 def _x265_params(first_frame: av.VideoFrame | None, quiet: bool) -> dict[str, str]:
-    params: dict[str, str] = {}
-    if quiet:
-        params["log-level"] = "error"
-    mastering, light = hdr10_metadata(first_frame) if first_frame is not None else (None, None)
-    if mastering is not None or light is not None:
-        params["hdr10"] = "1"
-    if mastering is not None:
-        params["master-display"] = mastering
-    if light is not None:
-        params["max-cll"] = light
-    return params
-
-
-def hdr10_metadata(frame: av.VideoFrame) -> tuple[str | None, str | None]:
-    """The frame's HDR10 side data in x265's notation: ``master-display`` and ``max-cll`` (None: absent).
-
-    AVMasteringDisplayMetadata is 10 rationals (R, G, B primaries x/y, white point x/y, min and max
-    luminance) and two flags; x265 wants G, B, R, white point in 1/50000 and luminance in 1/10000 cd/m².
-    """
-    mastering = light = None
-    for side in frame.side_data:
-        name = getattr(side.type, "name", str(side.type))
-        data = bytes(side)
-        if name == "MASTERING_DISPLAY_METADATA" and len(data) >= 88:
-            values = struct.unpack("<20i2i", data[:88])
-            ratios = [Fraction(values[i], values[i + 1]) if values[i + 1] else Fraction(0) for i in range(0, 20, 2)]
-            has_primaries, has_luminance = values[20], values[21]
-            if has_primaries and has_luminance:
-                (rx, ry, gx, gy, bx, by, wx, wy, low, high) = ratios
-                xy = lambda x, y: f"({round(x * 50000)},{round(y * 50000)})"  # noqa: E731
-                mastering = (f"G{xy(gx, gy)}B{xy(bx, by)}R{xy(rx, ry)}WP{xy(wx, wy)}"
-                             f"L({round(high * 10000)},{round(low * 10000)})")
-        elif name == "CONTENT_LIGHT_LEVEL" and len(data) >= 8:
-            max_cll, max_fall = struct.unpack("<2I", data[:8])
-            light = f"{max_cll},{max_fall}"
-    return mastering, light
+    # The source's HDR10 metadata is added by the writer for every encoder that can carry it (media.hdr).
+    return {"log-level": "error"} if quiet else {}
 
 
 def container_accepts(filename: str, codec: str) -> bool:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..errors import OutputError
 from .encoder import container_accepts
+from .leftovers import remove_stale_temporaries, temporary_name
 from .reader import STDIO, is_network_url
 
 STREAM_FORMATS = {"mpegts": "mpegts", "matroska": "matroska", "mkv": "matroska", "nut": "nut", "mp4": "mp4"}
@@ -68,23 +69,36 @@ class OutputTarget:
             raise OutputError(f"output directory {str(folder)!r} does not exist")
         if not os.access(folder, os.W_OK):
             raise OutputError(f"output directory {str(folder)!r} is not writable")
+        remove_stale_temporaries(target)  # left by runs that were killed (SIGKILL, out of memory)
         # Keep the extension so FFmpeg picks the same container for the temporary file.
-        self.temporary = str(folder / f".{target.stem}.streamrestore-{os.getpid()}{target.suffix}")
+        self.temporary = str(folder / temporary_name(target, os.getpid()))
 
     def commit(self) -> None:
         if not self.is_stdout:
             try:
                 os.replace(self.temporary, self.destination)
             except OSError as error:
-                self.abort()
-                raise OutputError(f"cannot move the finished output to {self.destination!r}: {error.strerror}") from None
+                left = self.abort()
+                raise OutputError(f"cannot move the finished output to {self.destination!r}: {error.strerror}"
+                                  f"{left}") from None
 
-    def abort(self) -> None:
-        if not self.is_stdout:
+    def abort(self) -> str:
+        """Remove the temporary file; where the directory no longer allows that, empty it. Returns what is left,
+        as words for a message ("" when nothing is)."""
+        if self.is_stdout:
+            return ""
+        try:
+            os.unlink(self.temporary)
+        except FileNotFoundError:
+            pass
+        except OSError as error:
+            # A directory made unwritable during the run lets nobody remove the file: at least free its space.
             try:
-                os.unlink(self.temporary)
-            except FileNotFoundError:
-                pass
+                os.truncate(self.temporary, 0)
+            except OSError:
+                return f"; its temporary file {self.temporary} could not be removed ({error.strerror})"
+            return f"; its temporary file {self.temporary} was emptied but could not be removed ({error.strerror})"
+        return ""
 
 
 def _same_file(source: str, target: Path) -> bool:

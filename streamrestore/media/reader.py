@@ -1,7 +1,8 @@
 """Opens an input (file, stdin or network URL) and yields its video frames as RGB arrays, in order.
 
-Audio and subtitle packets are handed untouched to a callback as they are demuxed, so they can be
-copied packet for packet while the video goes through the stages.
+Audio, subtitle, cover-art and data packets are handed untouched to a callback as they are demuxed,
+so they can be copied packet for packet while the video goes through the stages (``media.extras``
+sorts the streams; ``media.alpha`` explains the alpha plane a frame may carry).
 
 Damaged input policy: every video packet the container carries becomes exactly one output frame.
 A packet the decoder cannot turn into a frame (corrupt data) is replaced by a copy of the previous
@@ -36,7 +37,10 @@ import numpy as np
 from av.video.reformatter import Interpolation
 
 from ..errors import InputNotFoundError, MediaError, NoVideoStreamError, TruncatedInputError
+from .alpha import has_alpha, rgba_format, split
 from .color import ColorDescription, describe_source, frame_to_rgb
+from .extras import ContainerExtras, copied_streams, gather, main_video, no_video_message
+from .hdr import HdrMetadata, read_hdr
 from .timeline import TimestampRepair
 
 if TYPE_CHECKING:
@@ -65,6 +69,10 @@ class VideoInfo:
     codec: str
     profile: str | None = None
     """The codec profile as FFmpeg names it (``High``, ``Main 10``, ``4444``), if known."""
+    hdr: HdrMetadata | None = None
+    """HDR10 static metadata, and which dynamic metadata the source has (None: none)."""
+    alpha: bool = False
+    """The source has an alpha plane; frames carry it beside the RGB picture (``media.alpha``)."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,8 @@ class SourceDescription:
     """The audio and subtitle streams (PyAV streams), copied packet for packet."""
     metadata: dict[str, str]
     chapters: list
+    extras: ContainerExtras | None = None
+    """Cover art, attachments, data streams, timecode and the video's labels (``media.extras``)."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +94,8 @@ class DecodedFrame:
     """H×W×3 RGB, uint8 for 8-bit sources and uint16 for deeper ones."""
     pts: int | None
     repaired: bool = False
+    alpha: np.ndarray | None = None
+    """H×W alpha plane, same dtype as ``rgb`` (None: the source has no alpha)."""
 
 
 def is_network_url(source: str) -> bool:
@@ -107,9 +119,10 @@ class MediaReader:
         self.video_filter: FrameFilter | None = None
         self.container = _open_input(source, timeout)
         try:
-            if not self.container.streams.video:
-                raise NoVideoStreamError(f"{_label(source)} has no video stream")
-            self.video = self.container.streams.video[0]
+            video = main_video(self.container)
+            if video is None:
+                raise NoVideoStreamError(no_video_message(self.container, _label(source)))
+            self.video = video
             self.video.thread_type = "AUTO"
             self.passthrough = [
                 s for s in self.container.streams if s.type in ("audio", "subtitle") and s.index != self.video.index
@@ -117,6 +130,7 @@ class MediaReader:
             self._first = self._first_frame()
             self.info = self._describe(self._first)
             self.source_info = self.info
+            self.extras: ContainerExtras = gather(self.container, self.video, self._early_packets)
         except BaseException:
             self.container.close()
             raise
@@ -127,12 +141,14 @@ class MediaReader:
             chapters = list(self.container.chapters())
         except (AttributeError, av.error.FFmpegError):
             chapters = []
-        return SourceDescription(self.info, list(self.passthrough), dict(self.container.metadata), chapters)
+        return SourceDescription(self.info, list(self.passthrough), dict(self.container.metadata), chapters,
+                                 self.extras)
 
     # -- opening ---------------------------------------------------------------------------------
     def _first_frame(self) -> av.VideoFrame:
         """Decode ahead to the first frame: colour, rotation and size come from it, not from guesses."""
-        self._demuxed = self.container.demux(self.video, *self.passthrough)
+        self._demuxed = self.container.demux(
+            self.video, *self.passthrough, *copied_streams(self.container, self.video))
         self._early_packets: list[av.Packet] = []
         self._pending_frames: list[av.VideoFrame] = []
         self._pending_pts: list[int] = []
@@ -182,6 +198,9 @@ class MediaReader:
             sample_aspect_ratio=stream.sample_aspect_ratio,
             codec=stream.codec_context.name,
             profile=stream.codec_context.profile,
+            hdr=read_hdr(first),
+            # GIF's one-colour palette transparency (decoded as bgra) is flattened as before, not carried.
+            alpha=has_alpha(first.format.name) and stream.codec_context.name != "gif",
         )
 
     # -- decoding --------------------------------------------------------------------------------
@@ -257,6 +276,8 @@ class MediaReader:
 
     def _frames(self, on_packet: Callable[[av.Packet], None]) -> Iterator[DecodedFrame]:
         rgb_format = "rgb48le" if self.info.bit_depth > 8 else "rgb24"
+        if self.info.alpha:
+            rgb_format = rgba_format(self.info.bit_depth > 8)
         source = self.source_info
         last: av.VideoFrame | None = None
         last_pts: int | None = None
@@ -266,6 +287,9 @@ class MediaReader:
             nonlocal converted
             if converted[0] is not frame:  # a repair repeats the previous frame: convert it once
                 converted = (frame, self._to_rgb(frame, rgb_format))
+            if self.info.alpha:  # the alpha plane travels beside the picture (media.alpha)
+                rgb, alpha = split(converted[1])
+                return DecodedFrame(rgb, pts, repaired, alpha=alpha)
             return DecodedFrame(converted[1], pts, repaired)
 
         def deliver(frame: av.VideoFrame, pts: int | None, repaired: bool = False) -> Iterator[DecodedFrame]:

@@ -22,7 +22,10 @@ import numpy as np
 from av.bitstream import BitStreamFilterContext
 
 from ..errors import ConfigError, DiskFullError, MediaError, OutputError
+from . import alpha as alpha_plane
 from .color import ColorDescription, is_rgb_format, rgb_to_frame
+from .extras import ContainerExtras, add_streams, label_video
+from .hdr import encoder_options
 from .interlace import FIELD_BB, FIELD_PROGRESSIVE, FIELD_TT, FieldWeaver
 from .reader import SourceDescription, VideoInfo
 
@@ -76,6 +79,8 @@ def choose_pix_fmt(settings: EncodeSettings, source: VideoInfo, width: int, heig
                 "use a 4:4:4 format (e.g. yuv444p)"
             )
         return settings.pix_fmt
+    if source.alpha:
+        return alpha_plane.choose_pix_fmt(settings.codec, supported, source.bit_depth, width, height)
     deep = source.bit_depth > 8
     if is_rgb_format(source.pix_fmt):
         layout = "444" if codec == "ffv1" else "420"
@@ -137,6 +142,7 @@ class MediaWriter:
         container_metadata: dict[str, str] | None = None,
         chapters: list[Any] | None = None,
         container_options: dict[str, str] | None = None,
+        extras: ContainerExtras | None = None,
         label: str | None = None,
     ) -> None:
         """``label``: the name errors give the output (the destination, not the temporary file)."""
@@ -144,6 +150,8 @@ class MediaWriter:
         self._label = label or target
         self._filters: dict[int, BitStreamFilterContext] = {}
         self.frames_written = 0
+        self.warnings: list[str] = []
+        """What the output cannot keep of the source (said once, never silently dropped)."""
         try:
             self.container = av.open(target, mode="w", format=container_format, options=container_options or {})
         except av.error.FFmpegError as error:
@@ -154,6 +162,11 @@ class MediaWriter:
             # Video first, then the copied streams in source order, as players and most sources expect.
             self._video = self._add_video(video, settings)
             self._copies = {s.index: self._add_copy(s) for s in copy_streams}
+            if extras is not None:
+                label_video(self._video, extras)
+                copies, warnings = add_streams(self.container, extras)
+                self._copies.update(copies)
+                self.warnings += warnings
             if container_metadata:
                 self.container.metadata.update(container_metadata)
             if chapters:
@@ -176,9 +189,10 @@ class MediaWriter:
     def for_source(cls, target: str, container_format: str | None, video: OutputVideo, settings: EncodeSettings,
                    source: SourceDescription, container_options: dict[str, str] | None = None,
                    label: str | None = None) -> MediaWriter:  # fmt: skip
-        """A writer that carries ``source``'s audio, subtitles, tags and chapters (``MediaReader.describe()``)."""
+        """A writer that carries ``source``'s audio, subtitles, tags, chapters and the rest of its container
+        (cover art, attachments, data, timecode: ``media.extras``), from ``MediaReader.describe()``."""
         return cls(target, container_format, video, settings, source.copy_streams, source.metadata, source.chapters,
-                   container_options=container_options, label=label)
+                   container_options=container_options, label=label, extras=source.extras)
 
     def _add_copy(self, source: av.stream.Stream) -> av.stream.Stream:
         try:
@@ -213,7 +227,8 @@ class MediaWriter:
 
     def _add_video(self, video: OutputVideo, settings: EncodeSettings) -> av.video.stream.VideoStream:
         source = video.source
-        options = dict(settings.options)
+        options, hdr_warnings = encoder_options(settings.codec or DEFAULT_CODEC, source.hdr, dict(settings.options))
+        self.warnings += hdr_warnings
         if settings.crf is not None and settings.codec in _CRF_CODECS:
             options.setdefault("crf", f"{settings.crf:g}")
         if settings.preset is not None and settings.codec in _PRESET_CODECS:
@@ -249,6 +264,7 @@ class MediaWriter:
         if source.rotation:
             stream.set_display_rotation(source.rotation)
         self._output = video
+        self._alpha = alpha_plane.has_alpha(video.pix_fmt)
         self._time_base = source.time_base
         self._weaver = FieldWeaver(video.field_order, video.woven) if video.field_order else None
         return stream
@@ -270,10 +286,18 @@ class MediaWriter:
             copied.stream = target
         self._mux(packets, copied_from=origin)
 
-    def write_frame(self, rgb: np.ndarray, pts: int | None) -> None:
-        """Encode one H×W×3 RGB frame (uint8 or uint16) at its source timestamp."""
+    def write_frame(self, rgb: np.ndarray, pts: int | None, alpha: np.ndarray | None = None) -> None:
+        """Encode one H×W×3 RGB frame (uint8 or uint16) at its source timestamp.
+
+        ``alpha`` is the source frame's alpha plane (any size and depth), written when the output
+        format has alpha (``media.alpha``).
+        """
         rgb_format = "rgb48le" if rgb.dtype == np.uint16 else "rgb24"
-        frame = av.VideoFrame.from_ndarray(rgb, format=rgb_format)
+        if self._alpha:
+            rgb, rgb_format = alpha_plane.merge(rgb, alpha), alpha_plane.rgba_format(rgb.dtype == np.uint16)
+            frame = av.VideoFrame.from_ndarray(rgb, format=rgb_format)
+        else:
+            frame = rgb_frame(rgb, rgb_format, self._output.pix_fmt)
         frame = rgb_to_frame(frame, self._output.color, self._output.pix_fmt)
         frame.pts = pts
         frame.time_base = self._time_base
@@ -328,6 +352,19 @@ _RAW_AAC_FORMATS = {"matroska", "webm", "mp4", "mov", "ipod", "3gp", "3g2", "ism
 _AAC_OBJECT_TYPES = {"Main": 1, "LC": 2, "SSR": 3, "LTP": 4}  # the profiles an ADTS header can state
 _AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
 _AAC_CHANNEL_CONFIGS = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6, 8: 7}
+
+
+def rgb_frame(rgb: np.ndarray, rgb_format: str, pix_fmt: str) -> av.VideoFrame:
+    """An RGB frame for ``rgb`` that the conversion to ``pix_fmt`` reads from.
+
+    ``from_ndarray`` copies the picture while holding the GIL (3–9 ms at 2160p, which stalls the
+    stage thread); a contiguous array can be wrapped instead (``from_numpy_buffer``, 0.04 ms), since
+    the conversion to ``pix_fmt`` writes a new frame. Where no conversion happens (the output is this
+    very RGB format) the encoder would get the caller's memory, so it gets a copy as before.
+    """
+    if rgb_format != pix_fmt and rgb.flags.c_contiguous and rgb.dtype.byteorder in ("=", "|", "<"):
+        return av.VideoFrame.from_numpy_buffer(rgb, format=rgb_format)
+    return av.VideoFrame.from_ndarray(rgb, format=rgb_format)
 
 
 def _aac_config(context: Any) -> bytes | None:

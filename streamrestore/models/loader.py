@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from ..errors import WeightsError
 from .entry import BORDER_KEY, BORDER_MODE_KEY, SCALE_KEY
+from .safety import check_weights_file
 from .weights import resolve_weights
 
 if TYPE_CHECKING:  # spandrel is imported on first load, so that chains without a model never pay for it
@@ -97,6 +98,7 @@ def model_loader() -> spandrel.ModelLoader:
 
 def load_network(path: Path) -> spandrel.ImageModelDescriptor:
     """Read ``path`` on the CPU and detect its architecture; anything unusable is a WeightsError."""
+    check_weights_file(path)  # before any loader sees it: no TorchScript, no bomb, bounded metadata
     import spandrel
 
     extras = architecture_registry()[1]

@@ -38,6 +38,20 @@ _SHIPPED: list[Shipped] = [
     Shipped("deblur-nafnet16", "deblur-nafnet16.safetensors",
             "35aceb5605b1b4a71a02bc60a4c8013f114b3c433441b4d2f3fac526f0df5626", "NAFNet", 1, "deblur",
             "blind deblur: Gaussian, motion and camera-shake kernels (NAFNet width 16, 3.9 M)"),
+    # denoise-nafnet16 fine-tuned (--task oldvideo, 2000 steps) for what noise is in old, small video: grain,
+    # 4:2:0 and 8×8 blocks at low resolution, half plain noise. Better at every σ of the kit; the denoise default.
+    Shipped("denoise-nafnet16-video", "denoise-nafnet16-video.safetensors",
+            "462c9f8956dc742b2151b7d6567f5f795103540cd801b30b366568320c8d0410", "NAFNet", 1, "denoise",
+            "blind denoiser for photos and old video: noise σ 0–50, grain, 4:2:0, blocks (NAFNet width 16, 3.9 M)"),
+    # Seed networks, trained here from scratch on the 2-core CPU, far short of their papers' budgets; by name
+    # only (each is below its alias's default). README, model cards. (SwinIR ×2 was trained too, not shipped:
+    # 600 steps left it below bicubic.)
+    Shipped("denoise-restormer16", "denoise-restormer16.safetensors",
+            "c927d46f931cf4396665f2b73d9a491255dcffe155fe147c1bc2f6f82a3d42fa", "Restormer", 1, "denoise",
+            "Restormer blind denoiser, narrowed (dim 16, 1.1 M), trained here: a seed (needs the extra-arches extra)"),
+    Shipped("deblur-mprnet16", "deblur-mprnet16.safetensors",
+            "400c9c50374fbf8b6d5cc3169b7ceab3e44b2369263038d3bbd7a7e02e986fa5", "MPRNet", 1, "deblur",
+            "MPRNet blind deblur, narrowed (n_feat 16, 0.41 M), trained here: a seed (needs the extra-arches extra)"),
     # Fine-tuned from our fidelity ×4 (the sr4-compact run) on the old-film degradations: 31.20 dB, tMAD 5.50 on
     # the kit's old-film clips (bicubic 30.33 / 6.23; the Compact 48 trained from scratch it replaces 30.64 / 5.67).
     Shipped("oldfilm-compact64", "oldfilm-compact64.safetensors",

@@ -24,7 +24,7 @@ import torch
 from streamrestore.errors import ConfigError, InputNotFoundError
 from streamrestore.models.weights import sha256_file
 
-from .degrade import Settings, degrade, scale_of
+from .degrade import LOWRES_TASKS, Settings, degrade, resize, scale_of, to_u8
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -92,9 +92,15 @@ class Patches:
     def sample(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng([self.seed, index])
         image = self.images[int(rng.integers(len(self.images)))]
-        top = int(rng.integers(image.shape[0] - self.patch + 1))
-        left = int(rng.integers(image.shape[1] - self.patch + 1))
-        clean = image[top : top + self.patch, left : left + self.patch]
+        side = self.patch
+        if self.task in LOWRES_TASKS:  # low-resolution content: a larger crop shrunk to the patch
+            side = min(round(self.patch * rng.uniform(*self.settings.video_shrink)), *image.shape[:2])
+        top = int(rng.integers(image.shape[0] - side + 1))
+        left = int(rng.integers(image.shape[1] - side + 1))
+        clean = image[top : top + side, left : left + side]
+        if side != self.patch:
+            method = ("area", "bicubic")[int(rng.integers(2))]
+            clean = to_u8(resize(clean.astype(np.float32), (self.patch, self.patch), method))
         if rng.random() < 0.5:
             clean = clean[:, ::-1]
         clean = np.ascontiguousarray(np.rot90(clean, int(rng.integers(4))))

@@ -19,6 +19,13 @@ Tasks, and what each draws (ranges in ``Settings``, on the 0..255 scale):
   (MATLAB's antialiased imresize, the one the evaluation kits use). Nothing random.
 - ``oldfilm`` (×4): second order, as Real-ESRGAN: twice blur → resize → noise/grain → JPEG; the first
   round resizes by a random factor, the second to exactly a quarter; the second round is milder.
+- ``oldvideo`` (×1): what "noise" means in old, small video, for a denoiser that runs before an upscaler. With
+  probability ``video_p`` the patch is low-resolution footage (the loader shrinks the clean patch by ×1–4,
+  so detail is as dense as in a 192×108 frame; see ``LOWRES_TASKS``): light blur (σ up to
+  ``video_blur_sigma``, half the time), film grain or Gaussian noise (σ in ``video_noise_sigma``, mostly on
+  luma), 4:2:0 chroma, then block compression (JPEG at a quality in ``video_jpeg_quality``, 8×8 blocks and
+  ringing as H.264 at a high crf leaves them) with probability ``video_jpeg_p``; otherwise the ``denoise``
+  degradation, so the Gaussian-noise figures are kept.
 """
 
 from __future__ import annotations
@@ -31,7 +38,9 @@ import numpy as np
 
 from streamrestore.errors import ConfigError
 
-SCALES = {"denoise": 1, "deblur": 1, "jpeg": 1, "sr2": 2, "sr3": 3, "sr4": 4, "oldfilm": 4}
+SCALES = {"denoise": 1, "deblur": 1, "jpeg": 1, "sr2": 2, "sr3": 3, "sr4": 4, "oldfilm": 4, "oldvideo": 1}
+# Tasks whose clean patches the loader may shrink first (low-resolution content); see data.Patches.sample.
+LOWRES_TASKS = ("oldvideo",)
 TASKS = tuple(SCALES)
 RESIZE_METHODS = ("area", "bicubic")  # OpenCV's area filter; MATLAB's antialiased bicubic imresize
 
@@ -54,6 +63,12 @@ class Settings:
     jpeg_quality: tuple[int, int] = (20, 95)
     resize: str = "area"  # or "bicubic" (MATLAB-like)
     kernel_size: int = 25  # odd; Gaussian and motion kernels are this wide
+    video_p: float = 0.5  # oldvideo: share of old-video patches (the rest: the denoise degradation)
+    video_shrink: tuple[float, float] = (1.0, 4.0)  # oldvideo: the loader shrinks clean patches by this
+    video_blur_sigma: float = 0.8
+    video_noise_sigma: tuple[float, float] = (3.0, 20.0)
+    video_jpeg_p: float = 0.85
+    video_jpeg_quality: tuple[int, int] = (20, 75)
 
 
 def scale_of(task: str) -> int:
@@ -80,6 +95,8 @@ def degrade(clean: np.ndarray, task: str, seed: int, settings: Settings = Settin
         image = jpeg(image, int(rng.integers(settings.jpeg_quality[0], settings.jpeg_quality[1] + 1)))
     elif task == "oldfilm":
         image = _old_film(image, rng, settings)
+    elif task == "oldvideo":
+        image = _old_video(image, rng, settings) if rng.random() < settings.video_p else _noisy(image, rng, settings)
     else:
         image = resize(image, (height // scale, width // scale), settings.resize)
     return to_u8(image)
@@ -94,6 +111,19 @@ def _noisy(image: np.ndarray, rng: np.random.Generator, settings: Settings) -> n
         image = chroma_420(image)
     if rng.random() < settings.noise_jpeg_p:
         image = jpeg(image, int(rng.integers(settings.noise_jpeg_quality[0], settings.noise_jpeg_quality[1] + 1)))
+    return image
+
+
+def _old_video(image: np.ndarray, rng: np.random.Generator, settings: Settings) -> np.ndarray:
+    if rng.random() < 0.5:
+        image = convolve(image, gaussian_kernel(rng.uniform(0.3, settings.video_blur_sigma), settings.kernel_size))
+    if rng.random() < 0.6:
+        image = add_grain(image, rng, settings.video_noise_sigma)
+    else:
+        image = add_noise(image, rng, settings.video_noise_sigma, gray_p=0.6)
+    image = chroma_420(image)
+    if rng.random() < settings.video_jpeg_p:
+        image = jpeg(image, int(rng.integers(settings.video_jpeg_quality[0], settings.video_jpeg_quality[1] + 1)))
     return image
 
 

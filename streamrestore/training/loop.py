@@ -29,16 +29,16 @@ import torch
 import torch.nn.functional as F
 from spandrel import SizeRequirements
 
-from streamrestore.errors import ConfigError
+from streamrestore.errors import ConfigError, WeightsError
 
 from .data import Patches, split_folder
 from .degrade import RESIZE_METHODS, Settings, scale_of
 
-ARCHS = ("compact", "esrgan", "nafnet", "swinir")
+ARCHS = ("compact", "esrgan", "nafnet", "swinir", "restormer", "mprnet")
 LOSSES = ("l1", "charbonnier")
 # Settings that shape the run: a resume must match them exactly, or it would not be the same run.
 _RUN_KEYS = ("task", "arch", "steps", "batch", "patch", "lr", "seed", "loss", "ema_decay", "features", "blocks",
-             "val_fraction", "init", "resize")  # fmt: skip
+             "val_fraction", "init", "resize", "blur_odds")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,7 @@ class TrainConfig:
     arch: str | None = None  # None: compact, or the architecture of init
     init: str | None = None  # weights (a path or a model name) to fine-tune instead of fresh ones
     resize: str = "area"  # the downscaling kernel of sr2/sr3/sr4 and oldfilm: area or bicubic (MATLAB's)
+    blur_odds: tuple[float, float, float] = Settings.blur_odds  # deblur: Gaussian, straight streak, camera shake
     steps: int = 1000
     batch: int = 8
     patch: int = 64  # clean (target) patch side; the input is patch / scale
@@ -104,7 +105,33 @@ def build_network(arch: str, scale: int, features: int, blocks: int) -> torch.nn
         return SwinIR(upscale=scale, img_size=64, window_size=8, img_range=1.0, embed_dim=features,
                       depths=[6] * blocks, num_heads=[heads] * blocks, mlp_ratio=2.0,
                       upsampler="pixelshuffledirect" if scale > 1 else "", resi_connection="1conv")  # fmt: skip
+    if arch in ("restormer", "mprnet"):
+        return _extra_network(arch, scale, features, blocks)
     raise ConfigError(f"unknown --arch {arch!r} (known: {', '.join(ARCHS)})")
+
+
+def _extra_network(arch: str, scale: int, features: int, blocks: int) -> torch.nn.Module:
+    """Restormer and MPRNet (×1), narrowed: their official classes from spandrel-extra-arches (optional)."""
+    if scale != 1:
+        raise ConfigError(f"--arch {arch} restores at ×1 (denoise, deblur, jpeg); ×{scale} needs compact or esrgan")
+    try:
+        from spandrel_extra_arches.architectures.MPRNet import MPRNet
+        from spandrel_extra_arches.architectures.Restormer import Restormer
+    except ImportError:
+        raise ConfigError(f"--arch {arch} needs the optional extra: pip install 'streamrestore[extra-arches]'") from None
+    if arch == "restormer":
+        if features % 8:
+            raise ConfigError(f"--arch restormer needs --features divisible by 8 (Restormer: 48), not {features}")
+        # Restormer's shape (Zamir et al. 2022: dim 48, blocks 4/6/6/8, 4 refinement, heads 1/2/4/8), narrowed:
+        # --features is dim, --blocks the bottleneck's transformer blocks; one or two at the other levels.
+        return Restormer(dim=features, num_blocks=[1, 2, 2, blocks], num_refinement_blocks=1, heads=[1, 2, 4, 8],
+                         ffn_expansion_factor=2.66, bias=False, LayerNorm_type="WithBias")  # fmt: skip
+    if features % 4:  # its channel attention reduces by 4; the loader reads the reduction back from n_feat
+        raise ConfigError(f"--arch mprnet needs --features divisible by 4 (MPRNet: 40), not {features}")
+    # MPRNet's shape (Zamir et al. 2021: n_feat 40 (deblur 96), U-Net +n/2 per level, ORSNet +0.4 n, 8 CABs), narrowed:
+    # --features is n_feat, --blocks the CABs per original-resolution block.
+    return MPRNet(n_feat=features, scale_unetfeats=features // 2, scale_orsnetfeats=features * 2 // 5,
+                  num_cab=blocks, reduction=4, bias=False)  # fmt: skip
 
 
 @dataclass
@@ -158,10 +185,26 @@ def initial_network(config: TrainConfig, scale: int) -> InitialNetwork:
     return InitialNetwork.read(descriptor, markers=markers, metadata=metadata, digest=sha256_file(path))
 
 
+def _read_checkpoint(path: Path, device: torch.device) -> dict:
+    """``checkpoint.pt`` through the weights checks and torch's allow-list unpickler; a refusal is one line."""
+    from streamrestore.models.safety import check_weights_file
+
+    check_weights_file(path)
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:  # torch's own text runs to many lines; the first says what was refused
+        reason = (str(error).strip().splitlines() or [""])[0][:160]
+        raise WeightsError(f"--resume: cannot read {path}: {type(error).__name__}: {reason}") from None
+    needed = ("config", "network", "ema", "optimizer", "scheduler", "scaler", "rng", "step", "losses", "validation")
+    if not isinstance(state, dict) or not all(key in state for key in needed):
+        raise WeightsError(f"--resume: {path} is not a checkpoint of `streamrestore train`")
+    return state
+
+
 def _as_loaded(network: torch.nn.Module, arch: str, scale: int) -> InitialNetwork:
     """A fresh ``network`` read back by the loader, as its export will be: that its weights are detected as
     ``arch`` at ``scale`` is checked before training, and the loader says how it is called (sizes, fp16)."""
-    from streamrestore.models.loader import model_loader
+    from streamrestore.models.loader import model_loader  # ours and, where installed, Restormer, MPRNet, …
 
     try:
         descriptor = model_loader().load_from_state_dict(dict(network.state_dict()))
@@ -181,6 +224,8 @@ def training_call(network: torch.nn.Module, requirements: SizeRequirements | Non
 
     run = functools.partial(run_padded, network) if isinstance(network, (UpConv7, CUNet)) else network
     if requirements is None:
+        return run
+    if type(network).__name__ == "MPRNet":  # multi-stage output, the final image first
         return run
 
     def padded(x: torch.Tensor) -> torch.Tensor:
@@ -232,7 +277,9 @@ def validate(network: torch.nn.Module, pairs: list, scale: int, device: torch.de
     scores = []
     for lq, gt in pairs:
         # A private copy: some networks (RCAN) scale their input in place, and the pairs are used again.
-        out = (call(lq.to(device).clone()).float().clamp(0, 1) * 255).round() / 255
+        out = call(lq.to(device).clone())
+        out = out[0] if isinstance(out, (tuple, list)) else out  # multi-stage networks: the final image
+        out = (out.float().clamp(0, 1) * 255).round() / 255
         out, gt = out[..., scale:-scale, scale:-scale], gt.to(device)[..., scale:-scale, scale:-scale]
         scores.append((psnr(out, gt), ssim(out, gt)))
     network.train()
@@ -252,8 +299,10 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
     out_dir.mkdir(parents=True, exist_ok=True)
     if config.resize not in RESIZE_METHODS:  # checked here too: oldfilm and sr only meet it on the first patch
         raise ConfigError(f"unknown --resize {config.resize!r} (known: {', '.join(RESIZE_METHODS)})")
+    if len(config.blur_odds) != 3 or min(config.blur_odds) < 0 or sum(config.blur_odds) <= 0:
+        raise ConfigError(f"--blur-odds needs three non-negative weights, not {config.blur_odds}")
     data = Patches(split_folder(config.data, config.val_fraction), config.task, config.patch, config.seed,
-                   Settings(resize=config.resize))  # fmt: skip
+                   Settings(resize=config.resize, blur_odds=tuple(config.blur_odds)))  # fmt: skip
 
     torch.manual_seed(config.seed)
     start = initial_network(config, scale)
@@ -277,7 +326,7 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
     if config.resume:
         if not checkpoint_path.is_file():
             raise ConfigError(f"--resume: no checkpoint at {checkpoint_path}")
-        state = torch.load(checkpoint_path, map_location=device, weights_only=True)
+        state = _read_checkpoint(checkpoint_path, device)
         ours = {key: asdict(config)[key] for key in _RUN_KEYS}
         # A key newer than the checkpoint had the value its default has now.
         defaults = {f.name: f.default for f in fields(TrainConfig)}
@@ -316,7 +365,9 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
             lq, gt = (t.to(device, non_blocking=True) for t in data.batch(result.step, config.batch))
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                 out = call(lq)
-            loss = loss_fn(out.float(), gt)
+            # Multi-stage networks (MPRNet) are supervised at every stage, as in their papers.
+            outs = out if isinstance(out, (tuple, list)) else (out,)
+            loss = sum(loss_fn(o.float(), gt) for o in outs)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -356,7 +407,9 @@ def export(network: torch.nn.Module, path: Path, config: TrainConfig, start: Ini
     network keeps its init file's loader markers and padding metadata."""
     from safetensors.torch import save_file
 
-    tensors = {key: (value.float() if value.is_floating_point() else value).detach().cpu().contiguous()
+    # Copies: some networks tie weights (MPRNet shares one PReLU across its blocks), and safetensors stores
+    # no shared tensors; the loader builds the tied module and reads the same value under each key.
+    tensors = {key: (value.float() if value.is_floating_point() else value).detach().cpu().clone().contiguous()
                for key, value in network.state_dict().items()}  # fmt: skip
     shaped_by_init = ("features", "blocks") if config.init else ()  # the init file's network has its own shape
     metadata = {f"streamrestore.train.{key}": str(value) for key, value in asdict(config).items()

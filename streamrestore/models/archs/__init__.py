@@ -9,15 +9,17 @@ from __future__ import annotations
 
 def our_architectures() -> list:
     """``ArchSupport`` entries for UpConv7, CUNet and the seed SR networks (EDSR, RDN, SRResNet, ESPCN, SRCNN,
-    VDSR, WDSR, LapSRN, DRRN). Each detects only its own exact key layout."""
+    VDSR, WDSR, LapSRN, DRRN, DRCN, SAN). Each detects only its own exact key layout."""
     from spandrel import ArchSupport
 
     from .cunet import CUNetArch
+    from .drcn import DRCNArch
     from .drrn import DRRNArch
     from .edsr import EDSRArch
     from .espcn import ESPCNArch
     from .lapsrn import LapSRNArch
     from .rdn import RDNArch
+    from .san import SANArch
     from .srcnn import SRCNNArch
     from .srresnet import SRResNetArch
     from .upconv7 import UpConv7Arch
@@ -29,5 +31,6 @@ def our_architectures() -> list:
         # Asked before RealCUGAN, whose detection also accepts a marked waifu2x CUNet ×2 (see .cunet).
         ArchSupport.from_architecture(CUNetArch(), before=("RealCUGAN",)),
         *(ArchSupport.from_architecture(arch()) for arch in (EDSRArch, RDNArch, SRResNetArch, ESPCNArch,
-                                                             SRCNNArch, VDSRArch, WDSRArch, LapSRNArch, DRRNArch)),
+                                                             SRCNNArch, VDSRArch, WDSRArch, LapSRNArch, DRRNArch,
+                                                             DRCNArch, SANArch)),
     ]

@@ -1,0 +1,144 @@
+"""Prints what archive jobs cost and gain: segmenting, --workers, segment size, resume after a kill, Ray.
+
+    python benchmarks/jobs.py [--width 1280 --height 720 --seconds 10] [--chain identity] [--ray]
+
+Makes a test clip with Debian's ffmpeg (testsrc2, libx264 ultrafast, a keyframe every second), then,
+in this order, each run from a fresh output:
+
+- one stream: ``restore_video`` (the single-stream path), the baseline;
+- job, 1 worker, for each --segments length;
+- job, 2 workers (same total cores: each worker's x264 and torch get half);
+- resume: the job as a subprocess, SIGKILLed once half its segments are in the manifest, then the
+  same command again; total wall time (both runs) vs one uninterrupted job run;
+- --workers-only: just the 1-worker and 2-worker jobs (e.g. a model-bound chain);
+- Ray (--ray): a local cluster (2 CPUs) started first, then the job through it, vs 2 local workers.
+
+Each line: wall seconds, fps, and CPU seconds per frame (user+sys of this process and its reaped
+children, so worker processes count; Ray's workers are not our children and are not counted). The
+machine is shared: compare ratios within one run, and read the load average printed with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from streamrestore.jobs import Job, JobOptions
+from streamrestore.restore import OutputSettings, restore_video
+
+
+def cpu_seconds() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def make_clip(path: Path, width: int, height: int, seconds: float) -> None:
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate=24",
+                    "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-g", "24", "-pix_fmt", "yuv420p",
+                    str(path)], check=True)
+
+
+def measure(label: str, frames: int, run) -> float:
+    started, cpu = time.perf_counter(), cpu_seconds()
+    run()
+    wall, used = time.perf_counter() - started, cpu_seconds() - cpu
+    print(f"{label:<44} {wall:7.1f} s  {frames / wall:6.2f} fps  {used / frames:6.3f} CPU s/frame", flush=True)
+    return wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--width", type=int, default=1280)
+    parser.add_argument("--height", type=int, default=720)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--chain", default="identity")
+    parser.add_argument("--preset", default="veryfast")
+    parser.add_argument("--segments", default="1,2.5,5", help="segment lengths in seconds, comma-separated")
+    parser.add_argument("--ray", action="store_true")
+    parser.add_argument("--workers-only", action="store_true",
+                        help="only one worker (all cores to torch) vs 2 workers (one torch thread each)")
+    args = parser.parse_args()
+    print(f"load average at start: {os.getloadavg()}", flush=True)
+    folder = Path(tempfile.mkdtemp(prefix="jobs-bench-"))
+    clip = folder / "clip.mp4"
+    make_clip(clip, args.width, args.height, args.seconds)
+    frames = round(args.seconds * 24)
+    print(f"clip: {args.width}×{args.height}, {frames} frames; chain {args.chain!r}; x264 {args.preset}", flush=True)
+
+    def out(name: str) -> str:
+        path = folder / name
+        path.unlink(missing_ok=True)
+        return str(path)
+
+    def job(name: str, **options) -> Job:
+        return Job(str(clip), out(name), args.chain, JobOptions(preset=args.preset, **options))
+
+    if args.workers_only:
+        first_segment = float(args.segments.split(",")[0])
+        measure(f"job, 1 worker, {first_segment:g} s segments", frames,
+                lambda: job("w1.mp4", workers=1, segment_seconds=first_segment).run())
+        measure(f"job, 2 workers, {first_segment:g} s segments", frames,
+                lambda: job("w2.mp4", workers=2, segment_seconds=first_segment).run())
+        print(f"load average at end: {os.getloadavg()}", flush=True)
+        return
+    measure("one stream (restore_video)", frames,
+            lambda: restore_video(str(clip), out("one.mp4"), args.chain, output=OutputSettings(preset=args.preset)))
+    first_segment = float(args.segments.split(",")[0])
+    for seconds in (float(s) for s in args.segments.split(",")):
+        measure(f"job, 1 worker, {seconds:g} s segments", frames,
+                lambda: job("w1.mp4", workers=1, segment_seconds=seconds).run())
+    one = measure(f"job, 2 workers, {first_segment:g} s segments", frames,
+                  lambda: job("w2.mp4", workers=2, segment_seconds=first_segment).run())
+
+    # Resume: a subprocess killed when half the segments are done, then the same command again.
+    target, job_dir = out("resumed.mp4"), folder / "resume-job"
+    command = [sys.executable, "-m", "streamrestore.cli", "job", str(clip), "--chain", args.chain, "-o", target,
+               "--preset", args.preset, "--segment-seconds", str(first_segment), "--workers", "1",
+               "--job", str(job_dir), "-q"]
+    uninterrupted = measure("job, 1 worker, as a command (uninterrupted)", frames,
+                            lambda: subprocess.run(command, check=True))
+    Path(target).unlink()
+
+    def killed_then_resumed() -> None:
+        process = subprocess.Popen(command, start_new_session=True)
+        manifest = job_dir / "manifest.json"
+        while process.poll() is None:
+            if manifest.exists():
+                data = json.loads(manifest.read_text())
+                if len(data["pieces"]) * 2 >= len(data["segments"]):
+                    os.killpg(process.pid, signal.SIGKILL)
+                    break
+            time.sleep(0.05)
+        process.wait()
+        subprocess.run(command, check=True)
+
+    resumed = measure("killed at 50 %, then resumed (both runs)", frames, killed_then_resumed)
+    print(f"resume overhead: {resumed / uninterrupted:.2f}× the uninterrupted command's wall time", flush=True)
+
+    if args.ray:
+        import ray
+
+        started = time.perf_counter()
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        print(f"ray.init (local cluster, 2 CPUs): {time.perf_counter() - started:.1f} s", flush=True)
+        # The first job pays for starting Ray's worker processes; the second shows the steady state.
+        measure(f"Ray, {first_segment:g} s segments (cold workers)", frames,
+                lambda: job("ray.mp4", ray="auto", segment_seconds=first_segment).run())
+        warm = measure(f"Ray, {first_segment:g} s segments (warm workers)", frames,
+                       lambda: job("ray.mp4", ray="auto", segment_seconds=first_segment).run())
+        print(f"Ray vs 2 local workers: {warm / one:.2f}× the wall time", flush=True)
+        ray.shutdown()
+    print(f"load average at end: {os.getloadavg()}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+"""Many files in one command: a folder (recursive), a glob, or a text file listing paths.
+
+The output folder mirrors the input tree. Each video is a ``Job`` (so it resumes), each image is
+restored as a PNG. A file that fails (corrupt, unsupported) is reported and the others go on. A
+ledger in the output folder (``.streamrestore-done.json``) records each finished file with the
+identity of its input and settings; a rerun skips those whose output is still there unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..errors import ConfigError, InputNotFoundError, StreamRestoreError
+from .job import Job, JobOptions
+from .manifest import input_identity
+
+VIDEO_SUFFIXES = {".mkv", ".mp4", ".mov", ".m4v", ".avi", ".ts", ".m2ts", ".mts", ".webm", ".mpg", ".mpeg",
+                  ".vob", ".flv", ".wmv", ".3gp", ".ogv", ".dv", ".mxf", ".nut", ".y4m"}
+LEDGER = ".streamrestore-done.json"
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    source: str
+    output: str
+    status: str
+    """``done``, ``skipped`` (finished by an earlier run) or ``failed``."""
+    frames: int = 0
+    seconds: float = 0.0
+    message: str = ""
+    exit_code: int = 0
+
+
+def is_many(spec: str) -> bool:
+    """Whether an input names several files (a folder, a glob or a ``.txt`` list) rather than one."""
+    return os.path.isdir(spec) or any(c in spec for c in "*?[") or spec.endswith(".txt")
+
+
+def expand_inputs(spec: str) -> list[tuple[str, str]]:
+    """(path, path relative to the tree's root) for every video and image the spec names, sorted."""
+    from ..media.images import IMAGE_SUFFIXES
+
+    wanted = VIDEO_SUFFIXES | set(IMAGE_SUFFIXES)
+    if os.path.isdir(spec):
+        root = Path(spec)
+        found = [p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in wanted
+                 and not any(part.startswith(".") for part in p.relative_to(root).parts)]
+        return sorted((str(p), str(p.relative_to(root))) for p in found)
+    if spec.endswith(".txt") and os.path.isfile(spec):
+        lines = [line.strip() for line in Path(spec).read_text(encoding="utf-8").splitlines()]
+        paths = [p for p in lines if p and not p.startswith("#")]
+    else:
+        paths = sorted(glob.glob(spec, recursive=True))
+        paths = [p for p in paths if os.path.isfile(p) and Path(p).suffix.lower() in wanted]
+    if not paths:
+        raise InputNotFoundError(f"no media files match {spec!r}")
+    root = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths])
+    return [(p, os.path.relpath(os.path.abspath(p), root)) for p in paths]
+
+
+def restore_many(spec: str, output_folder: str, chain: str, options: JobOptions = JobOptions(),
+                 on_frames: Callable[[int], None] = lambda count: None,
+                 on_file: Callable[[FileOutcome], None] = lambda outcome: None) -> list[FileOutcome]:
+    """Restore every file ``spec`` names into ``output_folder`` (mirrored tree); never stops at a failure."""
+    from ..media.images import IMAGE_SUFFIXES
+
+    files = expand_inputs(spec)
+    out_root = Path(output_folder)
+    if out_root.exists() and not out_root.is_dir():
+        raise ConfigError(f"-o {output_folder!r} must be a folder when the input names several files")
+    out_root.mkdir(parents=True, exist_ok=True)
+    ledger = _Ledger(out_root / LEDGER)
+    outcomes = []
+    for source, relative in files:
+        is_image = Path(source).suffix.lower() in IMAGE_SUFFIXES
+        target = out_root / (Path(relative).with_suffix(".png") if is_image else Path(relative))
+        started = time.perf_counter()
+        try:
+            key = _key(source, chain, options)
+            if ledger.finished(relative, key, target):
+                outcome = FileOutcome(source, str(target), "skipped")
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                frames = _restore_one(source, str(target), chain, options, is_image, on_frames)
+                ledger.record(relative, key, target)
+                outcome = FileOutcome(source, str(target), "done", frames, time.perf_counter() - started)
+        except StreamRestoreError as error:
+            outcome = FileOutcome(source, str(target), "failed", 0, time.perf_counter() - started,
+                                  str(error).replace("\n", " "), error.exit_code)
+        except OSError as error:  # unreadable input, a folder we cannot write: this file only
+            outcome = FileOutcome(source, str(target), "failed", 0, time.perf_counter() - started,
+                                  f"{error.strerror or error}: {error.filename or source}", 1)
+        outcomes.append(outcome)
+        on_file(outcome)
+    return outcomes
+
+
+def _restore_one(source: str, target: str, chain: str, options: JobOptions, is_image: bool,
+                 on_frames: Callable[[int], None]) -> int:
+    if is_image:
+        from ..restore import PreparedChain, RunSettings
+
+        run = RunSettings(device=options.device, precision=options.precision, content=options.content)
+        PreparedChain(chain, run).restore_image_file(source, target, overwrite=True)
+        on_frames(1)
+        return 1
+    # The ledger, not the output's existence, says whether a file is finished: an output left by
+    # something else is replaced.
+    job = Job(source, target, chain, dataclasses.replace(options, job_dir=None, overwrite=True))
+    return job.run(on_frames=on_frames).frames
+
+
+def _key(source: str, chain: str, options: JobOptions) -> str:
+    identity = input_identity(source)
+    settings = {k: v for k, v in dataclasses.asdict(options).items() if k not in ("workers", "ray", "keep_job",
+                                                                                    "restart", "job_dir")}
+    text = json.dumps([identity, chain, settings], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class _Ledger:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.entries = json.loads(path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            self.entries = {}
+
+    def finished(self, relative: str, key: str, target: Path) -> bool:
+        entry = self.entries.get(relative)
+        if entry is None or entry.get("key") != key or not target.is_file():
+            return False
+        stat = target.stat()
+        return entry.get("size") == stat.st_size and entry.get("mtime_ns") == stat.st_mtime_ns
+
+    def record(self, relative: str, key: str, target: Path) -> None:
+        stat = target.stat()
+        self.entries[relative] = {"key": key, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+        temporary = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(self.entries, indent=1, sort_keys=True), encoding="utf-8")
+        os.replace(temporary, self.path)
+
+
+def pending(files: list[tuple[str, str]], output_folder: str, chain: str,
+            options: JobOptions) -> list[tuple[str, str]]:
+    """The files an earlier run has not finished (what the progress display should count)."""
+    from ..media.images import IMAGE_SUFFIXES
+
+    root = Path(output_folder)
+    ledger = _Ledger(root / LEDGER)
+    left = []
+    for source, relative in files:
+        image = Path(source).suffix.lower() in IMAGE_SUFFIXES
+        target = root / (Path(relative).with_suffix(".png") if image else Path(relative))
+        try:
+            if ledger.finished(relative, _key(source, chain, options), target):
+                continue
+        except OSError:
+            pass
+        left.append((source, relative))
+    return left
+
+
+def count_frames(files: list[tuple[str, str]]) -> int:
+    """Frames in all the videos (packet index only; an unreadable file counts 0), images count 1."""
+    from ..media.images import IMAGE_SUFFIXES
+    from .plan import index_source
+
+    total = 0
+    for source, _ in files:
+        if Path(source).suffix.lower() in IMAGE_SUFFIXES:
+            total += 1
+            continue
+        try:
+            total += len(index_source(source).pts)
+        except StreamRestoreError:
+            pass
+    return total

@@ -1,0 +1,349 @@
+"""The library API for archive jobs: ``Job(source, output, chain).run()`` restores a file as segments.
+
+    job = Job("film.mkv", "film.restored.mkv", "denoise,sr2", JobOptions(workers=2))
+    job.plan()      # index the input, build the plan, check the job directory (resume or refuse)
+    job.status()    # segments and frames done / total
+    job.run()       # restore the pieces still missing, join them, remove the job directory
+
+Running the same job again after a crash resumes it: pieces listed in the manifest are checked
+against their SHA-256 and kept; the rest are redone. A job directory made for another input or
+other settings is refused (``JobMismatchError``) unless ``restart`` is set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable
+
+from ..errors import ConfigError, DiskFullError, OutputError
+from ..media import encoder
+from ..media.output import OutputTarget, default_output_path
+from ..media.reader import MediaReader
+from ..media.writer import EncodeSettings, choose_pix_fmt
+from ..restore import OutputSettings, PreparedChain, encode_settings
+from . import manifest as manifests
+from .join import Window, join_pieces
+from .plan import DEFAULT_SEGMENT_SECONDS, SourceIndex, frame_range, index_source, make_plan
+from .segment import ChainSpec, PieceResult, SegmentTask, file_digest, remember_chain, run_settings
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """Everything about a job except its input, output and chain. None: the documented default."""
+
+    segment_seconds: float = DEFAULT_SEGMENT_SECONDS
+    workers: int | None = None
+    job_dir: str | None = None
+    restart: bool = False
+    keep_job: bool = False
+    overwrite: bool = False
+    start: float | None = None
+    duration: float | None = None
+    frames: tuple[int, int] | None = None
+    ray: str | None = None
+    """None: local workers; ``"auto"`` or a cluster address: Ray tasks."""
+    # How frames are computed and encoded (the same meaning as restore_video's arguments).
+    content: str = "photo"
+    device: str | None = None
+    precision: str | None = None
+    batch_size: int | None = None
+    codec: str | None = None
+    crf: float | None = None
+    preset: str | None = None
+    pix_fmt: str | None = None
+    encoder_threads: int | None = None
+    format: str | None = None
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    job_dir: str
+    segments: int
+    segments_done: int
+    frames: int
+    frames_done: int
+
+    @property
+    def complete(self) -> bool:
+        return self.segments_done == self.segments
+
+
+@dataclass(frozen=True)
+class JobReport:
+    output: str
+    frames: int
+    segments: int
+    resumed_segments: int
+    redone_segments: int
+    damaged_frames: int
+    seconds: float
+    workers: int
+    pieces: list[PieceResult] = field(default_factory=list)
+
+
+def default_workers(device: str | None = None, listed: int = 0) -> int:
+    """One per listed device (``cuda:0,cuda:1``), else one per GPU; on the CPU one per four cores."""
+    from ..engine.placement import cpu_cores, cuda_available
+
+    if listed > 1:
+        return listed
+    if device != "cpu" and cuda_available():
+        import torch
+
+        return max(1, torch.cuda.device_count())
+    return max(1, cpu_cores() // 4)
+
+
+def default_job_dir(output: str) -> Path:
+    path = Path(output)
+    return path.parent / f".{path.name}.streamrestore-job"
+
+
+class Job:
+    def __init__(self, source: str, output: str | None = None, chain: str = "",
+                 options: JobOptions = JobOptions()) -> None:
+        self.source = source
+        self.output = output or default_output_path(source)
+        self.chain_text = chain
+        self.options = options
+        self.job_dir = Path(options.job_dir) if options.job_dir else default_job_dir(self.output)
+        self.manifest: manifests.Manifest | None = None
+        self._built: PreparedChain | None = None
+        self._index: SourceIndex | None = None
+        self._span: tuple[int, int] | None = None
+        self._pix_fmt = ""
+        self._resumed = 0
+        self._redone = 0
+
+    # -- plan ------------------------------------------------------------------------------------
+    def plan(self) -> manifests.Manifest:
+        """Index the input and plan segments; load the job directory's manifest (resume) or start one."""
+        if self.manifest is not None:
+            return self.manifest
+        if not os.path.isfile(self.source):
+            from ..errors import InputNotFoundError
+
+            raise InputNotFoundError(f"input not found: {self.source!r}")
+        opts = self.options
+        device = opts.device.split(",")[0] if opts.device else None  # a list: one device per worker
+        self._built = PreparedChain(self.chain_text, run_settings(dataclasses.replace(self.chain_spec(), device=device)))
+        chain_plan = self._built.plan
+        wanted = encode_settings(chain_plan.output, OutputSettings(
+            codec=opts.codec, crf=opts.crf, preset=opts.preset, pix_fmt=opts.pix_fmt,
+            encoder_threads=opts.encoder_threads))
+        runner = self._built.runner()
+        before = sum(n.caps.frames_before for n in runner.nodes if n.caps.is_temporal)
+        after = sum(n.caps.frames_after for n in runner.nodes if n.caps.is_temporal)
+        reader = MediaReader(self.source)
+        try:
+            info = reader.info
+            # The codec follows the source's, as in `streamrestore run` (media.encoder).
+            self.encode = reproducible(encoder.resolve(wanted, info, reader.first_frame))
+        finally:
+            reader.close()
+        self.scale = runner.scale
+        self._pix_fmt = choose_pix_fmt(self.encode, info, info.width * self.scale, info.height * self.scale)
+        self._info = info
+        self._index = index_source(self.source)
+        ranged = opts.start is not None or opts.duration is not None or opts.frames is not None
+        self._span = frame_range(self._index, opts.start, opts.duration, opts.frames) if ranged else None
+        self._lookahead = after
+        segments = make_plan(self._index, opts.segment_seconds, before, after, self._span)
+        settings = {
+            "chain": repr(chain_plan), "content": opts.content, "precision": opts.precision,
+            "batch": opts.batch_size, "encoder": dataclasses.asdict(self.encode), "pix_fmt": self._pix_fmt,
+            "segment_seconds": opts.segment_seconds, "span": list(self._span) if self._span else None,
+        }
+        source = manifests.input_identity(self.source)
+        found = None
+        if self.job_dir.exists() and not opts.restart:
+            found = manifests.load(self.job_dir)
+        if found is not None:
+            found.check(source, settings)
+            self.manifest = found
+        else:
+            if opts.restart and self.job_dir.exists():
+                shutil.rmtree(self.job_dir)
+            self.manifest = manifests.Manifest(source, settings, segments)
+        return self.manifest
+
+    def status(self) -> JobStatus:
+        manifest = self.plan()
+        done = [s for s in manifest.segments if s.index in manifest.pieces]
+        return JobStatus(str(self.job_dir), len(manifest.segments), len(done),
+                         sum(s.count for s in manifest.segments), sum(s.count for s in done))
+
+    def piece_path(self, index: int) -> Path:
+        return self.job_dir / f"piece-{index:05d}.nut"
+
+    def tasks(self) -> list[SegmentTask]:
+        """The segments still to do, as tasks any runner (this process, a pool, Ray) can execute."""
+        manifest = self.plan()
+        assert self._index is not None
+        manifests.ensure_folder(self.job_dir)
+        spec = self.chain_spec()
+        pending = []
+        for seg in manifest.segments:
+            if seg.index in manifest.pieces:
+                continue
+            pts = self._index.pts[seg.context_first: seg.context_last + 1]
+            primer = self._index.pts[: self._lookahead + 1] if seg.context_first > 0 else ()
+            # Absolute paths: a worker process or a Ray node may start in another directory.
+            pending.append(SegmentTask(os.path.abspath(self.source), os.path.abspath(self.piece_path(seg.index)),
+                                       seg, pts, spec,
+                                       self.encode, self._pix_fmt, primer))
+        return pending
+
+    def chain_spec(self) -> ChainSpec:
+        opts = self.options
+        return ChainSpec(self.chain_text, opts.content, opts.device, opts.precision, opts.batch_size)
+
+    # -- run -------------------------------------------------------------------------------------
+    def run(self, on_frames: Callable[[int], None] = lambda count: None,
+            on_piece: Callable[[PieceResult], None] = lambda result: None) -> JobReport:
+        """Restore every missing piece, join, and (unless ``keep_job``) remove the job directory."""
+        started = time.perf_counter()
+        manifest = self.plan()
+        opts = self.options
+        target = OutputTarget(self.output, self.source, overwrite=opts.overwrite, stream_format=opts.format)
+        if target.is_stdout:
+            raise OutputError("a job writes a file; give -o PATH (not -)")
+        manifests.ensure_folder(self.job_dir)
+        self._verify_pieces(manifest)
+        self._clean_partials()
+        manifests.save(self.job_dir, manifest)
+        tasks = self.tasks()
+        self._check_space(tasks)
+        device_list = opts.device.split(",") if opts.device else []
+        workers = 1 if not tasks else min(len(tasks), opts.workers or default_workers(opts.device, len(device_list)))
+        results: list[PieceResult] = []
+
+        def finished(result: PieceResult) -> None:
+            self.record(result)
+            results.append(result)
+            on_piece(result)
+
+        if tasks:
+            if opts.ray is not None:
+                from .ray_runner import run_on_ray
+
+                run_on_ray(tasks, opts.ray, finished, on_frames)
+            elif workers == 1:
+                from .local import run_here
+
+                assert self._built is not None
+                first = dataclasses.replace(self.chain_spec(), device=device_list[0] if device_list else None)
+                remember_chain(first, self._built)
+                run_here([dataclasses.replace(t, chain=first) for t in tasks], finished, on_frames)
+            else:
+                from .local import run_in_processes
+
+                run_in_processes(tasks, workers, finished, on_frames)
+        pieces = [str(self.piece_path(s.index)) for s in manifest.segments]
+        frame_pts = [list(self._index.pts[s.first: s.first + s.count]) for s in manifest.segments]
+        try:
+            frames = join_pieces(self.source, pieces, frame_pts, target.temporary, target.format,
+                                 target.container_options, self._window())
+            target.commit()
+        except BaseException:
+            target.abort()
+            raise
+        if not opts.keep_job:
+            shutil.rmtree(self.job_dir, ignore_errors=True)
+        return JobReport(self.output, frames, len(manifest.segments), self._resumed, self._redone,
+                         sum(r.damaged_frames for r in results), time.perf_counter() - started, workers, results)
+
+    def record(self, result: PieceResult) -> None:
+        """List a finished piece in the manifest (for a caller that ran ``tasks()`` on its own scheduler)."""
+        manifest = self.plan()
+        manifests.ensure_folder(self.job_dir)
+        manifest.pieces[result.index] = {"sha256": result.sha256, "bytes": result.bytes, "frames": result.frames}
+        manifests.save(self.job_dir, manifest)
+
+    def resume(self, **callbacks) -> JobReport:
+        """``run`` for a job that must already exist (its manifest is in the job directory)."""
+        if manifests.load(self.job_dir) is None:
+            raise ConfigError(f"no job to resume in {str(self.job_dir)!r}")
+        return self.run(**callbacks)
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _verify_pieces(self, manifest: manifests.Manifest) -> None:
+        """Keep the listed pieces whose checksum matches; forget the others (they are redone)."""
+        for index, piece in list(manifest.pieces.items()):
+            path = self.piece_path(index)
+            ok = path.is_file() and path.stat().st_size == piece["bytes"] and file_digest(str(path))[0] == piece["sha256"]
+            if ok:
+                self._resumed += 1
+            else:
+                del manifest.pieces[index]
+                self._redone += 1
+                path.unlink(missing_ok=True)
+
+    def _clean_partials(self) -> None:
+        for leftover in self.job_dir.glob("*.partial"):
+            leftover.unlink(missing_ok=True)
+
+    def _check_space(self, tasks: list[SegmentTask]) -> None:
+        """Pieces still to write plus the joined output must fit; say so before any work."""
+        frames = sum(t.segment.count for t in tasks)
+        total = sum(s.count for s in self.plan().segments)
+        per_frame = estimate_frame_bytes(self._info, self.scale, self.encode.codec, self.source, len(self._index.pts))
+        needed = int(per_frame * (frames + total))
+        free = shutil.disk_usage(self.job_dir).free
+        if needed > free:
+            raise DiskFullError(f"the job needs about {needed / 1e9:.1f} GB and {str(self.job_dir)!r} has "
+                                f"{free / 1e9:.1f} GB free; free space or choose --job DIR elsewhere")
+
+    def _window(self) -> Window | None:
+        if self._span is None:
+            return None
+        assert self._index is not None
+        first, end = self._span
+        tb = self._index.time_base
+        start_pts = self._index.pts[first]
+        end_time = self._index.pts[end] * tb if end < len(self._index.pts) else None
+        return Window(Fraction(start_pts) * tb, end_time)
+
+
+def reproducible(settings: EncodeSettings) -> EncodeSettings:
+    """Encoder settings under which the same frames always give the same bitstream.
+
+    libx264's macroblock-tree rate control is not reproducible run to run here (one 8-frame segment
+    encoded 16 times gave 9 different bitstreams, even with one thread; with ``mbtree=0``, 16 equal
+    ones), and a resumed or parallel job must give the bytes a one-worker run gives, so pieces are
+    encoded without it (about the cost of one x264 preset step in size at the same CRF).
+    """
+    if settings.codec == "libx264" and "x264-params" not in settings.options:
+        return dataclasses.replace(settings, options={**settings.options, "x264-params": "mbtree=0"})
+    return settings
+
+
+def estimate_frame_bytes(info, scale: int, codec: str, source: str, frames: int) -> float:
+    """A generous size per output frame: lossless ~half the raw size, lossy 2× the source's bits per pixel."""
+    pixels = info.width * info.height * scale * scale
+    if codec in ("ffv1", "libx264rgb", "utvideo", "huffyuv", "ffvhuff"):
+        return pixels * 3 * (2 if info.bit_depth > 8 else 1) * 0.6
+    source_per_pixel = os.path.getsize(source) / max(1, frames) / max(1, info.width * info.height)
+    return max(source_per_pixel * 2, 0.05) * pixels
+
+
+def restore_range(source: str, output: str, chain: str = "", *, start: float | None = None,
+                  duration: float | None = None, frames: tuple[int, int] | None = None,
+                  options: JobOptions = JobOptions()) -> JobReport:
+    """Restore only ``[start, start + duration)`` seconds (from the first frame) or frames ``[A, B)``.
+
+    Frame-exact: the output holds exactly the source frames in the range, moved to start at 0, with
+    audio and subtitle packets in that time span moved by the same amount (in sync within one
+    audio frame). Temporal stages see the real frames around the range, so each frame equals the
+    same frame of a whole-file run.
+    """
+    if frames is None and start is None and duration is None:
+        raise ConfigError("restore_range needs start/duration or frames")
+    ranged = dataclasses.replace(options, start=start, duration=duration, frames=frames)
+    return Job(source, output, chain, ranged).run()

@@ -1,0 +1,121 @@
+"""Training additions of issue #15: the ``oldvideo`` task, ``--blur-odds``, Restormer and MPRNet built fresh in
+their official layouts, and mid-run snapshots of the EMA weights (``streamrestore.training.snapshot``).
+
+Tiny networks on CPU, a few steps each, on scikit-image photos not on the exclusion list (see test_train).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from streamrestore.errors import ConfigError
+from streamrestore.restore import restore_image
+from streamrestore.training.data import Patches, split_folder
+from streamrestore.training.degrade import Settings, degrade
+from streamrestore.training.loop import TrainConfig, train
+from streamrestore.training.snapshot import snapshot
+from streamrestore.models.loader import load_network, model_loader
+
+import skimage.data as skdata
+from test_train import _write_photos
+
+EXTRA = importlib.util.find_spec("spandrel_extra_arches") is not None
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    torch.set_num_threads(2)
+    return _write_photos(tmp_path_factory.mktemp("photos"))
+
+
+def _config(photos, out, **changes) -> TrainConfig:
+    settings = dict(task="denoise", data=str(photos), out=str(out), arch="nafnet", steps=4, batch=2, patch=32,
+                    lr=1e-3, features=8, blocks=1, val_every=2, seed=1, device="cpu")  # fmt: skip
+    return TrainConfig(**(settings | changes))
+
+
+def test_oldvideo_mixes_video_damage_and_plain_noise():
+    clean = skdata.immunohistochemistry()[100:196, 200:296]
+    # Old-video damage: the same draws with and without the final block compression differ only by it.
+    raw = degrade(clean, "oldvideo", 3, Settings(video_p=1.0, video_jpeg_p=0.0)).astype(np.float32)
+    blocky = degrade(clean, "oldvideo", 3, Settings(video_p=1.0, video_jpeg_p=1.0)).astype(np.float32)
+    assert np.abs(raw - clean).mean() > 1 and np.abs(blocky - raw).mean() > 1
+    noise_only = degrade(clean, "oldvideo", 3, Settings(video_p=0.0)).astype(np.float32)
+    assert np.abs(noise_only - clean).mean() > 0.5
+
+def test_oldvideo_clean_patches_are_shrunk_crops(tmp_path):
+    # Slow sinusoidal stripes (period 32 px): shrunk ×4 first, a clean patch shows four times as many.
+    x = np.arange(256)
+    stripes = (128 + 100 * np.sin(2 * np.pi * x / 32))[None, :, None] * np.ones((256, 1, 3))
+    for index in range(3):
+        cv2.imwrite(str(tmp_path / f"stripes{index}.png"), np.roll(stripes, 5 * index, axis=1).astype(np.uint8))
+    shrunk = Patches(split_folder(tmp_path), "oldvideo", 32, seed=0, settings=Settings(video_shrink=(4.0, 4.0)))
+    plain = Patches(split_folder(tmp_path), "denoise", 32, seed=0)
+
+    def crossings(patches: Patches) -> float:  # mean sign changes of the stripes across a patch
+        counts = []
+        for i in range(8):
+            clean = patches.sample(i)[1].astype(float)[..., 0]
+            line = clean.mean(axis=0) if clean.std(axis=0).mean() < clean.std(axis=1).mean() else clean.mean(axis=1)
+            counts.append(np.count_nonzero(np.diff(np.sign(line - 128))))
+        return float(np.mean(counts))
+
+    assert crossings(shrunk) > 2 * crossings(plain)  # about 4×, less the crossings a patch edge cuts off
+
+
+def test_blur_odds_choose_the_kernels_and_a_resume_must_keep_them(photos, tmp_path):
+    clean = skdata.immunohistochemistry()[100:196, 200:296]
+    gaussian_only = Settings(blur_odds=(1.0, 0.0, 0.0), blur_noise_p=0.0)
+    for seed in range(3):
+        blurred = degrade(clean, "deblur", seed, gaussian_only).astype(np.float32)
+        # A Gaussian blur is symmetric: flipping the image commutes with it (up to rounding and borders).
+        flipped = degrade(np.ascontiguousarray(clean[:, ::-1]), "deblur", seed, gaussian_only)[:, ::-1]
+        assert np.abs(blurred - flipped)[4:-4, 4:-4].max() <= 1
+    first = _config(photos, tmp_path, task="deblur", blur_odds=(0.5, 0.0, 0.5), stop_after=2)
+    train(first, progress=False)
+    with pytest.raises(ConfigError, match="blur_odds"):
+        train(_config(photos, tmp_path, task="deblur", blur_odds=(0.4, 0.2, 0.4), resume=True), progress=False)
+    with pytest.raises(ConfigError, match="blur-odds"):
+        train(_config(photos, tmp_path / "bad", task="deblur", blur_odds=(1.0, -1.0, 0.0)), progress=False)
+
+
+def test_snapshot_exports_the_ema_weights_of_the_checkpoint(photos, tmp_path):
+    run = tmp_path / "run"
+    train(_config(photos, run, stop_after=2), progress=False)
+    early = snapshot(run, tmp_path / "early.safetensors")
+    assert early == 2
+    result = train(_config(photos, run, resume=True), progress=False)
+    assert snapshot(run, tmp_path / "final.safetensors") == 4
+    # At the end of the schedule the snapshot is the run's own export, tensor for tensor.
+    ours, theirs = load_file(tmp_path / "final.safetensors"), load_file(result.weights)
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    with safe_open(str(tmp_path / "early.safetensors"), framework="pt") as reader:
+        assert reader.metadata()["streamrestore.train.exported_at_step"] == "2"
+    assert load_network(tmp_path / "early.safetensors").architecture.id == "NAFNet"
+
+
+@pytest.mark.skipif(not EXTRA, reason="spandrel-extra-arches (the extra-arches extra) is not installed")
+@pytest.mark.parametrize(("arch", "detected", "features"), [("restormer", "Restormer", 8), ("mprnet", "MPRNet", 12)])
+def test_restormer_and_mprnet_train_fresh_in_their_official_layouts(photos, tmp_path, arch, detected, features):
+    result = train(_config(photos, tmp_path, task="deblur", arch=arch, features=features, blocks=1), progress=False)
+    assert result.weights is not None and len(result.validation) == 2
+    assert all(np.isfinite(loss) for loss in result.losses)
+    descriptor = model_loader().load_from_state_dict(load_file(result.weights))
+    assert descriptor.architecture.id == detected and descriptor.scale == 1
+    image = skdata.astronaut()[:37, :45]  # odd sizes: the stage pads to the network's multiple and crops back
+    assert restore_image(image, f"model={result.weights}").shape == image.shape
+
+
+@pytest.mark.parametrize(("arch", "features", "divisor"), [("restormer", 12, 8), ("mprnet", 10, 4)])
+def test_fresh_restormer_and_mprnet_want_widths_that_read_back(photos, tmp_path, arch, features, divisor):
+    if not EXTRA:
+        pytest.skip("spandrel-extra-arches is not installed")
+    with pytest.raises(ConfigError, match=f"divisible by {divisor}"):
+        train(_config(photos, tmp_path, arch=arch, features=features), progress=False)
