@@ -23,6 +23,7 @@ from streamrestore.demo.logic import (
     DemoSettings, chain_from_controls, option_control, safe_name,
 )  # fmt: skip
 
+from streamrestore.demo.video import VIDEO_SUFFIXES, VideoSession
 from streamrestore.errors import StreamRestoreError
 from streamrestore.presets import available_presets
 from streamrestore.registry import CONTENTS
@@ -55,8 +56,9 @@ def build(session: DemoSession) -> gr.Blocks:
     with gr.Blocks(title="streamrestore", analytics_enabled=False,
                    delete_cache=(600, int(session.settings.keep_files_s))) as page:  # fmt: skip
         gr.Markdown("## streamrestore\nUpload one photo, choose what to fix, compare before and after, "
-                    "download the result as a lossless PNG.")
-        with gr.Row():
+                    "download the result as a lossless PNG. Or upload a video: pick a frame, compare two chains "
+                    "on it, preview a few restored seconds.")
+        with gr.Tab("Photo", elem_id="photo-tab"), gr.Row():
             with gr.Column(scale=2, min_width=360):
                 image = gr.File(label="Image: PNG, JPEG, WebP or TIFF, 8 or 16 bit", file_types=list(IMAGE_SUFFIXES),
                                 elem_id="image", height=90)  # fmt: skip
@@ -125,6 +127,7 @@ def build(session: DemoSession) -> gr.Blocks:
             return (preview, preview), upload.describe()
 
         image.change(show_upload, image, [compare, info], api_visibility="private")
+        video_tab(session)
 
         def restore(path: str | None, chain_text: str, checkpoint_path: str | None, content_name: str):
             if not path:
@@ -139,6 +142,110 @@ def build(session: DemoSession) -> gr.Blocks:
         run.click(restore, [image, chain, checkpoint, content], [compare, info, download], api_name="restore",
                   concurrency_limit=1, concurrency_id="device")  # fmt: skip
     return page
+
+
+def video_tab(session: DemoSession) -> None:
+    """The video part: upload a clip, pick a frame by time, compare two chains on it, preview a few seconds."""
+    import gradio as gr
+
+    videos = VideoSession(session)
+    settings = session.settings
+
+    def fail(error: StreamRestoreError):
+        return gr.Error(str(error), duration=None, print_exception=False)
+
+    with gr.Tab("Video", elem_id="video-tab"), gr.Row():
+        with gr.Column(scale=2, min_width=360):
+            video = gr.File(label="Video: MP4, MKV, MOV, TS, AVI or WebM", file_types=list(VIDEO_SUFFIXES),
+                            elem_id="video", height=90)  # fmt: skip
+            video_info = gr.Markdown(elem_id="video-info")
+            moment = gr.Slider(0, 1, value=0, step=0.01, label="Time (s): the frame to look at", elem_id="time")
+            picked = gr.Image(label="Picked frame", type="filepath", format="png", interactive=False,
+                              elem_id="picked", height=260)  # fmt: skip
+            picked_info = gr.Markdown(elem_id="picked-info")
+            with gr.Row(equal_height=True):
+                chain_a = gr.Textbox("denoise,sr2", label="Chain A", elem_id="chain-a")
+                chain_b = gr.Textbox("old_film", label="Chain B (a preset name works)", elem_id="chain-b")
+            video_content = gr.Radio(list(CONTENTS), value=CONTENTS[0], label="Content", elem_id="video-content")
+            run_compare = gr.Button("Compare A and B on this frame", variant="primary", elem_id="run-compare")
+            with gr.Row(equal_height=True):
+                which = gr.Radio(["A", "B"], value="A", label="Preview chain", elem_id="preview-chain")
+                length = gr.Slider(0.5, settings.preview_seconds, value=min(2.0, settings.preview_seconds), step=0.5,
+                                   label="Preview seconds", elem_id="preview-seconds")  # fmt: skip
+            run_preview = gr.Button("Preview a few seconds", elem_id="run-preview")
+        with gr.Column(scale=3):
+            with gr.Row():
+                shown = [gr.Image(label=label, type="filepath", format="png", interactive=False, elem_id=elem,
+                                  buttons=["fullscreen"]) for label, elem in
+                         (("Original", "cmp-original"), ("A", "cmp-a"), ("B", "cmp-b"))]  # fmt: skip
+            compare_info = gr.Markdown(elem_id="compare-info")
+            compare_files = gr.File(label="Download A and B: lossless PNG", file_count="multiple",
+                                    interactive=False, elem_id="compare-download", height=70)  # fmt: skip
+            with gr.Row():
+                before = gr.Video(label="Before", interactive=False, elem_id="preview-before")
+                after = gr.Video(label="After", interactive=False, elem_id="preview-after")
+            preview_info = gr.Markdown(elem_id="preview-info")
+            preview_file = gr.File(label="Download the preview (H.264 MP4)", interactive=False,
+                                   elem_id="preview-download", height=70)  # fmt: skip
+
+    def open_video(path: str | None):
+        if not path:
+            return gr.update(maximum=1, value=0), "", None, ""
+        try:
+            upload, frame, image = videos.pick(path, 0.0)
+        except StreamRestoreError as error:
+            raise fail(error) from error
+        last = max(0.01, upload.duration - 1 / upload.rate)
+        return gr.update(maximum=round(last, 2), value=0), upload.describe(), str(image), _picked(frame)
+
+    def pick(path: str | None, t: float):
+        if not path:
+            raise gr.Error("upload a video first", duration=None, print_exception=False)
+        try:
+            _, frame, image = videos.pick(path, t)
+        except StreamRestoreError as error:
+            raise fail(error) from error
+        return str(image), _picked(frame)
+
+    def compare(path: str | None, t: float, a: str, b: str, content: str):
+        if not path:
+            raise gr.Error("upload a video first", duration=None, print_exception=False)
+        try:
+            result = videos.compare(path, t, [a or "", b or ""], content or CONTENTS[0])
+        except StreamRestoreError as error:
+            raise fail(error) from error
+        return (str(result.original), *map(str, result.restored), result.summary(), [str(p) for p in result.outputs])
+
+    def preview(path: str | None, t: float, chain: str, seconds: float, content: str,
+                progress=gr.Progress()):  # fmt: skip
+        if not path:
+            raise gr.Error("upload a video first", duration=None, print_exception=False)
+        progress(0, desc="restoring")
+        try:
+            upload, result = videos.preview(path, t, chain or "", seconds, content or CONTENTS[0],
+                                            lambda done: progress(done, desc="restoring"))  # fmt: skip
+        except StreamRestoreError as error:
+            raise fail(error) from error
+        return str(result.before), str(result.after), result.summary(upload), str(result.after)
+
+    def preview_which(path, t, which, a, b, seconds, content, progress=gr.Progress()):
+        return preview(path, t, a if which == "A" else b, seconds, content, progress)
+
+    video.change(open_video, video, [moment, video_info, picked, picked_info], api_name="open_video",
+                 concurrency_limit=4, concurrency_id="frames")  # fmt: skip
+    moment.change(pick, [video, moment], [picked, picked_info], api_name="pick", trigger_mode="always_last",
+                  concurrency_limit=4, concurrency_id="frames")  # fmt: skip
+    run_compare.click(compare, [video, moment, chain_a, chain_b, video_content],
+                      [*shown, compare_info, compare_files], api_name="compare", concurrency_limit=1,
+                      concurrency_id="device")  # fmt: skip
+    run_preview.click(preview_which, [video, moment, which, chain_a, chain_b, length, video_content],
+                      [before, after, preview_info, preview_file], api_name="preview", concurrency_limit=1,
+                      concurrency_id="device")  # fmt: skip
+
+
+def _picked(frame) -> str:
+    return (f"frame {frame.index} at **{frame.time:.3f} s**, picked by **{frame.backend}** in "
+            f"{frame.seconds * 1000:.0f} ms")
 
 
 def start(host: str = "127.0.0.1", port: int = 7860, settings: DemoSettings | None = None,

@@ -60,6 +60,12 @@ class DemoSettings:
     """Prepared chains (with their loaded networks) kept for later requests (least recently used dropped first)."""
     keep_files_s: float = 3600.0
     """Results and uploaded checkpoints older than this are deleted from the work directory."""
+    max_video_seconds: float = 3600.0
+    """Longest video accepted (the page previews a few seconds of it and estimates the whole run)."""
+    preview_seconds: float = 4.0
+    """Longest preview restored from a video."""
+    preview_pixels: int = 2_100_000
+    """Largest preview frame, in pixels of the result (a 1080p frame is 2.07 MP)."""
 
 
 # -- the image ---------------------------------------------------------------------------------------
@@ -306,7 +312,11 @@ class DemoSession:
     def restore(self, image: str | Path, chain: str, checkpoint: str | Path | None = None,
                 content: str = "photo") -> Result:  # fmt: skip
         """``restore_image`` on an upload, with the chain and content (photo, anime) as the CLI takes them."""
-        upload = self.inspect(image)
+        return self.restore_upload(self.inspect(image), chain, checkpoint, content)
+
+    def restore_upload(self, upload: Upload, chain: str, checkpoint: str | Path | None = None,
+                       content: str = "photo") -> Result:  # fmt: skip
+        """``restore`` on pixels already read (an upload, or a frame picked from a video)."""
         registry = self.registry(content)
         ckpt = self.checkpoint(checkpoint) if checkpoint else None
         plan = self._plan(chain, ckpt)

@@ -1,7 +1,10 @@
 """Classical OpenCV stages that need no weights: NLM denoise (spatial and temporal), unsharp mask, resize.
 
 They run on the CPU in float32, except non-local means, which OpenCV implements for 8-bit colour only:
-those two stages quantise to 8 bits internally (documented in the README).
+those two stages quantise to 8 bits internally (documented in the README). Unsharp mask and resize
+may also run on CUDA, as tensor operations that compute OpenCV's result (``classical_torch``), so a
+chain of networks with a ``sharpen`` between them stays on the GPU. On the CPU OpenCV stays: it is
+10-15× faster there than torch's depthwise convolutions (benchmarks/cpu_conversions.py).
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import torch
 
 from streamrestore.frames import FrameBatch
 from streamrestore.stage import Capabilities, Option, Stage
+
+from . import classical_torch
 
 
 def _to_hwc(frame: torch.Tensor) -> np.ndarray:
@@ -144,12 +149,14 @@ class UnsharpMask(Stage):
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities()
+        return Capabilities(devices=("cpu", "cuda"))
 
     def process(self, batch: FrameBatch) -> FrameBatch:
         amount = self.settings["amount"]
         sigma = self.settings["radius"]
         threshold = self.settings["threshold"] / 255.0
+        if batch.pixels.device.type != "cpu":
+            return batch.with_pixels(classical_torch.unsharp_mask(batch.pixels, amount, sigma, threshold))
         out = []
         for frame in batch.pixels:
             image = _to_hwc(frame)
@@ -172,10 +179,12 @@ class Resize(Stage):
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities(scale=self.settings["scale"])
+        return Capabilities(scale=self.settings["scale"], devices=("cpu", "cuda"))
 
     def process(self, batch: FrameBatch) -> FrameBatch:
         scale = self.settings["scale"]
+        if batch.pixels.device.type != "cpu":
+            return batch.with_pixels(classical_torch.resize(batch.pixels, scale, self.settings["method"]))
         size = (batch.width * scale, batch.height * scale)
         interpolation = _INTERPOLATIONS[self.settings["method"]]
         out = [np.clip(cv2.resize(_to_hwc(f), size, interpolation=interpolation), 0.0, 1.0) for f in batch.pixels]

@@ -58,6 +58,7 @@ class ModelStage(Stage):
             raise ConfigError(_COLOR_FIX_AT_X1)  # known without reading the file; a ×1 network is caught in to()
         self._loaded: LoadedModel | None = None
         self._channels_last = False
+        self._dtype: torch.dtype | None = None  # the precision the network was last moved to
 
     # -- what it can do --------------------------------------------------------------------------
     @property
@@ -103,6 +104,9 @@ class ModelStage(Stage):
     def to(self, device: torch.device, dtype: torch.dtype) -> None:
         if self.settings["color_fix"] and self.capabilities.scale == 1:
             raise ConfigError(_COLOR_FIX_AT_X1)
+        if self._dtype is not None and self._dtype != dtype:
+            self._loaded = None  # a new precision (the runner's fallback after NaN): from the file's own weights
+        self._dtype = dtype
         net = self.network.to(device, dtype).eval()
         # channels_last on the CPU: 1.1-1.8× faster for every seed architecture, none slower
         # (benchmarks/channels_last.py). Not measured on CUDA, so not used there.

@@ -148,9 +148,10 @@ class PreparedChain:
         return [(self.run.tile if b.tile is None else b.tile) if b.stage.capabilities.tileable else 0
                 for b in self.stages]  # fmt: skip
 
-    def runner(self) -> ChainRunner:
-        """A fresh runner for one stream or image (per-stream state), over the stages built once."""
-        return ChainRunner(self.stages, self.run.device, self.run.precision, self.run.tile)
+    def runner(self, output_bits: int = 8) -> ChainRunner:
+        """A fresh runner for one stream or image (per-stream state), over the stages built once; over 8
+        ``output_bits`` no stage computes in a precision too coarse for them (``placement.choose_dtype``)."""
+        return ChainRunner(self.stages, self.run.device, self.run.precision, self.run.tile, output_bits)
 
     # -- images ------------------------------------------------------------------------------------
     def restore_array(self, image: np.ndarray) -> np.ndarray:
@@ -159,7 +160,7 @@ class PreparedChain:
         if self.field_operations:
             raise ConfigError("deinterlace and ivtc work on video fields, not on images")
         check_frames(self.stages, pixels.shape[0], pixels.shape[1], self.run.max_pixels)
-        runner = self.runner()
+        runner = self.runner(8 * pixels.dtype.itemsize)
         results = [runner.push(FrameBatch(image_to_tensor(pixels), (0,)))] + runner.flush()
         restored = [r for r in results if r is not None]
         return tensor_to_images(restored[0].pixels, pixels.dtype)[0]
@@ -199,7 +200,7 @@ class PreparedChain:
         """
         output = output or OutputSettings()
         settings = encode_settings(self.plan.output, output)
-        runner = self.runner()
+        self.placements  # noqa: B018 - a bad --device or --precision fails before any file is touched
         # An explicit output is checked before the input is opened; the default one's container depends on
         # the encoder, which follows the source (default_output_path refuses stdin and URLs here).
         target = OutputTarget(dst, src, overwrite=output.overwrite, stream_format=output.format) if dst else None
@@ -218,8 +219,12 @@ class PreparedChain:
             if target is None:
                 target = OutputTarget(default_output_path(src, settings.codec), src, overwrite=output.overwrite,
                                       stream_format=output.format)  # fmt: skip
-            width, height = info.width * runner.scale, info.height * runner.scale
+            width, height = info.width * self.scale, info.height * self.scale
             out_fmt = choose_pix_fmt(settings, info, width, height)  # per field when fields are woven back
+            depth = max(c.bits for c in av.VideoFormat(out_fmt).components)
+            loading = time.perf_counter()
+            runner = self.runner(depth)  # placed once the output depth is known
+            started += time.perf_counter() - loading  # the clock leaves out moving the weights, as before
             if fields.field_split:
                 height *= 2
             video = OutputVideo(width, height, out_fmt, info.color, info, fields.output_order, fields.field_split)
@@ -227,7 +232,6 @@ class PreparedChain:
                                             label=target.destination)  # fmt: skip
             try:
                 on_start(reader)
-                depth = max(c.bits for c in av.VideoFormat(out_fmt).components)
                 run_stream(reader, runner, writer, np.dtype(np.uint16 if depth > 8 else np.uint8),
                            StreamSettings(batch_size=self.run.batch_size), on_frames)
                 if self.run.strict and reader.damaged_frames:

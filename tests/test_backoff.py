@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from streamrestore.engine import threads
+from streamrestore.engine import backoff, threads
 from streamrestore.errors import StageFailedError
 from streamrestore.frames import FrameBatch
 from streamrestore.media.reader import MediaReader
@@ -30,7 +30,7 @@ class Budgeted(Stage):
 
     summary = "test"
     options = {"budget": Option(int, 0, ""), "tileable": Option(bool, True, ""),
-               "before": Option(int, 0, ""), "after": Option(int, 0, "")}
+               "before": Option(int, 0, ""), "after": Option(int, 0, ""), "cublas": Option(bool, False, "")}
 
     def __init__(self, **options) -> None:
         super().__init__(**options)
@@ -44,6 +44,8 @@ class Budgeted(Stage):
     def process(self, batch: FrameBatch) -> FrameBatch:
         count, _, height, width = batch.pixels.shape
         if self.settings["budget"] and count * height * width > self.settings["budget"]:
+            if self.settings["cublas"]:  # how cuBLAS reports it: a plain RuntimeError
+                raise RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`")
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected by the test)")
         self.calls.append((count, height, width))
         core = batch.pixels[batch.context_before : count - batch.context_after]
@@ -86,6 +88,57 @@ def test_batches_are_halved_until_they_fit_and_stay_halved() -> None:
     assert runner.nodes[0].calls.frames == 2
     # After the first failure the limit is kept: the later batches go straight to pairs.
     assert [frames for frames, _, _ in stage.calls] == [2, 2, 2, 2] + [2, 2, 2, 2] + [2, 1] + [2, 2, 2, 2]
+
+
+def test_cublas_allocation_failures_take_the_same_path() -> None:
+    batches = clip_batches([4, 4])
+    expected = run_all(build()[0], batches)
+    runner, stage = build(budget=2 * 24 * 32, cublas=True)
+    out = run_all(runner, batches)
+    assert torch.equal(out.pixels, expected.pixels) and out.pts == expected.pts
+    assert [frames for frames, _, _ in stage.calls] == [2, 2, 2, 2]
+
+
+def test_the_batch_grows_back_after_clean_batches() -> None:
+    batches = clip_batches([8] * (1 + 2 * backoff.GROW_AFTER + 1))
+    runner, stage = build(budget=2 * 24 * 32)
+    runner.push(batches[0])  # memory runs out once (say another process held it) ...
+    stage.settings["budget"] = 0  # ... and is free again
+    node = runner.nodes[0]
+    assert node.calls.frames == 2
+    for batch in batches[1 : 1 + backoff.GROW_AFTER]:
+        runner.push(batch)
+    assert node.calls.frames == 4  # doubled after GROW_AFTER clean batches
+    for batch in batches[1 + backoff.GROW_AFTER : 1 + 2 * backoff.GROW_AFTER]:
+        runner.push(batch)
+    assert node.calls.frames is None  # back to the planned batch
+    stage.calls.clear()
+    runner.push(batches[-1])
+    assert [frames for frames, _, _ in stage.calls] == [8]
+
+
+def test_a_limit_that_fails_again_waits_twice_as_long() -> None:
+    batches = clip_batches([8] * (1 + backoff.GROW_AFTER + 1))
+    runner, stage = build(budget=2 * 24 * 32)  # memory stays short
+    for batch in batches[: 1 + backoff.GROW_AFTER]:
+        runner.push(batch)
+    node = runner.nodes[0]
+    assert node.calls.frames == 4  # relaxed: not yet known to fail
+    runner.push(batches[-1])
+    assert node.calls.frames == 2 and node.calls.grow_after == 2 * backoff.GROW_AFTER
+    assert sum(frames for frames, _, _ in stage.calls) == 8 * len(batches)  # every frame once
+
+
+def test_tiles_grow_back_to_whole_frames() -> None:
+    batches = clip_batches([1] * (1 + 2 * backoff.GROW_AFTER), height=192, width=256)
+    runner, stage = build(budget=110 * 140)
+    runner.push(batches[0])
+    node = runner.nodes[0]
+    assert node.calls.tile == 128
+    stage.settings["budget"] = 0
+    for batch in batches[1:]:
+        runner.push(batch)
+    assert node.calls.tile == 0
 
 
 def test_a_frame_that_does_not_fit_is_tiled() -> None:
@@ -139,3 +192,19 @@ def test_the_engine_writes_every_frame_once_in_order_despite_out_of_memory(tmp_p
     assert len(restored) == len(expected) == 10
     for got, want in zip(restored, expected):
         np.testing.assert_array_equal(got, want)
+
+
+def test_an_upload_that_does_not_fit_is_run_in_halves() -> None:
+    from streamrestore.media.reader import DecodedFrame
+    from streamrestore.engine.transfer import Transfer
+
+    class ShortTransfer(Transfer):
+        def upload(self, images):
+            if len(images) > 2:
+                raise RuntimeError("CUDA error: out of memory")
+            return super().upload(images)
+
+    frames = [DecodedFrame(np.full((4, 6, 3), i, np.uint8), i) for i in range(5)]
+    batches = list(threads._uploaded(ShortTransfer("cpu"), frames))
+    assert [b.pts for b in batches] == [(0, 1), (2,), (3, 4)]
+    assert [int(b.pixels[0, 0, 0, 0] * 255) for b in batches] == [0, 2, 3]

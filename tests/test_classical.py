@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 from skimage import data
 
+from streamrestore.frames import FrameBatch, image_to_tensor
+from streamrestore.registry import Registry
 from streamrestore.restore import restore_image
+from streamrestore_plugins import classical_torch
+
+
+def spec_of(name: str):
+    return Registry().get(name)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -81,3 +88,27 @@ def test_auto_strength_is_near_the_best_fixed_strength_and_resets_per_stream() -
     quieter = np.clip(clean + np.random.default_rng(4).normal(0, 6, clean.shape), 0, 255).astype(np.uint8)
     prepared.restore_array(quieter)
     assert stages[0].stage.auto_strength < first / 2  # re-estimated for the new stream, not carried over
+
+
+@pytest.mark.parametrize("settings", [{}, {"amount": 6.0, "radius": 0.8}, {"radius": 5.0, "threshold": 4.0}])
+def test_unsharp_as_tensor_operations_matches_opencv(settings: dict) -> None:
+    """The CUDA path (classical_torch), run here on the CPU, against the OpenCV stage: within a 16-bit level."""
+    stage = spec_of("unsharp").build(settings)
+    pixels = image_to_tensor(data.astronaut()[:67, 5:94])
+    expected = stage.process(FrameBatch(pixels, (0,))).pixels
+    got = classical_torch.unsharp_mask(pixels, stage.settings["amount"], stage.settings["radius"],
+                                       stage.settings["threshold"] / 255)
+    # A detail exactly at the threshold may fall either side of it in float rounding: allow those pixels.
+    close = (got - expected).abs() <= 1 / 65535
+    assert close.float().mean() > 0.999 and (got - expected).abs().max() < 8 / 255
+
+
+@pytest.mark.parametrize("method", ["bicubic", "lanczos", "bilinear"])
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_resize_as_tensor_operations_matches_opencv(method: str, scale: int) -> None:
+    stage = spec_of("resize").build({"scale": scale, "method": method})
+    pixels = image_to_tensor(data.astronaut()[100:131, 200:243])
+    expected = stage.process(FrameBatch(pixels, (0,))).pixels
+    got = classical_torch.resize(pixels, scale, method)
+    assert got.shape == expected.shape
+    assert (got - expected).abs().max() <= 1 / 65535  # the same picture at 16 bits

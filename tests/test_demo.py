@@ -23,6 +23,7 @@ import threading
 import time
 import urllib.request
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -111,7 +112,8 @@ def free_port() -> int:
 def server(offline_network, tmp_path_factory):
     saved = dict(os.environ)
     workdir = tmp_path_factory.mktemp("demo") / "work"
-    settings = DemoSettings(max_pixels=MAX_PIXELS, tile=TILE, device="cpu")
+    settings = DemoSettings(max_pixels=MAX_PIXELS, tile=TILE, device="cpu", max_video_seconds=60,
+                            preview_pixels=200_000)  # fmt: skip
     port = free_port()
     page, session = start("127.0.0.1", port, settings, workdir, quiet=True)
     try:
@@ -485,3 +487,247 @@ def test_streamrestore_demo_serves_and_cleans_up_on_sigterm(tmp_path):
             server.kill()
             server.wait()
     assert not list(tmp_path.iterdir()), "the demo left temporary files behind"
+
+
+# -- video: pick a frame, compare two chains, preview a range -------------------------------------------
+CLIP_SECONDS, CLIP_RATE = 3, 24
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    """3 s of a panned photo at 24 fps, 160×120, with a tone: small enough for a quick browser test."""
+    from media_factory import AudioTrack, make_clip, panned_frames
+
+    path = tmp_path_factory.mktemp("clips") / "pan.mp4"
+    make_clip(path, panned_frames(CLIP_SECONDS * CLIP_RATE, 160, 120), rate=CLIP_RATE,
+              audio=[AudioTrack(seconds=CLIP_SECONDS)])  # fmt: skip
+    return path
+
+
+def pyav_rgb(path: Path, t: float, fmt: str = "rgb24") -> np.ndarray:
+    """The last frame at or before t seconds, decoded from the start (no seeking)."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = [f for f in container.decode(stream)]
+    first = frames[0].pts
+    chosen = [f for f in frames if (f.pts - first) * stream.time_base <= t + 1e-6][-1]
+    return chosen.to_ndarray(format=fmt)
+
+
+def decoded(path: str | Path) -> list[np.ndarray]:
+    import av
+
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    error = np.mean((a.astype(np.float64) - b) ** 2)
+    return float("inf") if error == 0 else 10 * np.log10(255**2 / error)
+
+
+def shown_chain(summary: str, label: str) -> str:
+    """The chain as it ran (tiles included), from the compare summary's line ``**A**: `chain` …``."""
+    return summary.split(f"**{label}**: `")[1].split("`")[0]
+
+
+def video_api(client, name: str, *args):
+    from gradio_client import handle_file
+
+    return client.predict(handle_file(str(args[0])), *args[1:], api_name=f"/{name}")
+
+
+def test_api_open_and_pick_match_pyav(client, clip, tmp_path):
+    from media_factory import make_clip, panned_frames
+
+    update, info, image, picked = video_api(client, "open_video", clip)
+    assert update["maximum"] == pytest.approx(2.96) and "160×120 h264 yuv420p (8-bit), 3.00 s at 24 fps" in info
+    assert np.array_equal(read_rgb(image), pyav_rgb(clip, 0.0)) and "frame 0 at" in picked
+    for t in (0.0, 1.03, 2.95):
+        image, picked = video_api(client, "pick", clip, t)
+        assert np.array_equal(read_rgb(image), pyav_rgb(clip, t)) and "picked by **decord**" in picked, t
+    # 10-bit: decord would reduce it wrongly, so PyAV serves it, at 16 bits per channel.
+    deep = tmp_path / "deep.mkv"
+    pictures = [p.astype(np.uint16) * 257 for p in panned_frames(12, 96, 64)]
+    make_clip(deep, pictures, rate=CLIP_RATE, pix_fmt="yuv420p10le")
+    _, info, _, _ = video_api(client, "open_video", deep)
+    image, picked = video_api(client, "pick", deep, 0.3)
+    assert "(10-bit)" in info and "picked by **PyAV**" in picked and "frame 7 at **0.292 s**" in picked
+    # The shown picture is 8-bit; the compare restores the 16-bit frame.
+    expected = pyav_rgb(deep, 0.3, "rgb48le")
+    assert np.array_equal(read_rgb(image), ((expected.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8))
+    *_, outputs = video_api(client, "compare", deep, 0.3, "sharpen", "", "photo")
+    assert np.array_equal(read_rgb(outputs[1]), expected)  # the empty chain: the frame itself, 16-bit
+    assert np.array_equal(read_rgb(outputs[0]), restore_image(expected, "sharpen", RunSettings(device="cpu")))
+
+
+def test_api_compare_matches_restore_image(client, clip):
+    video_api(client, "open_video", clip)  # the slider's range is the session's clip's (as in a browser)
+    original, a, b, summary, outputs = video_api(client, "compare", clip, 1.0, "sharpen", "resize:scale=2:method=bicubic",
+                                                 "photo")  # fmt: skip
+    frame = pyav_rgb(clip, 1.0)
+    assert read_rgb(original).shape == read_rgb(a).shape == read_rgb(b).shape == (240, 320, 3)  # one zoom
+    for output, label in zip(outputs, "AB"):
+        assert np.array_equal(read_rgb(output), restore_image(frame, shown_chain(summary, label), RunSettings(device="cpu")))
+    assert "picked by decord" in summary and "/frame on **cpu float32**" in summary
+
+
+def test_api_preview_matches_the_library_range_restore(client, clip, tmp_path):
+    from streamrestore.excerpt import restore_range
+    from streamrestore.restore import OutputSettings, PreparedChain
+
+    video_api(client, "open_video", clip)
+    before, after, info, download = video_api(client, "preview", clip, 2.9, "B", "nlm", "sharpen", 2.0, "photo")
+    assert "48 frames from 1.00 s" in info and "whole file (72 frames) at this speed: **about" in info
+    ran = info.split("chain `")[1].split("`")[0]
+    expected = tmp_path / "library.mp4"
+    restore_range(PreparedChain(ran, RunSettings(device="cpu")), clip, expected, 1.0, 2.0,
+                  OutputSettings(codec="libx264", pix_fmt="yuv420p", crf=18))  # fmt: skip
+    got, want, source = decoded(download), decoded(expected), decoded(before)
+    assert len(got) == len(want) == len(source) == 48
+    assert min(psnr(a, b) for a, b in zip(got, want)) > 30
+    assert psnr(source[0], pyav_rgb(clip, 1.0)) > 30  # "before" is the same range of the source
+
+
+def long_clip(tmp_path: Path) -> Path:
+    from media_factory import make_clip
+
+    return make_clip(tmp_path / "long.mp4", [np.full((16, 16, 3), 90, np.uint8)] * 2, rate=Fraction(1, 40)).path
+
+
+# (clip maker, message)
+BAD_VIDEOS = {
+    "not a video": (lambda tmp, clip: text_video(tmp), "notes.mp4 is not a video this server can read"),
+    "truncated": (lambda tmp, clip: cut_file(tmp, clip), "cut.mp4 is not a video this server can read"),
+    "huge": (lambda tmp, clip: huge_clip(tmp), "big.mkv is 1400×1100 (1.5 MP); this server takes at most 1.5 MP"),
+    "too long": (lambda tmp, clip: long_clip(tmp), "long.mp4 lasts 80 s; this server takes clips up to 60 s"),
+}
+
+
+def text_video(tmp_path: Path) -> Path:
+    (tmp_path / "notes.mp4").write_text("not frames")
+    return tmp_path / "notes.mp4"
+
+
+def cut_file(tmp_path: Path, clip: Path) -> Path:
+    (tmp_path / "cut.mp4").write_bytes(clip.read_bytes()[: clip.stat().st_size // 2])
+    return tmp_path / "cut.mp4"
+
+
+def huge_clip(tmp_path: Path) -> Path:
+    from media_factory import make_clip
+
+    return make_clip(tmp_path / "big.mkv", [np.zeros((1100, 1400, 3), np.uint8)], rate=CLIP_RATE).path
+
+
+@pytest.mark.parametrize("case", list(BAD_VIDEOS))
+def test_bad_videos_are_reported_and_the_server_keeps_serving(client, clip, tmp_path, case):
+    from gradio_client.exceptions import AppError
+
+    make, message = BAD_VIDEOS[case]
+    with pytest.raises(AppError) as raised:
+        video_api(client, "open_video", make(tmp_path, clip))
+    assert message in str(raised.value)
+    video_api(client, "open_video", clip)  # the slider's range is the session's clip's (as in a browser)
+    image, _ = video_api(client, "pick", clip, 0.5)
+    assert np.array_equal(read_rgb(image), pyav_rgb(clip, 0.5))
+
+
+def test_preview_caps_pixels(client, clip):
+    from gradio_client.exceptions import AppError
+
+    video_api(client, "open_video", clip)
+    with pytest.raises(AppError, match=r"the preview would be 640×480 \(0.3 MP\); this server previews at most 0.2 MP"):
+        video_api(client, "preview", clip, 1.0, "A", "resize:scale=4:method=bicubic", "", 1.0, "photo")
+
+
+@pytest.mark.slow
+def test_browser_picks_compares_and_previews_a_video(server, clip, tmp_path):
+    if not Path(CHROMIUM).exists():
+        pytest.fail("the browser test needs Debian's chromium: apt-get install chromium")
+    from playwright.sync_api import expect, sync_playwright
+
+    from streamrestore.excerpt import restore_range
+    from streamrestore.restore import OutputSettings, PreparedChain
+
+    blocked: list[str] = []
+
+    def only_the_server(route) -> None:
+        if route.request.url.startswith(server.url):
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+
+    def image_at(page, selector: str) -> np.ndarray:
+        src = page.locator(f"{selector} img").first.get_attribute("src")
+        data = page.request.get(src if src.startswith("http") else server.url.rstrip("/") + src).body()
+        return cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, timeout=TIMEOUT_MS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000}, accept_downloads=True)
+            page.set_default_timeout(TIMEOUT_MS)
+            page.route("**/*", only_the_server)
+            page.goto(server.url)
+            page.get_by_role("tab", name="Video").click()
+            page.locator("#video input[type=file]").set_input_files(clip)
+            expect(page.locator("#video-info")).to_contain_text("160×120 h264 yuv420p (8-bit), 3.00 s at 24 fps")
+            expect(page.locator("#picked-info")).to_contain_text("frame 0 at")
+            time_box = page.locator("#time input[type=number]")
+            time_box.fill("1.5")
+            time_box.press("Enter")
+            expect(page.locator("#picked-info")).to_contain_text("frame 36 at 1.500 s", timeout=TIMEOUT_MS)
+            expect(page.locator("#picked-info")).to_contain_text("picked by decord")
+            picked = image_at(page, "#picked")
+
+            page.locator("#chain-a textarea").fill("sharpen")
+            page.locator("#chain-b textarea").fill("nlm")
+            page.locator("#run-compare").click()
+            expect(page.locator("#compare-info")).to_contain_text("nlm", timeout=TIMEOUT_MS)
+            summary = page.locator("#compare-info").inner_text()
+            shown = [image_at(page, f"#cmp-{k}") for k in ("original", "a", "b")]
+
+            page.locator("#preview-seconds input[type=number]").fill("2")
+            page.locator("#preview-seconds input[type=number]").press("Enter")
+            page.locator("#run-preview").click()
+            expect(page.locator("#preview-info")).to_contain_text("whole file (72 frames)", timeout=TIMEOUT_MS)
+            expect(page.locator("#preview-after video")).to_have_count(1)
+            expect(page.locator("#preview-before video")).to_have_count(1)
+            preview_text = page.locator("#preview-info").inner_text()
+            with page.expect_download() as download:
+                page.locator("#preview-download a").first.click()
+            saved = tmp_path / download.value.suggested_filename
+            download.value.save_as(saved)
+            shot = tmp_path / "demo-video.png"
+            page.evaluate("window.scrollTo(0, 0)")
+            page.screenshot(path=str(shot), full_page=True)
+        finally:
+            browser.close()
+
+    frame = pyav_rgb(clip, 1.5)
+    assert np.array_equal(picked, frame), "the picked frame is not PyAV's frame at 1.5 s"
+    assert np.array_equal(shown[0], frame)
+    # The page's summary text drops Markdown's backticks; the chains it names are the ones that ran.
+    lines = {line.split(":")[0].strip(): line for line in summary.splitlines()}
+    for image, label, chain in ((shown[1], "A", "sharpen"), (shown[2], "B", "nlm")):
+        ran = lines[label].split(": ", 1)[1].split(" ")[0]
+        assert ran.split(":")[0] == chain
+        assert np.array_equal(image, restore_image(frame, ran, RunSettings(device="cpu"))), f"chain {label}"
+    assert saved.name == "pan.preview.mp4"
+    assert "48 frames from 0.50 s" in preview_text and "cpu" in preview_text
+    ran = preview_text.split("chain ")[1].split()[0].strip("`")
+    expected = tmp_path / "library.mp4"
+    restore_range(PreparedChain(ran, RunSettings(device="cpu")), clip, expected, 0.5, 2.0,
+                  OutputSettings(codec="libx264", pix_fmt="yuv420p", crf=18))  # fmt: skip
+    got, want = decoded(saved), decoded(expected)
+    # Two libx264 runs of the library's writer on the same frames differ a little (not bit-exact; ffmpeg's
+    # own CLI is): the frames are compared as the same pictures within coding noise, per frame.
+    assert len(got) == len(want) == 48
+    assert min(psnr(a, b) for a, b in zip(got, want)) > 30
+    assert not blocked, f"the page asked for something beyond the server: {blocked}"
+    if os.environ.get("STREAMRESTORE_DEMO_VIDEO_SCREENSHOT"):
+        save_screenshot(shot, Path(os.environ["STREAMRESTORE_DEMO_VIDEO_SCREENSHOT"]))

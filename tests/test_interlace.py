@@ -23,7 +23,7 @@ from support.media import make_clip, packets, panned_frames, video_frames
 from streamrestore.cli import main
 from streamrestore.errors import ConfigError
 from streamrestore.media import interlace
-from streamrestore.restore import OutputSettings, restore_image, restore_video
+from streamrestore.restore import OutputSettings, RunSettings, restore_image, restore_video
 
 FIELD_RATE = 50
 BAR_START, BAR_SPEED, BAR_TOP, BAR_HEIGHT = 40, 600, 40, 160  # px, px/s: 12 px per field at 50 fields/s
@@ -42,17 +42,18 @@ def ffprobe_stream(path: Path) -> dict:
     return json.loads(out)["streams"][0]
 
 
-def moving_bar(path: Path, order: str = "tff", tagged: bool = True) -> Path:
+def moving_bar(path: Path, order: str = "tff", tagged: bool | str = True) -> Path:
     """The issue's clip: 50p moving bar woven into 25i by ``interlace``; AAC audio beside it.
 
     Tagged: H.264 coded interlaced (+ildct+ilme) in MP4, field order on the stream. Untagged: the
     interlaced flags cleared (``setfield=prog``) and written as FFV1 in NUT, which stores no field order.
+    ``tagged="progressive"``: flags cleared and coded progressive H.264 (MP4 says progressive): wrongly tagged.
     """
     seconds = f"{2 * FRAMES / FIELD_RATE}"
     weave = (f"[0][1]overlay=x='{BAR_START}+t*{BAR_SPEED}':y={BAR_TOP}:eval=frame,interlace=scan={order}"
              + ("" if tagged else ",setfield=prog"))
     video = (["-c:v", "libx264", "-crf", "10", "-flags", "+ilme+ildct", "-top", "1" if order == "tff" else "0"]
-             if tagged else ["-c:v", "ffv1"])
+             if tagged is True else ["-c:v", "libx264", "-crf", "10"] if tagged else ["-c:v", "ffv1"])
     ffmpeg("-f", "lavfi", "-t", seconds, "-i", f"color=c=black:size=320x240:rate={FIELD_RATE}",
            "-f", "lavfi", "-t", seconds, "-i", f"color=c=white:size=30x{BAR_HEIGHT}:rate={FIELD_RATE}",
            "-f", "lavfi", "-t", seconds, "-i", "sine=frequency=440:sample_rate=48000",
@@ -63,7 +64,8 @@ def moving_bar(path: Path, order: str = "tff", tagged: bool = True) -> Path:
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("interlaced")
-    return {"tff": moving_bar(folder / "int.mp4"), "bff_untagged": moving_bar(folder / "bff.nut", "bff", False)}
+    return {"tff": moving_bar(folder / "int.mp4"), "bff_untagged": moving_bar(folder / "bff.nut", "bff", False),
+            "tagged_progressive": moving_bar(folder / "wrong.mp4", "tff", "progressive")}
 
 
 def rgb(path: Path) -> list[np.ndarray]:
@@ -279,3 +281,22 @@ def test_lost_packets_are_repaired_before_deinterlacing(tmp_path) -> None:
     assert (report.source_frames, report.repaired_frames, report.frames) == (12, 2, 24)
     times = [f.pts * f.time_base for f in video_frames(tmp_path / "out.mp4")]
     assert times[::2] == clip.times and set(np.diff(times)) == {Fraction(1, 48)}
+
+
+def test_a_progressive_tag_is_kept_unless_told_and_then_idet_gives_the_order(clips, tmp_path) -> None:
+    """Combed frames in a stream tagged progressive: reported by detection, acted on with --interlaced deinterlace
+    (idet also combs on synthetic pictures such as testsrc2, so a tag is not overruled by itself)."""
+    source = clips["tagged_progressive"]
+    assert ffprobe_stream(source)["field_order"] == "progressive"
+    found = _detect(source)
+    assert (found.order, found.combed) == ("progressive", "tff") and "idet:" in found.evidence
+    kept = restore_video(str(source), str(tmp_path / "kept.mp4"), "sharpen", output=FAST)
+    assert kept.frames == kept.source_frames == FRAMES
+    notices: list[str] = []
+    fixed = restore_video(str(source), str(tmp_path / "fixed.mp4"), "sharpen", RunSettings(interlaced="deinterlace"),
+                          FAST, on_notice=notices.append)
+    assert fixed.frames == 2 * FRAMES and len(notices) == 1 and "top field first" in notices[0]
+    progressive = rgb(tmp_path / "fixed.mp4")
+    assert max(combing(p) for p in progressive) < 1.5
+    expected = [BAR_START + j * BAR_SPEED // FIELD_RATE for j in range(2 * FRAMES)]
+    assert np.max(np.abs(np.subtract([bar_left(p) for p in progressive], expected))) <= 2

@@ -141,3 +141,65 @@ def test_max_batch_splits_spatial_batches() -> None:
     assert OneAtATime.sizes == [2, 2, 1]
     assert out.pts == (10, 11, 12, 13, 14) and out.pixels.shape == (5, 3, 8, 12)
     assert torch.equal(out.pixels[:, :, ::2, ::2], pixels)
+
+
+class OverflowsInHalf(Stage):
+    """Like a network whose activations overflow float16: NaN in float16, right in wider precisions."""
+
+    summary = "test"
+    options = {}
+
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
+        self.moves: list[torch.dtype] = []
+        self.calls: list[torch.dtype] = []
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(dtypes=("float16", "bfloat16", "float32"))
+
+    def to(self, device: torch.device, dtype: torch.dtype) -> None:
+        self.moves.append(dtype)
+
+    def process(self, batch: FrameBatch) -> FrameBatch:
+        self.calls.append(batch.pixels.dtype)
+        if batch.pixels.dtype == torch.float16:
+            return batch.with_pixels(torch.full_like(batch.pixels, float("nan")))
+        return batch.with_pixels(1 - batch.pixels)
+
+
+@pytest.mark.parametrize("output_bits,fallback", [(8, torch.bfloat16), (10, torch.float32)])
+def test_half_precision_that_gives_nan_falls_back_once_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, output_bits: int, fallback: torch.dtype
+) -> None:
+    from streamrestore.engine import placement as runtime
+
+    monkeypatch.setattr(runtime, "_native", lambda name, device: True)  # as on a GPU, without one
+    chain = [built(OverflowsInHalf)]
+    runner = ChainRunner(chain, device="cpu", precision="float16", output_bits=output_bits)
+    stage = chain[0].stage
+    with caplog.at_level("WARNING", logger="streamrestore.engine.chain"):
+        first = runner.push(FrameBatch(torch.full((2, 3, 4, 5), 0.25), (0, 1)))
+        second = runner.push(FrameBatch(torch.full((1, 3, 4, 5), 0.5), (2,)))
+    assert torch.equal(first.pixels, torch.full((2, 3, 4, 5), 0.75)) and first.pts == (0, 1)
+    assert torch.equal(second.pixels, torch.full((1, 3, 4, 5), 0.5))
+    assert stage.moves == [torch.float16, fallback]  # from float16 straight to its fallback, once
+    assert stage.calls == [torch.float16, fallback, fallback]  # the first batch again, then the next one
+    assert runner.nodes[0].placement.dtype == fallback
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == [f"stage 'overflowsinhalf': float16 gave NaN or infinity on the first batch; "
+                        f"it computes in {str(fallback).removeprefix('torch.')} instead"]
+
+
+def test_nodes_sharing_a_stage_fall_back_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A repeated alias (sr4 = one ×2 stage twice) moves once; the second node follows the first."""
+    from streamrestore.engine import placement as runtime
+
+    monkeypatch.setattr(runtime, "_native", lambda name, device: True)
+    shared = built(OverflowsInHalf)
+    runner = ChainRunner([shared, shared], device="cpu", precision="float16")
+    out = runner.push(FrameBatch(torch.full((1, 3, 4, 5), 0.25), (0,)))
+    assert torch.equal(out.pixels, torch.full((1, 3, 4, 5), 0.25))  # 1 - (1 - x)
+    assert [node.placement.dtype for node in runner.nodes] == [torch.bfloat16, torch.bfloat16]
+    assert shared.stage.moves == [torch.float16, torch.float16, torch.bfloat16]
+    assert shared.stage.calls == [torch.float16, torch.bfloat16, torch.bfloat16]

@@ -65,3 +65,32 @@ def test_round_trip_is_lossless_for_channels_last_and_plain_layouts() -> None:
 def test_unsupported_sample_types_are_refused() -> None:
     with pytest.raises(ValueError, match="uint8 or uint16"):
         Transfer("cpu").upload([np.zeros((2, 2, 3), np.float32)])
+
+
+@pytest.mark.parametrize("dtype,peak", [(np.uint8, 255), (np.uint16, 65535)])
+@pytest.mark.parametrize("half", [torch.float16, torch.bfloat16, torch.float32])
+def test_non_finite_values_quantise_to_the_nearest_end(dtype: type, peak: int, half: torch.dtype) -> None:
+    pixels = torch.full((2, 3, 2, 2), 0.5, dtype=half)
+    pixels[0, 0, 0, 0], pixels[0, 1, 0, 1], pixels[1, 2, 1, 0] = float("nan"), float("inf"), float("-inf")
+    before = pixels.clone()
+    out = quantise(pixels, np.dtype(dtype)).numpy()
+    assert (out[0, 0, 0, 0], out[0, 0, 1, 1], out[1, 1, 0, 2]) == (0, peak, 0)  # NaN black, +inf white, -inf black
+    assert np.count_nonzero(out == round(0.5 * peak)) == out.size - 3
+    assert torch.equal(pixels.isnan(), before.isnan())  # the caller's tensor is left as it was
+
+
+def test_a_batch_that_does_not_fit_is_quantised_frame_by_frame(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamrestore.engine import transfer
+
+    pixels = torch.rand(4, 3, 6, 5).contiguous(memory_format=torch.channels_last)
+    expected = quantise(pixels, np.dtype(np.uint16))
+    assert torch.equal(transfer.quantise_frames(pixels, np.dtype(np.uint16)), expected)
+    real = transfer.quantise
+
+    def short_of_memory(batch: torch.Tensor, dtype: np.dtype) -> torch.Tensor:
+        if batch.shape[0] > 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected by the test)")
+        return real(batch, dtype)
+
+    monkeypatch.setattr(transfer, "quantise", short_of_memory)
+    assert np.array_equal(Transfer("cpu").download(pixels, np.dtype(np.uint16)).images(), expected.numpy())

@@ -1,12 +1,16 @@
 """Calls one stage so that running out of device memory costs speed, never frames.
 
-On ``torch.cuda.OutOfMemoryError`` the batch is halved (a temporal batch keeps each half's context
-frames) until a single frame does not fit; then, if the stage declares it can be tiled, the frame is
-cut into overlapping tiles whose side is halved until they fit. Every call goes through
-``framing.call_framed``, which pads, tiles and crops as the stage declares. Both limits
-are kept for the rest of the stream, so one failure is paid once. The parts that did run are kept and
-the rest is retried, so every frame comes out exactly once, in order. A frame that fails even in the
-smallest tile is an out-of-memory error for the caller to report.
+Out of device memory (``oom.is_out_of_memory``: torch's ``OutOfMemoryError``, and cuBLAS/cuDNN
+allocation failures, which arrive as plain ``RuntimeError``) the batch is halved (a temporal batch
+keeps each half's context frames) until a single frame does not fit; then, if the stage declares it
+can be tiled, the frame is cut into overlapping tiles whose side is halved until they fit. Every call
+goes through ``framing.call_framed``, which pads, tiles and crops as the stage declares. The limits
+are kept while they work: after ``GROW_AFTER`` batches without a failure they are relaxed one step
+(tiles doubled up to the run's ``--tile`` or whole frames, then the batch doubled up to its planned
+size), so one transient failure does not halve throughput for the rest of the stream; a relaxed limit
+that fails again doubles the wait before the next try. The parts that did run are kept and the rest
+is retried, so every frame comes out exactly once, in order. A frame that fails even in the smallest
+tile is an out-of-memory error for the caller to report.
 """
 
 from __future__ import annotations
@@ -18,9 +22,12 @@ import torch
 from ..frames import FrameBatch
 from ..stage import Capabilities
 from .framing import call_framed
+from .oom import is_out_of_memory, release_cached_memory
 
 MIN_TILE = 64
 """Smallest tile side (input pixels) tried before giving up."""
+GROW_AFTER = 8
+"""Batches without running out of memory after which a limit is relaxed one step."""
 
 
 class OutOfMemoryBackOff:
@@ -33,8 +40,23 @@ class OutOfMemoryBackOff:
         """Most core frames per call since memory ran out (None: no limit yet)."""
         self.tile = tile if caps.tileable else 0
         """Tile side in input pixels: the run's ``--tile``, or since a single frame did not fit (0: whole)."""
+        self.grow_after = GROW_AFTER
+        self._requested_tile = self.tile  # what relaxing the tile grows back to
+        self._failures = 0  # times memory ran out in this stream
+        self._clean = 0  # batches since memory last ran out
+        self._relaxed = False  # a limit was relaxed since memory last ran out
+        self._planned = 0  # the largest batch seen: the batch size planned for the stream
 
     def __call__(self, batch: FrameBatch) -> list[tuple[FrameBatch, object]]:
+        failures, self._planned = self._failures, max(self._planned, batch.core_count)
+        results = self._run(batch)
+        if self._failures == failures and (self.frames or self.tile != self._requested_tile):
+            self._clean += 1
+            if self._clean >= self.grow_after:
+                self._relax(batch)
+        return results
+
+    def _run(self, batch: FrameBatch) -> list[tuple[FrameBatch, object]]:
         declared = None if self.caps.is_temporal else self.caps.max_batch  # a stage's own limit (spatial only)
         limit = min(n for n in (self.frames, declared, batch.core_count) if n)
         results: list[tuple[FrameBatch, object]] = []
@@ -42,23 +64,45 @@ class OutOfMemoryBackOff:
             results.extend(self._fit(core_window(batch, start, min(start + limit, batch.core_count))))
         return results
 
+    def _out_of_memory(self) -> None:
+        """Count a failure; a relaxed limit that failed again makes the next relaxation wait twice as long."""
+        self._failures += 1
+        self._clean = 0
+        if self._relaxed:
+            self.grow_after, self._relaxed = min(self.grow_after * 2, 1024), False
+        release_cached_memory()
+
+    def _relax(self, batch: FrameBatch) -> None:
+        """One step back towards the run's tiles (or whole frames) and the planned batch."""
+        if self.tile != self._requested_tile:
+            grown = self.tile * 2
+            if self._requested_tile:
+                self.tile = min(grown, self._requested_tile)
+            else:
+                self.tile = 0 if grown >= max(batch.height, batch.width) else grown
+        elif self.frames:
+            self.frames = None if self.frames * 2 >= self._planned else self.frames * 2
+        self._clean, self._relaxed = 0, True
+
     def _fit(self, part: FrameBatch) -> list[tuple[FrameBatch, object]]:
         try:
             return [(part, self._call(part))]
-        except torch.cuda.OutOfMemoryError:
-            pass  # released after the except block, whose traceback still holds the failed call's tensors
-        _release_cached_memory()
+        except Exception as error:
+            if not is_out_of_memory(error):
+                raise
+        self._out_of_memory()  # after the except block, whose traceback still holds the failed call's tensors
         if part.core_count > 1:
             half = part.core_count // 2
             self.frames = half if self.frames is None else min(self.frames, half)
-            return self(part)  # again, in pieces of the new limit
+            return self._run(part)  # again, in pieces of the new limit
         while True:
             self._shrink_tile(part)
             try:
                 return [(part, self._call(part))]
-            except torch.cuda.OutOfMemoryError:
-                pass
-            _release_cached_memory()
+            except Exception as error:
+                if not is_out_of_memory(error):
+                    raise
+            self._out_of_memory()
 
     def _shrink_tile(self, part: FrameBatch) -> None:
         if not self.caps.tileable:
@@ -80,8 +124,3 @@ def core_window(batch: FrameBatch, start: int, stop: int) -> FrameBatch:
         return batch
     end = stop + batch.context_before + batch.context_after
     return FrameBatch(batch.pixels[start:end], batch.pts[start:end], batch.context_before, batch.context_after)
-
-
-def _release_cached_memory() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()

@@ -9,9 +9,16 @@ frame count and order never change. Every result is checked against the contract
 Each stage is called through ``OutOfMemoryBackOff`` and ``framing``: the frame is padded, tiled (``--tile``
 or after running out of memory) and cropped as the stage declares; out of device memory, it gets fewer
 frames per call, then tiles, and the run goes on.
+
+A stage computing in half precision has its first batch checked: NaN or infinity in the result (a
+network whose activations overflow float16) moves the stage to the next precision (float16 →
+bfloat16 → float32, ``placement.fallback_dtype``), says so in one warning line, and runs that batch
+again. Nodes that share a stage (an alias that repeats) move with it.
 """
 
 from __future__ import annotations
+
+import logging
 
 import torch
 
@@ -19,15 +26,23 @@ from .backoff import OutOfMemoryBackOff
 from ..errors import ConfigError, StageFailedError, StreamRestoreError
 from ..frames import FrameBatch
 from ..stage import BuiltStage
-from .placement import Placement, place
+from .oom import retry_after_release
+from .placement import Placement, fallback_dtype, place
+
+log = logging.getLogger(__name__)
+_HALF = (torch.float16, torch.bfloat16)
 
 
 class StageNode:
-    def __init__(self, built: BuiltStage, placement: Placement, tile: int = 0) -> None:
+    def __init__(self, built: BuiltStage, placement: Placement, tile: int = 0, output_bits: int = 8) -> None:
         self.name = built.name
         self.stage = built.stage
         self.caps = built.stage.capabilities
         self.placement = placement
+        self.output_bits = output_bits
+        self._check_finite = placement.dtype in _HALF  # the first batch in half precision is checked
+        self.siblings: list[StageNode] = []
+        """Other nodes running the same stage object (a repeated alias): they follow its precision."""
         tile = tile if built.tile is None else built.tile
         if tile and self.caps.tileable and tile < max(self.caps.tile_overlap, 8):
             raise ConfigError(f"stage {self.name!r}: tile ({tile}) must be at least 8 and at least the stage's "
@@ -70,7 +85,7 @@ class StageNode:
         if ready <= 0:
             return None
         window = FrameBatch(
-            torch.stack(self._history[: before + ready + after]),
+            retry_after_release(lambda: torch.stack(self._history[: before + ready + after])),
             tuple(self._history_pts[: before + ready + after]),
             context_before=before,
             context_after=after,
@@ -82,8 +97,30 @@ class StageNode:
 
     # -- one call --------------------------------------------------------------------------------
     def _run(self, batch: FrameBatch) -> FrameBatch:
+        result = self._compute(batch)
+        if self._check_finite:
+            self._check_finite = False
+            first = self.placement.dtype
+            while self.placement.dtype in _HALF and not bool(torch.isfinite(result.pixels).all()):
+                self._fall_back()
+                result = self._compute(batch)
+            if self.placement.dtype != first:
+                log.warning("stage %r: %s gave NaN or infinity on the first batch; it computes in %s instead",
+                            self.name, _name(first), _name(self.placement.dtype))
+        return result
+
+    def _fall_back(self) -> None:
+        device = self.placement.device
+        dtype = fallback_dtype(self.caps, device, self.placement.dtype, self.output_bits) or torch.float32
+        self.stage.to(device, dtype)
+        self.stage.start_stream()  # the batch runs again from the start of the stream
+        for node in (self, *self.siblings):
+            node.placement, node._check_finite = Placement(device, dtype), False
+
+    def _compute(self, batch: FrameBatch) -> FrameBatch:
         moved = FrameBatch(
-            self.placement.move(batch.pixels), batch.pts, batch.context_before, batch.context_after
+            retry_after_release(lambda: self.placement.move(batch.pixels)), batch.pts, batch.context_before,
+            batch.context_after,
         )
         try:
             with torch.inference_mode():
@@ -93,7 +130,7 @@ class StageNode:
         except Exception as error:  # a plugin can fail in any way; name it, stop, drop nothing
             raise StageFailedError(f"stage {self.name!r} failed: {type(error).__name__}: {error}") from error
         checked = [self._check(part, result).pixels for part, result in results]
-        pixels = torch.cat(checked) if len(checked) > 1 else checked[0]
+        pixels = retry_after_release(lambda: torch.cat(checked)) if len(checked) > 1 else checked[0]
         return FrameBatch(pixels.to(torch.float32), moved.core_pts)
 
     def _check(self, given: FrameBatch, result: object) -> FrameBatch:
@@ -109,13 +146,21 @@ class StageNode:
         return result
 
 
+def _name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
 class ChainRunner:
     """All stages in order; ``push`` a batch of decoded frames, ``flush`` at the end of the stream."""
 
     def __init__(self, chain: list[BuiltStage], device: str | None = None, precision: str | None = None,
-                 tile: int = 0) -> None:  # fmt: skip
-        """``tile``: the run's tile side for every tileable stage whose chain element sets none (0: whole frames)."""
-        self.nodes = [StageNode(built, place(built.stage.capabilities, device, precision), tile) for built in chain]
+                 tile: int = 0, output_bits: int = 8) -> None:  # fmt: skip
+        """``tile``: the run's tile side for every tileable stage whose chain element sets none (0: whole frames).
+        ``output_bits``: the depth the result is written at (``placement.choose_dtype``)."""
+        self.nodes = [StageNode(built, place(built.stage.capabilities, device, precision, output_bits), tile,
+                                output_bits) for built in chain]  # fmt: skip
+        for node in self.nodes:
+            node.siblings = [other for other in self.nodes if other.stage is node.stage and other is not node]
 
     @property
     def input_placement(self) -> Placement:

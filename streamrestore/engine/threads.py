@@ -11,7 +11,8 @@ the others and is raised in the caller's thread; Ctrl-C in the caller's thread d
 Frames cross to the first stage's device and back through ``Transfer`` (pinned memory and a copy
 stream on CUDA, so copies overlap compute; plain conversions on the CPU). The encoder thread waits
 for a batch's copy only when it encodes it. Batch size comes from ``BatchSizer`` (``--batch``, else
-measured on the first batch).
+measured on the first batch). A batch whose upload runs out of device memory is uploaded and run in
+halves.
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import numpy as np
+import torch
 
 from ..frames import FrameBatch
 from ..media.alpha import AlphaTrack
 from ..media.reader import DecodedFrame, MediaReader
 from ..media.writer import MediaWriter
 from .chain import ChainRunner
+from .oom import is_out_of_memory, release_cached_memory, retry_after_release
 from .placement import BatchSizer
 from .transfer import Transfer
 
@@ -106,7 +109,9 @@ def run_stream(
     restored: queue.Queue = queue.Queue(maxsize=settings.queue_batches)
     first = runner.input_placement
     transfer = Transfer(first.device, first.dtype)
-    sizer = BatchSizer(settings.batch_size, runner.accelerator)
+    sizer = BatchSizer(settings.batch_size, runner.accelerator, scale=runner.scale,
+                       sample_bytes=np.dtype(output_dtype).itemsize, in_flight=settings.queue_batches + 2)
+    accelerator = runner.accelerator
 
     # Alpha planes bypass the stages (which see RGB) and meet their pictures again in the writer.
     alphas = AlphaTrack()
@@ -119,6 +124,10 @@ def run_stream(
         pipe.put(decoded, _END)
 
     def encode() -> None:
+        if accelerator is not None and accelerator.type == "cuda":
+            # The thread's current device is GPU 0 otherwise: waiting on an event of cuda:1 would create
+            # a context there.
+            torch.cuda.set_device(accelerator)
         while (item := pipe.get(restored)) is not _END:
             download, stamps = item
             for image, pts in zip(download.images(), stamps):
@@ -132,11 +141,11 @@ def run_stream(
         threads.append(pipe.worker("decode", decode))
         threads.append(pipe.worker("encode", encode))
         for frames in _batches(pipe, decoded, sizer):
-            batch = FrameBatch(transfer.upload([f.rgb for f in frames]), tuple(f.pts for f in frames))
-            with sizer.measure(len(batch), batch.height, batch.width):
-                result = runner.push(batch)
-            if result is not None:
-                pipe.put(restored, (transfer.download(result.pixels, output_dtype), result.pts))
+            for batch in _uploaded(transfer, frames):
+                with sizer.measure(len(batch), batch.height, batch.width):
+                    result = runner.push(batch)
+                if result is not None:
+                    pipe.put(restored, (transfer.download(result.pixels, output_dtype), result.pts))
         for result in runner.flush():
             pipe.put(restored, (transfer.download(result.pixels, output_dtype), result.pts))
         pipe.put(restored, _END)
@@ -171,6 +180,29 @@ def _batches(pipe: _Workers, decoded: queue.Queue, sizer: BatchSizer) -> Iterato
         finished = item is _END
         if frames:
             yield frames
+
+
+def _uploaded(transfer: Transfer, frames: list[DecodedFrame]) -> Iterator[FrameBatch]:
+    """``frames`` on the first stage's device as one batch, or in halves where that does not fit."""
+    def upload() -> FrameBatch:
+        return FrameBatch(transfer.upload([f.rgb for f in frames]), tuple(f.pts for f in frames))
+
+    if len(frames) == 1:
+        yield retry_after_release(upload)
+        return
+    try:
+        batch = upload()
+    except Exception as error:
+        if not is_out_of_memory(error):
+            raise
+        batch = None  # released after the except block, whose traceback holds the failed upload
+    if batch is not None:
+        yield batch
+        return
+    release_cached_memory()
+    half = len(frames) // 2
+    yield from _uploaded(transfer, frames[:half])
+    yield from _uploaded(transfer, frames[half:])
 
 
 def _join(threads: list[threading.Thread]) -> None:

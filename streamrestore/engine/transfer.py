@@ -15,7 +15,8 @@ which waits for the compute stream, into pinned memory. Two copy streams, becaus
 the upload of batch k+1 behind the download of batch k, which waits for k's compute. Nothing in the
 calling thread waits, so while the compute stream runs batch k, batch k+1 uploads and k−1
 downloads. Pinned blocks come from torch's caching host allocator, which reuses a block only after
-the copies recorded on it have finished.
+the copies recorded on it have finished. Out of device memory while quantising, a batch is quantised
+one frame at a time (``quantise_frames``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from typing import Sequence
 
 import numpy as np
 import torch
+
+from .oom import is_out_of_memory, release_cached_memory
 
 _SAMPLE_TYPES = {np.dtype(np.uint8): (torch.uint8, 255.0), np.dtype(np.uint16): (torch.uint16, 65535.0)}
 
@@ -85,7 +88,15 @@ class Transfer:
 
     def download(self, pixels: torch.Tensor, dtype: np.dtype) -> Download:
         """Quantise N×3×H×W [0, 1] pixels to ``dtype`` (rounded once) and start bringing them to the host."""
-        quantised = quantise(pixels, dtype)
+        try:
+            quantised = quantise(pixels, dtype)
+        except Exception as error:
+            if not is_out_of_memory(error):
+                raise
+            quantised = None  # the float32 copy of the whole batch did not fit: one frame at a time
+        if quantised is None:
+            release_cached_memory()
+            quantised = quantise_frames(pixels, dtype)
         if quantised.device.type != "cuda":
             return Download(quantised)
         compute, download = torch.cuda.current_stream(quantised.device), self._stream("download", quantised.device)
@@ -93,7 +104,8 @@ class Transfer:
         with torch.cuda.stream(download):
             host = torch.empty(quantised.shape, dtype=quantised.dtype, pin_memory=True)
             host.copy_(quantised, non_blocking=True)
-            copied = torch.cuda.Event()
+            # blocking: the encoder thread sleeps in synchronize() instead of spinning on a core
+            copied = torch.cuda.Event(blocking=True)
             copied.record(download)
         quantised.record_stream(download)
         return Download(host, copied)
@@ -103,10 +115,22 @@ def quantise(pixels: torch.Tensor, dtype: np.dtype) -> torch.Tensor:
     """N×3×H×W float in [0, 1] -> N×H×W×3 ``dtype`` tensor on the same device (round half to even)."""
     target, scale = sample_type(dtype)
     # Work on the N×H×W×3 view: for channels_last results (the model stage's) that is the memory order.
-    # float32 first (fp16 overflows at ×65535); clamp() out of place, since .to() may return the
-    # caller's own tensor, which must not change.
-    scaled = pixels.detach().permute(0, 2, 3, 1).to(torch.float32).clamp(0.0, 1.0).mul_(scale).round_()
+    # float32 first (fp16 overflows at ×65535). Non-finite values (half precision overflowing) would
+    # pass clamp() and cast to undefined integers: NaN becomes black, ±inf the nearest end. nan_to_num()
+    # is out of place, since .to() may return the caller's own tensor, which must not change.
+    unit = pixels.detach().permute(0, 2, 3, 1).to(torch.float32).nan_to_num(0.0, 1.0, 0.0)
+    scaled = unit.clamp_(0.0, 1.0).mul_(scale).round_()
     return scaled.to(target, memory_format=torch.contiguous_format)
+
+
+def quantise_frames(pixels: torch.Tensor, dtype: np.dtype) -> torch.Tensor:
+    """``quantise`` one frame at a time into one result: a float32 copy of one frame at most."""
+    target, _ = sample_type(dtype)
+    count, _, height, width = pixels.shape
+    out = torch.empty((count, height, width, 3), dtype=target, device=pixels.device)
+    for index in range(count):
+        out[index] = quantise(pixels[index : index + 1], dtype)[0]
+    return out
 
 
 def _to_unit_float(raw: torch.Tensor, dtype: torch.dtype, scale: float) -> torch.Tensor:

@@ -295,7 +295,9 @@ class MediaWriter:
         rgb_format = "rgb48le" if rgb.dtype == np.uint16 else "rgb24"
         if self._alpha:
             rgb, rgb_format = alpha_plane.merge(rgb, alpha), alpha_plane.rgba_format(rgb.dtype == np.uint16)
-        frame = av.VideoFrame.from_ndarray(rgb, format=rgb_format)
+            frame = av.VideoFrame.from_ndarray(rgb, format=rgb_format)
+        else:
+            frame = rgb_frame(rgb, rgb_format, self._output.pix_fmt)
         frame = rgb_to_frame(frame, self._output.color, self._output.pix_fmt)
         frame.pts = pts
         frame.time_base = self._time_base
@@ -350,6 +352,19 @@ _RAW_AAC_FORMATS = {"matroska", "webm", "mp4", "mov", "ipod", "3gp", "3g2", "ism
 _AAC_OBJECT_TYPES = {"Main": 1, "LC": 2, "SSR": 3, "LTP": 4}  # the profiles an ADTS header can state
 _AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
 _AAC_CHANNEL_CONFIGS = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6, 8: 7}
+
+
+def rgb_frame(rgb: np.ndarray, rgb_format: str, pix_fmt: str) -> av.VideoFrame:
+    """An RGB frame for ``rgb`` that the conversion to ``pix_fmt`` reads from.
+
+    ``from_ndarray`` copies the picture while holding the GIL (3–9 ms at 2160p, which stalls the
+    stage thread); a contiguous array can be wrapped instead (``from_numpy_buffer``, 0.04 ms), since
+    the conversion to ``pix_fmt`` writes a new frame. Where no conversion happens (the output is this
+    very RGB format) the encoder would get the caller's memory, so it gets a copy as before.
+    """
+    if rgb_format != pix_fmt and rgb.flags.c_contiguous and rgb.dtype.byteorder in ("=", "|", "<"):
+        return av.VideoFrame.from_numpy_buffer(rgb, format=rgb_format)
+    return av.VideoFrame.from_ndarray(rgb, format=rgb_format)
 
 
 def _aac_config(context: Any) -> bytes | None:
