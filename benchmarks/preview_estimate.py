@@ -25,7 +25,7 @@ def main() -> int:
     args = parser.parse_args()
     root = Path(__file__).resolve().parents[1]
     sys.path[:0] = [str(root), str(root / "tests")]
-    from media_factory import make_clip, panned_frames
+    from support.media import make_clip, panned_frames
 
     from demo.logic import DemoSession, DemoSettings
     from demo.video import VideoSession

@@ -5,7 +5,7 @@
 Runs the command line in subprocesses and reads each one's peak RSS from ``wait4``:
 
 1. a normal run (a 64×48 PNG through a tiny ×2 network): the baseline;
-2. a deflate-bomb ``.pth`` (8 MB inflating to 8 GiB; tests/attacks.py) and a TorchScript ``.pt``: refused
+2. a deflate-bomb ``.pth`` (8 MB inflating to 8 GiB; tests/support/attacks.py) and a TorchScript ``.pt``: refused
    by ``models.safety`` before loading, so their peak stays at or under the baseline;
 3. ``resize:scale=8`` three times on that PNG (805 MP): refused by ``engine.budget`` before the first frame;
 4. ``resize:scale=4`` and ``scale=8`` of a 1280×960 picture with the check off (19.7 and 78.6 MP outputs):

@@ -496,7 +496,7 @@ CLIP_SECONDS, CLIP_RATE = 3, 24
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:
     """3 s of a panned photo at 24 fps, 160×120, with a tone: small enough for a quick browser test."""
-    from media_factory import AudioTrack, make_clip, panned_frames
+    from support.media import AudioTrack, make_clip, panned_frames
 
     path = tmp_path_factory.mktemp("clips") / "pan.mp4"
     make_clip(path, panned_frames(CLIP_SECONDS * CLIP_RATE, 160, 120), rate=CLIP_RATE,
@@ -540,7 +540,7 @@ def video_api(client, name: str, *args):
 
 
 def test_api_open_and_pick_match_pyav(client, clip, tmp_path):
-    from media_factory import make_clip, panned_frames
+    from support.media import make_clip, panned_frames
 
     update, info, image, picked = video_api(client, "open_video", clip)
     assert update["maximum"] == pytest.approx(2.96) and "160×120 h264 yuv420p (8-bit), 3.00 s at 24 fps" in info
@@ -592,7 +592,7 @@ def test_api_preview_matches_the_library_range_restore(client, clip, tmp_path):
 
 
 def long_clip(tmp_path: Path) -> Path:
-    from media_factory import make_clip
+    from support.media import make_clip
 
     return make_clip(tmp_path / "long.mp4", [np.full((16, 16, 3), 90, np.uint8)] * 2, rate=Fraction(1, 40)).path
 
@@ -617,7 +617,7 @@ def cut_file(tmp_path: Path, clip: Path) -> Path:
 
 
 def huge_clip(tmp_path: Path) -> Path:
-    from media_factory import make_clip
+    from support.media import make_clip
 
     return make_clip(tmp_path / "big.mkv", [np.zeros((1100, 1400, 3), np.uint8)], rate=CLIP_RATE).path
 

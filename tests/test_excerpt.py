@@ -5,7 +5,7 @@ from __future__ import annotations
 import av
 import numpy as np
 
-from media_factory import AudioTrack, make_clip, panned_frames
+from support.media import AudioTrack, make_clip, panned_frames
 from streamrestore.excerpt import cut_excerpt, restore_range
 from streamrestore.restore import OutputSettings, PreparedChain, RunSettings
 
