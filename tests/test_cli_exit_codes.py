@@ -92,6 +92,7 @@ def test_debug_shows_the_traceback(cli, tmp_path):
     assert outcome.lines[-1].startswith("streamrestore: error: input not found")
 
 
+@pytest.mark.slow
 def test_console_script_exit_code_and_one_line(tmp_path):
     # The same through the installed command: the code reaches the shell, nothing else is printed.
     done = run_command("run", tmp_path / "nope.mp4", "--chain", "denoise", "-q")

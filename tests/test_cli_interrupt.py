@@ -21,6 +21,7 @@ from support.cli import SUBPROCESS_TIMEOUT, command
 
 
 # == 6. Ctrl-C =====================================================================================
+@pytest.mark.slow
 @pytest.mark.parametrize("when", ["as_the_bar_appears", "mid_run"])
 def test_ctrl_c_stops_cleanly(stream_clips, tmp_path, when):
     """SIGINT as the bar is drawn (the workers are starting) or after frames went through: 130, one line."""

@@ -29,6 +29,7 @@ from support.media import make_stream_clip
 
 
 # == 1. standard input and output ==================================================================
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["ts", "mkv", "fragmented"])
 def test_stdin_to_stdout_matroska(stream_clips, tmp_path, kind):
     # MPEG-TS carries its AAC as ADTS (no extradata): Matroska on a pipe needs it in the header.
@@ -45,6 +46,7 @@ def test_stdin_to_stdout_matroska(stream_clips, tmp_path, kind):
         assert container.format.name.startswith("matroska")
 
 
+@pytest.mark.slow
 def test_stdin_mpegts_to_fragmented_mp4_on_stdout(stream_clips, tmp_path):
     # The fragmented MP4 muxer refuses ADTS packets outright; the writer must convert them.
     out = tmp_path / "out.mp4"
@@ -56,6 +58,7 @@ def test_stdin_mpegts_to_fragmented_mp4_on_stdout(stream_clips, tmp_path):
     assert restored.audio_samples == decode(stream_clips["ts"]).audio_samples
 
 
+@pytest.mark.slow
 def test_plain_mp4_on_stdin_says_why_and_what_to_send(stream_clips):
     done = run_command("run", "-", "--chain", "resize:scale=2", "-o", "-", "-q", stdin=stream_clips["plain_big"])
     assert done.returncode == 4
@@ -158,6 +161,7 @@ def test_stream_that_stalls_midway_times_out_and_leaves_nothing(stream_clips, tm
 
 
 # == 3. bounded latency and bounded memory =========================================================
+@pytest.mark.slow
 @pytest.mark.parametrize("chain", ["resize:scale=2", "tdenoise"])
 def test_output_starts_before_the_input_ends(stream_clips, tmp_path, chain):
     """Feed half of an MPEG-TS through a pipe and hold the rest back: restored output must already flow.

@@ -114,6 +114,7 @@ def test_lossy_join_keeps_timestamps_audio_and_monotonic_dts(lossy_source, one_w
     assert all(b > a for a, b in zip(dts, dts[1:])), "DTS must rise across the joins"
 
 
+@pytest.mark.slow
 def test_two_workers_give_the_same_frames(lossy_source, one_worker, tmp_path):
     source = lossy_source
     out = tmp_path / "two.mp4"
@@ -123,6 +124,7 @@ def test_two_workers_give_the_same_frames(lossy_source, one_worker, tmp_path):
     assert _times(out) == _times(source)
 
 
+@pytest.mark.slow
 def test_sigkill_halfway_then_the_same_command_resumes(lossy_source, one_worker, tmp_path):
     source = lossy_source
     out, job_dir = tmp_path / "killed.mp4", tmp_path / "job"
@@ -178,6 +180,7 @@ def test_resume_verifies_pieces_and_refuses_other_settings(tmp_path):
     assert restarted.resumed_segments == 0 and restarted.frames == 12 and not job_dir.exists()
 
 
+@pytest.mark.slow
 def test_changed_chain_is_exit_code_14(tmp_path):
     src = _source(tmp_path / "clip.mkv", 8)
     job_dir = tmp_path / "job"
@@ -212,6 +215,7 @@ def test_range_is_frame_exact_with_audio_in_sync(tmp_path):
 
 
 # -- 5. many files ---------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_folder_mode_reports_failures_and_skips_finished_files(tmp_path):
     tree = tmp_path / "tree"
     (tree / "sub").mkdir(parents=True)

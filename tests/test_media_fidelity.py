@@ -110,6 +110,7 @@ def test_clip_shorter_than_the_decoder_delay(tmp_path, count):
     assert video_times(tmp_path / "out.mkv") == video_times(src)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chain, scale", [("tdenoise", 1), ("resize:scale=2", 2)])
 def test_frame_times_kept_through_temporal_and_scaling_stages(vfr_clips, tmp_path, chain, scale):
     src = vfr_clips["mkv"]

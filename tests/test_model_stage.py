@@ -360,6 +360,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
                           timeout=120)
 
 
+@pytest.mark.slow
 def test_cli_alias_with_a_weights_file(saved, tmp_path: Path) -> None:
     path, _ = saved["swinir-lightweight-x2"]
     source, output = tmp_path / "photo.png", tmp_path / "out.png"
@@ -369,6 +370,7 @@ def test_cli_alias_with_a_weights_file(saved, tmp_path: Path) -> None:
     assert cv2.imread(str(output)).shape == (58, 74, 3)
 
 
+@pytest.mark.slow
 def test_cli_text_file_as_model_is_exit_12_in_one_line(tmp_path: Path) -> None:
     source, model = tmp_path / "photo.png", tmp_path / "model.pth"
     cv2.imwrite(str(source), photo(29, 37))

@@ -201,6 +201,7 @@ def test_a_packaged_name_resolves_offline(fresh_cache: Path, monkeypatch: pytest
     assert out.shape == (40, 44, 3)
 
 
+@pytest.mark.slow
 def test_architectures_are_registered_lazily_and_once() -> None:
     """Ours are added to a copy of spandrel's registry, built once, on first use; spandrel's own is untouched."""
     code = (

@@ -82,6 +82,7 @@ def third_party(tmp_path: Path) -> Path:
     return install_fake_distribution(tmp_path)
 
 
+@pytest.mark.slow
 def test_third_party_stage_runs_from_the_cli(third_party: Path, tmp_path: Path) -> None:
     source, output = tmp_path / "in.mp4", tmp_path / "out.mkv"
     make_clip(source)
@@ -96,6 +97,7 @@ def test_third_party_stage_runs_from_the_cli(third_party: Path, tmp_path: Path) 
     assert max(errors) < 1.5
 
 
+@pytest.mark.slow
 def test_stages_lists_third_party_and_names_broken_plugins(third_party: Path) -> None:
     result = run_cli(["stages"], third_party)
     assert result.returncode == 0, result.stderr
@@ -105,6 +107,7 @@ def test_stages_lists_third_party_and_names_broken_plugins(third_party: Path) ->
     assert "broken plugin not-a-stage" in result.stdout and "not a streamrestore.stage.Stage subclass" in result.stdout
 
 
+@pytest.mark.slow
 def test_asking_for_a_broken_plugin_is_one_line_exit_9(third_party: Path, tmp_path: Path) -> None:
     source = tmp_path / "in.mp4"
     make_clip(source)

@@ -201,6 +201,7 @@ def _limited(args: list[str]) -> tuple[int, str, int]:
     return process.returncode, stderr, usage.ru_maxrss // 1024
 
 
+@pytest.mark.slow
 def test_deflate_bomb_is_refused_in_bounded_memory(image, good_model, tmp_path):
     bomb = deflate_bomb(tmp_path / "bomb.pth", BOMB_GIB)
     assert bomb.stat().st_size < 16 << 20
@@ -336,6 +337,7 @@ sys.exit(main(sys.argv[3:]))
 """
 
 
+@pytest.mark.slow
 def test_directory_made_unwritable_before_the_rename(cli, image, tmp_path):
     lock = _lock_command()
     if lock is None:
@@ -369,6 +371,7 @@ def test_rename_refused_removes_the_temporary(cli, image, tmp_path, monkeypatch)
 
 
 # == 6b. A run killed with SIGKILL: its temporary is removed by the next run to the same place ========
+@pytest.mark.slow
 def test_stale_temporary_of_a_killed_run_is_removed(cli, tmp_path):
     clip = make_clip(tmp_path / "clip.mp4", panned_frames(120, 320, 240)).path
     target = tmp_path / "out.mkv"

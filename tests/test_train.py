@@ -128,6 +128,7 @@ def test_patches_are_seeded_and_augmented(photos):
 # --- the loop ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_loss_decreases_and_validation_is_reported(straight):
     assert len(straight.losses) == STEPS
     k = 5
@@ -138,6 +139,7 @@ def test_loss_decreases_and_validation_is_reported(straight):
     assert straight.validation[-1][1] > straight.validation[0][1] - 0.5  # not getting clearly worse
 
 
+@pytest.mark.slow
 def test_resume_continues_bit_for_bit(straight, photos, tmp_path):
     torch.set_num_threads(2)
     first = train(_config(photos, tmp_path, stop_after=STEPS // 2 + 3), progress=False)  # between validations
@@ -152,11 +154,13 @@ def test_resume_continues_bit_for_bit(straight, photos, tmp_path):
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
 
 
+@pytest.mark.slow
 def test_resume_refuses_other_settings(straight, photos):
     with pytest.raises(ConfigError, match="lr"):
         train(_config(photos, Path(straight.weights).parent, resume=True, lr=1e-3), progress=False)
 
 
+@pytest.mark.slow
 def test_exported_weights_are_detected_by_the_model_stage(straight):
     from streamrestore.restore import RunSettings, restore_image
     from streamrestore.models.loader import load_network
@@ -172,6 +176,7 @@ def test_exported_weights_are_detected_by_the_model_stage(straight):
     assert np.abs(restored.astype(float) - reference).mean() < 40
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("task", "arch", "detected"), [("sr2", "swinir", "SwinIR"), ("denoise", "esrgan", "ESRGAN")])
 def test_other_architectures_train_and_export_what_the_loader_detects(photos, tmp_path, task, arch, detected):
     from streamrestore.models.loader import load_network
@@ -194,6 +199,7 @@ def test_a_fresh_network_the_loader_would_misread_is_refused_before_training(pho
 # --- fine-tuning (--init) -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_fine_tuning_starts_from_the_init_weights(straight, photos, tmp_path):
     from safetensors import safe_open
     from safetensors.torch import load_file
@@ -211,6 +217,7 @@ def test_fine_tuning_starts_from_the_init_weights(straight, photos, tmp_path):
         assert handle.metadata()["streamrestore.train.init"] == str(straight.weights)
 
 
+@pytest.mark.slow
 def test_fine_tuning_pads_waifu2x_networks_as_at_inference(photos, tmp_path):
     from safetensors.torch import save_file
 
@@ -252,6 +259,7 @@ def test_fine_tuning_a_waifu2x_cunet_keeps_its_marker_and_its_padding(tmp_path):
     assert exported.architecture.id == "CUNet" and exported.model.pad_mode == "replicate"
 
 
+@pytest.mark.slow
 def test_fine_tuning_refuses_a_network_of_another_scale_or_arch(straight, photos, tmp_path):
     with pytest.raises(ConfigError, match="×2 Compact network"):
         train(_config(photos, tmp_path, task="sr4", arch=None, init=str(straight.weights)), progress=False)
@@ -259,6 +267,7 @@ def test_fine_tuning_refuses_a_network_of_another_scale_or_arch(straight, photos
         train(_config(photos, tmp_path, arch="esrgan", init=str(straight.weights)), progress=False)
 
 
+@pytest.mark.slow
 def test_cli_trains_and_exports(photos, tmp_path, capsys):
     code = main(["train", "--task", "denoise", "--data", str(photos), "--steps", "4", "--out", str(tmp_path),
                  "--batch", "2", "--patch", "24", "--features", "8", "--blocks", "2", "--val-every", "2",
