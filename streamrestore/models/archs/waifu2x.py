@@ -158,5 +158,9 @@ def run_padded(net: UpConv7 | CUNet, x: torch.Tensor) -> torch.Tensor:
     """
     h, w = x.shape[-2:]
     b, m = net.border, net.size_multiple
-    y = net(F.pad(x, (b, b + (-w) % m, b, b + (-h) % m), mode=net.pad_mode))
+    pads = (b, b + (-w) % m, b, b + (-h) % m)
+    # Reflection needs more pixels than it adds (Real-CUGAN's 18-pixel border on a 17-pixel-high frame):
+    # a frame that small is replicated instead, as the runtime does for its own border.
+    fits = max(pads[:2]) < w and max(pads[2:]) < h
+    y = net(F.pad(x, pads, mode=net.pad_mode if net.pad_mode != "reflect" or fits else "replicate"))
     return y[..., : h * net.scale, : w * net.scale]
