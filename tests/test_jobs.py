@@ -124,9 +124,23 @@ def test_two_workers_give_the_same_frames(lossy_source, one_worker, tmp_path):
     assert _times(out) == _times(source)
 
 
+@pytest.fixture(scope="module")
+def long_source(tmp_path_factory) -> Path:
+    """The VFR pattern four times over (80 frames, ~20 segments): enough pieces that a kill lands halfway
+    however fast the machine is (with 3 segments, a quiet machine finished the job between two polls)."""
+    pts = [p + 1600 * round_ for round_ in range(4) for p in VFR_PTS]
+    path = tmp_path_factory.mktemp("long") / "long.mkv"
+    make_clip(path, panned_frames(len(pts), 96, 64), pts=pts, time_base=Fraction(1, 1000), video_start=0.25,
+              options={"preset": "medium", "bframes": "3", "g": "4"}, audio=[AudioTrack("aac", "eng", "English",
+                                                                                     seconds=6.6)])
+    return path
+
+
 @pytest.mark.slow
-def test_sigkill_halfway_then_the_same_command_resumes(lossy_source, one_worker, tmp_path):
-    source = lossy_source
+def test_sigkill_halfway_then_the_same_command_resumes(long_source, tmp_path):
+    source = long_source
+    one_worker = tmp_path / "one.mp4"
+    _job(source, one_worker, "unsharp", preset="veryfast", workers=1).run()
     out, job_dir = tmp_path / "killed.mp4", tmp_path / "job"
     command = [sys.executable, "-m", "streamrestore.cli", "job", str(source), "--chain", "unsharp", "-o", str(out),
                "--segment-seconds", str(SEGMENT), "--preset", "veryfast", "--job", str(job_dir), "-q"]
