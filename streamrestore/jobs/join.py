@@ -19,9 +19,8 @@ import av
 import av.error
 
 from ..errors import MediaError
-from ..media.color import is_rgb_format
 from ..media.reader import MediaReader
-from ..media.writer import EncodeSettings, MediaWriter, OutputVideo
+from ..media.writer import EncodeSettings, MediaWriter, OutputVideo, describe_video_stream
 
 
 @dataclass(frozen=True)
@@ -173,16 +172,7 @@ class _JoinWriter(MediaWriter):
         source = video.source
         stream = self.container.add_stream_from_template(self._template)
         stream.time_base = source.time_base
-        context = stream.codec_context
-        if not is_rgb_format(video.pix_fmt):
-            context.colorspace = video.color.matrix
-            context.color_range = video.color.range
-        context.color_primaries = video.color.primaries
-        context.color_trc = video.color.transfer
-        if source.sample_aspect_ratio:
-            context.sample_aspect_ratio = source.sample_aspect_ratio
-        if source.rotation:
-            stream.set_display_rotation(source.rotation)
+        describe_video_stream(stream, video)
         self._output = video
         self._time_base = source.time_base
         return stream

@@ -129,6 +129,20 @@ def _codec_formats(codec: str) -> list[str]:
     return [f.name for f in (found.video_formats or [])]
 
 
+def describe_video_stream(stream: av.video.stream.VideoStream, video: OutputVideo) -> None:
+    """Tag an output video stream with the source's colour description, sample aspect ratio and rotation."""
+    context = stream.codec_context
+    if not is_rgb_format(video.pix_fmt):
+        context.colorspace = video.color.matrix
+        context.color_range = video.color.range
+    context.color_primaries = video.color.primaries
+    context.color_trc = video.color.transfer
+    if video.source.sample_aspect_ratio:
+        context.sample_aspect_ratio = video.source.sample_aspect_ratio
+    if video.source.rotation:
+        stream.set_display_rotation(video.source.rotation)
+
+
 class MediaWriter:
     """One output container: a video encoder plus copies of the source's audio and subtitle streams."""
 
@@ -254,15 +268,7 @@ class MediaWriter:
             context.framerate = rate
         context.field_order = FIELD_ORDERS.get(video.field_order, FIELD_PROGRESSIVE)
         context.thread_count = settings.threads
-        if not is_rgb_format(video.pix_fmt):
-            context.colorspace = video.color.matrix
-            context.color_range = video.color.range
-        context.color_primaries = video.color.primaries
-        context.color_trc = video.color.transfer
-        if source.sample_aspect_ratio:
-            context.sample_aspect_ratio = source.sample_aspect_ratio
-        if source.rotation:
-            stream.set_display_rotation(source.rotation)
+        describe_video_stream(stream, video)
         self._output = video
         self._alpha = alpha_plane.has_alpha(video.pix_fmt)
         self._time_base = source.time_base
