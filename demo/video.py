@@ -23,6 +23,7 @@ import numpy as np
 from streamrestore.durations import format_duration
 from streamrestore.errors import MediaError, NoVideoStreamError, TooLargeError
 from streamrestore.media.interlace import FIELD_PROGRESSIVE, FIELD_UNKNOWN
+from streamrestore.restore import OutputSettings, RunSettings
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mkv", ".mov", ".ts", ".m2ts", ".mts", ".avi", ".webm")
 DECORD_CODECS = frozenset({"h264", "hevc", "vp8", "vp9", "av1"})
@@ -301,7 +302,6 @@ class VideoSession:
         folder = self.session._result_folder()
         stem = Path(upload.name).stem
         before, after = folder / f"{stem}.original.mp4", folder / f"{stem}.preview.mp4"
-        options = preview_options(content, s.device, start, seconds)
         with self.session._run_lock:
             prepared, loading = self.session.chains.get(plan, content, registry, self.session.run)
             ran, _ = self.session._describe(plan, prepared, loading)  # the tile each element runs in
@@ -309,10 +309,12 @@ class VideoSession:
                 check_frames(prepared.stages, upload.height, upload.width, s.preview_pixels)
             except TooLargeError as error:
                 raise TooLargeError(f"preview: {on_page(error, 'choose a smaller scale')}") from error
+            options = preview_options(prepared.run, start, seconds)
             Job(str(upload.path), str(before), "", options).run()
             written: list[float] = []
-            started = time.perf_counter()  # planning and loading count: a whole-file run does both too
-            job = Job(str(upload.path), str(after), format_chain(ran), options)
+            started = time.perf_counter()  # planning counts: a whole-file run plans too
+            # The shared chain (its weights read once for every request), as `chain` with `prepared.run`.
+            job = Job(str(upload.path), str(after), format_chain(plan), options, prepared)
             expected = max(1, job.status().frames)
 
             def count(frames: int) -> None:
@@ -329,12 +331,11 @@ class VideoSession:
                                format_chain(ran))  # fmt: skip
 
 
-def preview_options(content: str, device: str | None, start: float, seconds: float):
+def preview_options(run: RunSettings, start: float, seconds: float):
     """The preview's range and encoder settings as a ``JobOptions`` (one worker: a preview is one segment)."""
     from streamrestore.jobs import JobOptions
 
-    return JobOptions(workers=1, start=start, duration=seconds, content=content, device=device,
-                      **PREVIEW_ENCODER)  # fmt: skip
+    return JobOptions(run=run, output=OutputSettings(**PREVIEW_ENCODER), workers=1, start=start, duration=seconds)
 
 
 def _read(path: Path) -> np.ndarray:

@@ -645,7 +645,8 @@ def test_api_preview_is_the_cli_range_restore(client, clip, tmp_path):
     assert len(got) == 48 and all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
     # "Before" is the same range through the same machinery with the empty chain: the source's frames 24–71.
     identity = tmp_path / "identity.mp4"
-    restore_range(str(clip), str(identity), "", start=1.0, duration=2.0, options=preview_options("photo", "cpu", 1.0, 2.0))
+    restore_range(str(clip), str(identity), "", start=1.0, duration=2.0,
+                  options=preview_options(RunSettings(device="cpu"), 1.0, 2.0))
     assert all(np.array_equal(a, b) for a, b in zip(decoded(before), decoded(identity), strict=True))
     assert min(psnr(a, b) for a, b in zip(decoded(before), decoded(clip)[24:72], strict=True)) > 30
     assert abs(decode(Path(download)).audio_samples / 48000 - 2.0) < 0.05  # the range's audio comes along
