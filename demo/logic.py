@@ -30,8 +30,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from streamrestore.errors import ConfigError, MediaError, StreamRestoreError, TooLargeError, WeightsError
 from streamrestore.demo.settings import DemoSettings
+from streamrestore.errors import ConfigError, MediaError, StreamRestoreError, TooLargeError, WeightsError
 from streamrestore.engine.placement import cuda_available, place
 from streamrestore.media.images import IMAGE_SUFFIXES as LIBRARY_IMAGE_SUFFIXES
 from streamrestore.media.images import read_image, write_image

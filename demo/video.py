@@ -204,8 +204,9 @@ class Estimate:
     fixed: float
 
     @classmethod
-    def measure(cls, started: float, finished: float, written: list[float], frames: int) -> Estimate:
-        """``written``: the clock at each frame the preview wrote, between ``started`` and ``finished``."""
+    def measure(cls, started: float, finished: float, written: list[float], frames: float) -> Estimate:
+        """``written``: the clock at each frame the preview wrote, between ``started`` and ``finished``;
+        ``frames``: the whole run's frames out."""
         total = finished - started
         steady = (written[-1] - written[0]) / (len(written) - 1) if len(written) > 1 else total
         fixed = max(0.0, total - steady * len(written))
@@ -313,6 +314,7 @@ class VideoSession:
             Job(str(upload.path), str(before), "", options).run()
             written: list[float] = []
             started = time.perf_counter()  # planning counts: a whole-file run plans too
+            progress(0.0)
             # The shared chain (its weights read once for every request), as `chain` with `prepared.run`.
             job = Job(str(upload.path), str(after), format_chain(plan), options, prepared)
             expected = max(1, job.status().frames)
@@ -326,7 +328,8 @@ class VideoSession:
             device = _describe_device(prepared)
         with av.open(str(after)) as output:
             size = (output.streams.video[0].width, output.streams.video[0].height)
-        estimate = Estimate.measure(started, finished, written or [finished], upload.frames)
+        # Frames out per frame in: 2 where an interlaced source is restored at field rate.
+        estimate = Estimate.measure(started, finished, written or [finished], upload.frames * report.frames / expected)
         return upload, Preview(before, after, start, report.frames, finished - started, estimate, size, device,
                                format_chain(ran))  # fmt: skip
 
