@@ -27,8 +27,9 @@ import av.error
 
 from ..errors import MediaError
 from ..media.extras import in_range
+from ..media.interlace import FIELD_PROGRESSIVE
 from ..media.reader import MediaReader, SourceDescription
-from ..media.writer import EncodeSettings, MediaWriter, OutputVideo, describe_video_stream
+from ..media.writer import FIELD_ORDERS, EncodeSettings, MediaWriter, OutputVideo, describe_video_stream
 
 
 @dataclass(frozen=True)
@@ -41,24 +42,28 @@ class Window:
 
 def join_pieces(source: str, pieces: list[str], frame_pts: list[list[int]], target: str,
                 container_format: str | None, container_options: dict[str, str] | None = None,
-                window: Window | None = None) -> int:
+                window: Window | None = None, video: OutputVideo | None = None) -> int:
     """Write ``target`` from ``pieces`` (in order) and the rest of the source; returns frames written.
 
-    ``frame_pts`` are each piece's frames' source timestamps, in presentation order: the pieces'
+    ``frame_pts`` are each piece's frames' timestamps, in presentation order: the pieces'
     own timestamps are mapped back onto them by rank, because a muxer may shift a piece's
     timestamps (NUT moves them so that a B-frame encoder's first, negative DTS becomes 0).
+    ``video`` is the stream the pieces were encoded as (``restore.output_video``: its time base, field
+    order and rate, which a field filter changes); None: the source's, as the pieces' size and format.
     """
     reader = MediaReader(source)
     try:
-        time_base = reader.info.time_base
         stamps = [_source_pts(piece, expected) for piece, expected in zip(pieces, frame_pts, strict=True)]
         described = reader.describe()
         if window is not None:
             described = _in_window(described, reader, window)
         with av.open(pieces[0]) as first:
             template = first.streams.video[0]
-            video = OutputVideo(template.codec_context.width, template.codec_context.height,
-                                template.codec_context.pix_fmt or reader.info.pix_fmt, reader.info.color, reader.info)
+            if video is None:
+                video = OutputVideo(template.codec_context.width, template.codec_context.height,
+                                    template.codec_context.pix_fmt or reader.info.pix_fmt, reader.info.color,
+                                    reader.info)
+            time_base = video.source.time_base
             writer = _JoinWriter.for_source(target, container_format, video, EncodeSettings(), described,
                                             container_options, template=template)
         try:
@@ -197,10 +202,12 @@ class _JoinWriter(MediaWriter):
         source = video.source
         stream = self.container.add_stream_from_template(self._template)
         stream.time_base = source.time_base
-        if video.frame_rate:
-            # Written as the stream's frame rate, as by the encoder in `run`: MOV/MP4 count a timecode in it.
-            stream.codec_context.framerate = video.frame_rate
         describe_video_stream(stream, video)
+        # As the encoder's stream says them: the frame rate (of woven frames: half the field rate; MOV/MP4
+        # also count a timecode track in it) and the field order (interlaced output, ``--interlaced keep``).
+        if video.frame_rate:
+            stream.codec_context.framerate = video.frame_rate
+        stream.codec_context.field_order = FIELD_ORDERS.get(video.field_order, FIELD_PROGRESSIVE)
         self._output = video
         self._time_base = source.time_base
         return stream
