@@ -259,8 +259,6 @@ def _cover_name(stream: av.stream.Stream) -> str:
     return f"cover.{extension}"
 
 
-
-
 # -- a range of the source ---------------------------------------------------------------------------
 def in_range(extras: ContainerExtras | None, metadata: dict[str, str], chapters: list[dict[str, Any]],
              start: Fraction, end: Fraction | None, first_frame: Fraction, rate: Fraction | None,
@@ -268,15 +266,19 @@ def in_range(extras: ContainerExtras | None, metadata: dict[str, str], chapters:
     """The extras, container tags and chapters of the source's range ``[start, end)``.
 
     Times are seconds of the source's clock; ``first_frame`` is the time of the source's first video
-    frame, which its start timecode names, and ``rate`` the video's frame rate. Without a rate the
-    timecode cannot be moved, and is dropped rather than left naming the wrong frame.
+    frame, which its start timecode names, and ``rate`` the video's average frame rate. Without a rate
+    (or with a timecode that cannot be read) the timecode cannot be moved, and is dropped rather than
+    left naming the wrong frame.
     """
     chapters = cut_chapters(chapters, start, end)
     if extras is None or extras.timecode is None:
         return extras, metadata, chapters
     moved = None
     if rate:
-        moved = timecode_after(extras.timecode, rate, round((start - first_frame) * rate))
+        # A player counts a timecode on at the nominal rate (24, 24000/1001, ...), not at a measured
+        # average that a start offset or a rounded time base puts a little off it.
+        nominal = min((Fraction(round(rate)), Fraction(round(rate) * 1000, 1001)), key=lambda r: abs(r - rate))
+        moved = timecode_after(extras.timecode, nominal, round((start - first_frame) * nominal))
     tags = {k: v for k, v in extras.video_tags.items() if k.lower() != "timecode"}
     # The container's own TIMECODE tag (how ffmpeg stores -timecode in Matroska) names the same frame.
     metadata = {k: v for k, v in metadata.items() if k.lower() != "timecode" or moved is not None}
