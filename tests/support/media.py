@@ -12,6 +12,8 @@ Shared by the media test modules: keep these signatures stable.
 from __future__ import annotations
 
 import hashlib
+import json
+import subprocess
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
@@ -402,6 +404,28 @@ def planes(frame: av.VideoFrame) -> list[np.ndarray]:
 
 def mean_abs_error(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(np.abs(a.astype(np.float64) - b.astype(np.float64))))
+
+
+# -- Debian's ffmpeg and ffprobe commands (the way such files are made and checked in the field) ----
+def ffmpeg(*args: object) -> None:
+    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", *map(str, args)], check=True, timeout=60)
+
+
+def probe(path: str | Path, what: str = "streams") -> list[dict]:
+    """ffprobe's view of the ``streams`` (type, codec, dispositions, tags) or the ``chapters``."""
+    out = subprocess.run(["ffprobe", "-v", "error", f"-show_{what}", "-of", "json", str(path)],
+                         check=True, capture_output=True, text=True, timeout=60).stdout
+    return json.loads(out).get(what, [])
+
+
+def packet_hashes(path: str | Path) -> dict[int, list[str]]:
+    """The SHA-256 of every non-empty packet, per stream index, in file order."""
+    with av.open(str(path)) as container:
+        hashes: dict[int, list[str]] = {}
+        for packet in container.demux():
+            if packet.size:
+                hashes.setdefault(packet.stream.index, []).append(hashlib.sha256(bytes(packet)).hexdigest())
+    return hashes
 
 
 # -- the command-line tests' clips ----------------------------------------------------------------
