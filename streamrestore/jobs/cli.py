@@ -102,6 +102,8 @@ def run_job_command(args: argparse.Namespace) -> int:
 
     job = Job(args.input, args.output, chain, options)
     status = job.status()
+    if job.fields.notice and not args.quiet:
+        print(f"streamrestore: {job.fields.notice}", file=sys.stderr)
     bar = tqdm(total=status.frames, initial=status.frames_done, unit="frame", disable=args.quiet, file=sys.stderr,
                dynamic_ncols=True, desc=f"{status.segments_done}/{status.segments} segments")
     if status.segments_done and not args.quiet:
