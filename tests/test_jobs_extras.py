@@ -167,6 +167,44 @@ def test_range_keeps_chapters_cut_to_it_and_the_timecode_of_its_first_frame(clip
         assert _attachments(cut) == [("font.ttf", "font/ttf", clips["font"].read_bytes())]
 
 
+# -- data streams ----------------------------------------------------------------------------------
+def _klv_clip(path: Path) -> Path:
+    """MPEG-TS: H.264 (a keyframe every 6 frames) and a KLV telemetry packet beside every frame."""
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=RATE, options={"preset": "ultrafast", "g": "6"})
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        data = out.add_data_stream("klv")
+        out.start_encoding()
+        for index in range(FRAMES):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 7 * index, np.uint8), format="rgb24")
+            frame = frame.reformat(format="yuv420p")
+            frame.pts, frame.time_base = index, Fraction(1, RATE)
+            out.mux(video.encode(frame))
+            packet = av.Packet(bytes([6, 14, 43, 52, 2, 11, 1, 1, 14, 1, 3, 1, 1, 0, 0, 0, index]))
+            packet.stream, packet.time_base = data, Fraction(1, 90000)
+            packet.pts = packet.dts = index * 90000 // RATE
+            out.mux(packet)
+        out.mux(video.encode(None))
+    return path
+
+
+def test_data_stream_copied_by_the_job_and_cut_with_a_range(tmp_path, cli):
+    src = _klv_clip(tmp_path / "klv.ts")
+    run, job, cut = tmp_path / "run.ts", tmp_path / "job.ts", tmp_path / "cut.ts"
+    _restore(cli, "run", src, run)
+
+    _restore(cli, "job", src, job)
+    _restore(cli, "job", src, cut, "--start", 0.5, "--duration", 0.5)
+
+    source = packets(src)[1]
+    assert packets(job)[1] == packets(run)[1] and [p.sha256 for p in packets(job)[1]] == [p.sha256 for p in source]
+    start = video_times(src)[12]
+    assert [(p.pts, p.sha256) for p in packets(cut)[1]] == [(p.pts - start, p.sha256) for p in source[12:24]]
+
+
 # -- the rules, on their own -----------------------------------------------------------------------
 def test_timecode_after_counts_like_ffmpeg():
     ntsc = Fraction(30000, 1001)
