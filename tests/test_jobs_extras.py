@@ -9,6 +9,7 @@ and `streamrestore run` are compared the way a user would, with ffprobe and pack
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from functools import lru_cache
 import shutil
@@ -19,6 +20,7 @@ import pytest
 
 from support.media import (AudioTrack, SubtitleTrack, ffmpeg, make_clip, packet_hashes, packets, panned_frames,
                            probe, video_times)
+from streamrestore.errors import OutputError
 from streamrestore.media.extras import ContainerExtras, cut_chapters, in_range, timecode_after
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,
@@ -165,6 +167,21 @@ def test_range_keeps_chapters_cut_to_it_and_the_timecode_of_its_first_frame(clip
     assert packet_hashes(cut)[_indices(cut, "cover")[0]] == packet_hashes(src)[_indices(src, "cover")[0]]
     if kind == "mkv":
         assert _attachments(cut) == [("font.ttf", "font/ttf", clips["font"].read_bytes())]
+
+
+# -- an output that cannot hold them ---------------------------------------------------------------
+@pytest.mark.parametrize(("kind", "ext", "words"), [("mkv", ".mp4", "cannot carry subtitle stream #2 (ssa)"),
+                                                   ("mp4", ".mov", "cannot carry the cover art")])
+def test_an_output_that_cannot_hold_the_source_is_refused_before_any_segment(clips, tmp_path, cli, kind, ext, words):
+    job_dir = tmp_path / "job"
+    ran = cli("run", clips[kind], "--chain", "identity", "-o", tmp_path / f"run{ext}")
+
+    refused = cli("job", clips[kind], "--chain", "identity", "-o", tmp_path / f"job{ext}", "--job", job_dir)
+
+    assert refused.code == ran.code == OutputError.exit_code
+    assert refused.lines[-1] == ran.lines[-1] and words in ran.lines[-1]  # the same message (after the progress bar)
+    assert not job_dir.exists(), "refused before the job directory (and any segment) was made"
+    assert not [name for name in os.listdir(tmp_path) if "streamrestore-" in name], "no temporary output left"
 
 
 # -- data streams ----------------------------------------------------------------------------------
