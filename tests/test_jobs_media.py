@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from support.media import alpha_clip, hdr10_clip, interlaced_clip, packets, planes, telecined_clip, video_frames
+from support.media import (alpha_clip, hdr10_clip, interlaced_clip, make_clip, packets, panned_frames, planes,
+                           telecined_clip, video_frames)
 from streamrestore.errors import JobMismatchError
 from streamrestore.jobs import Job, JobOptions
 from streamrestore.restore import OutputSettings, RunSettings, restore_video
@@ -88,6 +89,21 @@ def test_a_resume_with_another_field_policy_is_refused(interlaced, tmp_path):
     with pytest.raises(JobMismatchError, match="fields, interlaced"):
         Job(str(interlaced), str(tmp_path / "b.mkv"), "unsharp",
             JobOptions(RunSettings(interlaced="keep"), FFV1, segment_seconds=SEGMENT, job_dir=str(job_dir))).plan()
+
+
+@pytest.mark.parametrize("blank", [True, False])
+def test_damaged_frames_are_repaired_as_in_run(tmp_path, blank):
+    # Packets 5 and 9 lost (blank: no picture) or garbled (concealed), inside segments 1 and 2.
+    source = make_clip(tmp_path / "damaged.mp4", panned_frames(16, 96, 64), garble=[5, 9], blank=blank,
+                       options={"g": "4", "bf": "0"}).path
+    whole, joined = tmp_path / "run.mkv", tmp_path / "job.mkv"
+    reference = restore_video(source, str(whole), "deinterlace,unsharp", output=FFV1)
+
+    report = Job(source, str(joined), "deinterlace,unsharp", JobOptions(output=FFV1, segment_seconds=SEGMENT)).run()
+
+    assert report.segments == 4 and report.frames == 32
+    assert report.damaged_frames == reference.damaged_frames == 2  # each counted once, by its own segment
+    assert_same_frames(whole, joined)
 
 
 # -- telecined -------------------------------------------------------------------------------------

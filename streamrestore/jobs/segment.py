@@ -132,7 +132,10 @@ def run_segment(task: SegmentTask, on_frames: Callable[[int], None] = lambda cou
             raise
     finally:
         reader.close()
-    return PieceResult(seg.index, digest, size, writer.frames_written, reader.damaged_frames,
+    # Damage in the warm-up frames is the neighbouring segment's to count.
+    damaged = sum(1 for pts in reader.damaged_pts if pts is not None and pts >= seg.start_pts
+                  and (seg.end_pts is None or pts < seg.end_pts))
+    return PieceResult(seg.index, digest, size, writer.frames_written, damaged,
                        time.perf_counter() - started, time.process_time() - cpu_started, own.written_pts())
 
 

@@ -131,6 +131,8 @@ class MediaReader:
     def __init__(self, source: str, timeout: float = 15.0) -> None:
         self.source = source
         self.damaged_frames = 0
+        self.damaged_pts: list[int | None] = []
+        """Source timestamps of the damaged frames (a job counts its segments' own)."""
         self.repaired_frames = 0
         self.frames_read = 0
         self.resized_frames = 0
@@ -391,6 +393,7 @@ class MediaReader:
                 self.retimed_frames += 1
             if frame.is_corrupt:
                 self.damaged_frames += 1
+                self.damaged_pts.append(pts)
             last, last_pts = frame, pts
             self.frames_read += 1
             yield from deliver(frame, pts)
@@ -469,6 +472,7 @@ class MediaReader:
 
     def _repair(self, frame: av.VideoFrame, pts: int, deliver: Callable) -> Iterator[DecodedFrame]:
         self.damaged_frames += 1
+        self.damaged_pts.append(pts)
         self.repaired_frames += 1
         self.frames_read += 1
         yield from deliver(frame, pts, True)
