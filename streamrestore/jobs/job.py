@@ -39,7 +39,7 @@ from ..media.reader import MediaReader, Span
 from ..media.writer import EncodeSettings
 from ..restore import OutputSettings, PreparedChain, RunSettings, encode_settings, output_video
 from . import manifest as manifests
-from .join import Window, join_pieces
+from .join import Window, check_output, join_pieces
 from .plan import DEFAULT_SEGMENT_SECONDS, Segment, SourceIndex, frame_range, index_source, make_plan
 from .segment import PieceResult, SegmentTask, file_digest, first_device, remember_chain
 
@@ -249,6 +249,7 @@ class Job:
                               stream_format=opts.output.format)
         if target.is_stdout:
             raise OutputError("a job writes a file; give -o PATH (not -)")
+        check_output(self.source, target.temporary, target.format, self.video, self.encode, target.container_options)
         manifests.ensure_folder(self.job_dir)
         self._verify_pieces(manifest)
         self._clean_partials()
