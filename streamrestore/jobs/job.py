@@ -331,17 +331,23 @@ class Job:
             leftover.unlink(missing_ok=True)
 
     def _check_space(self, tasks: list[SegmentTask]) -> None:
-        """Pieces still to write plus the joined output must fit; say so before any work."""
+        """Pieces still to write plus the joined output must fit; say so before any work.
+
+        The pieces go to the job directory and the output beside its final name: on one filesystem both
+        must fit together, on two each must fit on its own.
+        """
         frames = sum(t.segment.count for t in tasks)
         total = sum(s.count for s in self.plan().segments)
         per_frame = estimate_frame_bytes(self._source_info, self.scale, self.encode.codec, self.source,
                                          len(self._index.pts))
         per_frame *= float(self.fields.rate / (2 if self.fields.field_split else 1))  # frames per source frame
-        needed = int(per_frame * (frames + total))
-        free = shutil.disk_usage(self.job_dir).free
-        if needed > free:
-            raise DiskFullError(f"the job needs about {needed / 1e9:.1f} GB and {str(self.job_dir)!r} has "
-                                f"{free / 1e9:.1f} GB free; free space or choose --job DIR elsewhere")
+        pieces, joined = int(per_frame * frames), int(per_frame * total)
+        output_folder = Path(os.path.abspath(self.output)).parent
+        if filesystem_of(output_folder) == filesystem_of(self.job_dir):
+            _check_free(self.job_dir, pieces + joined, "the job", "choose --job DIR elsewhere")
+        else:
+            _check_free(self.job_dir, pieces, "the job's pieces", "choose --job DIR elsewhere")
+            _check_free(output_folder, joined, "the output", "choose another -o")
 
     def _window(self) -> Window | None:
         if self._range is None:
@@ -352,6 +358,17 @@ class Job:
         start_pts = self._index.pts[first]
         end_time = self._index.pts[end] * tb if end < len(self._index.pts) else None
         return Window(Fraction(start_pts) * tb, end_time)
+
+
+def filesystem_of(folder: Path) -> int:
+    return os.stat(folder).st_dev
+
+
+def _check_free(folder: Path, needed: int, what: str, remedy: str) -> None:
+    free = shutil.disk_usage(folder).free
+    if needed > free:
+        raise DiskFullError(f"{what} needs about {needed / 1e9:.1f} GB and {str(folder)!r} has "
+                            f"{free / 1e9:.1f} GB free; free space or {remedy}")
 
 
 def reproducible(settings: EncodeSettings) -> EncodeSettings:
