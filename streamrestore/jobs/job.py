@@ -367,8 +367,12 @@ def filesystem_of(folder: Path) -> int:
 def _check_free(folder: Path, needed: int, what: str, remedy: str) -> None:
     free = shutil.disk_usage(folder).free
     if needed > free:
-        raise DiskFullError(f"{what} needs about {needed / 1e9:.1f} GB and {str(folder)!r} has "
-                            f"{free / 1e9:.1f} GB free; free space or {remedy}")
+        raise DiskFullError(f"{what} needs about {_size(needed)} and {str(folder)!r} has {_size(free)} free; "
+                            f"free space or {remedy}")
+
+
+def _size(count: int) -> str:
+    return f"{count / 1e9:.1f} GB" if count >= 1e9 else f"{count / 1e6:.0f} MB"
 
 
 def reproducible(settings: EncodeSettings) -> EncodeSettings:
