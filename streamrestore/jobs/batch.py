@@ -20,11 +20,14 @@ from typing import Callable
 
 from ..errors import ConfigError, InputNotFoundError, StreamRestoreError
 from .job import Job, JobOptions
+from . import manifest as manifests
 from .manifest import input_identity
 
 VIDEO_SUFFIXES = {".mkv", ".mp4", ".mov", ".m4v", ".avi", ".ts", ".m2ts", ".mts", ".webm", ".mpg", ".mpeg",
                   ".vob", ".flv", ".wmv", ".3gp", ".ogv", ".dv", ".mxf", ".nut", ".y4m"}
 LEDGER = ".streamrestore-done.json"
+LOCK = ".streamrestore-lock"
+"""Held in the output folder while files are restored into it: two runs would race on the ledger and the files."""
 
 
 @dataclass(frozen=True)
@@ -70,13 +73,26 @@ def restore_many(spec: str, output_folder: str, chain: str, options: JobOptions 
                  on_frames: Callable[[int], None] = lambda count: None,
                  on_file: Callable[[FileOutcome], None] = lambda outcome: None) -> list[FileOutcome]:
     """Restore every file ``spec`` names into ``output_folder`` (mirrored tree); never stops at a failure."""
-    from ..media.images import IMAGE_SUFFIXES
-
-    files = expand_inputs(spec)
+    files = outside(expand_inputs(spec), output_folder)
     out_root = Path(output_folder)
     if out_root.exists() and not out_root.is_dir():
         raise ConfigError(f"-o {output_folder!r} must be a folder when the input names several files")
     out_root.mkdir(parents=True, exist_ok=True)
+    with manifests.locked(out_root, "the output folder", LOCK):
+        return _restore_all(files, out_root, chain, options, on_frames, on_file)
+
+
+def outside(files: list[tuple[str, str]], output_folder: str) -> list[tuple[str, str]]:
+    """The files not in ``output_folder``: an output folder inside the input tree holds the earlier runs'
+    outputs, which a rerun would otherwise restore again into a folder one level deeper."""
+    root = os.path.realpath(output_folder)
+    return [(p, r) for p, r in files if os.path.commonpath([os.path.realpath(p), root]) != root]
+
+
+def _restore_all(files: list[tuple[str, str]], out_root: Path, chain: str, options: JobOptions,
+                 on_frames: Callable[[int], None], on_file: Callable[[FileOutcome], None]) -> list[FileOutcome]:
+    from ..media.images import IMAGE_SUFFIXES
+
     ledger = _Ledger(out_root / LEDGER)
     outcomes = []
     for source, relative in files:
@@ -84,6 +100,8 @@ def restore_many(spec: str, output_folder: str, chain: str, options: JobOptions 
         target = out_root / (Path(relative).with_suffix(".png") if is_image else Path(relative))
         started = time.perf_counter()
         try:
+            if not os.path.isfile(source):  # a list may name files that are not there
+                raise InputNotFoundError(f"input not found: {source!r}")
             key = _key(source, chain, options)
             if ledger.finished(relative, key, target):
                 outcome = FileOutcome(source, str(target), "skipped")
@@ -159,7 +177,7 @@ def pending(files: list[tuple[str, str]], output_folder: str, chain: str,
     root = Path(output_folder)
     ledger = _Ledger(root / LEDGER)
     left = []
-    for source, relative in files:
+    for source, relative in outside(files, output_folder):
         image = Path(source).suffix.lower() in IMAGE_SUFFIXES
         target = root / (Path(relative).with_suffix(".png") if image else Path(relative))
         try:

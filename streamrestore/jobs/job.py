@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..engine.budget import check_frames
-from ..errors import ConfigError, DiskFullError, OutputError
+from ..errors import ConfigError, DiskFullError, JobMismatchError, OutputError
 from ..media import encoder
 from ..media.output import OutputTarget, default_output_path
 from ..media.interlace import NO_FIELDS, FieldPlan
@@ -126,6 +126,7 @@ class Job:
         """What is done with the fields, decided once for the whole file (``PreparedChain.plan_fields``)."""
         self._resumed = 0
         self._redone = 0
+        self._fresh = False
 
     # -- plan ------------------------------------------------------------------------------------
     def plan(self) -> manifests.Manifest:
@@ -186,16 +187,24 @@ class Job:
             "segment_seconds": opts.segment_seconds, "span": list(self._range) if self._range else None,
         }
         source = manifests.input_identity(self.source)
+        if self.job_dir.exists() and not self.job_dir.is_dir():
+            raise OutputError(f"the job directory {str(self.job_dir)!r} is not a directory; choose another --job")
         found = None
         if self.job_dir.exists() and not opts.restart:
             found = manifests.load(self.job_dir)
         if found is not None:
             found.check(source, settings)
+            # The plan follows from the input and the settings just checked; one that differs was edited (or
+            # is from a version that plans otherwise): its pieces would join into other frames than asked for.
+            if found.segments != segments:
+                raise JobMismatchError(f"the job directory's plan ({len(found.segments)} segments) is not this "
+                                       f"input's ({len(segments)} segments); use --restart to start over")
             self.manifest = found
         else:
-            if opts.restart and self.job_dir.exists():
-                shutil.rmtree(self.job_dir)
             self.manifest = manifests.Manifest(source, settings, segments)
+        # A new manifest (none yet, or --restart): pieces already in the folder are not its own. run() removes
+        # them under the job directory's lock; a run still using them would hold that lock.
+        self._fresh = found is None
         return self.manifest
 
     def status(self) -> JobStatus:
@@ -250,9 +259,21 @@ class Job:
         if target.is_stdout:
             raise OutputError("a job writes a file; give -o PATH (not -)")
         check_output(self.source, target.temporary, target.format, self.video, self.encode, target.container_options)
+        if opts.workers is not None and opts.workers < 1:
+            raise ConfigError(f"--workers must be at least 1, got {opts.workers}")
         manifests.ensure_folder(self.job_dir)
+        with manifests.locked(self.job_dir, "the job directory"):
+            return self._run_locked(manifest, target, started, on_frames, on_piece)
+
+    def _run_locked(self, manifest: manifests.Manifest, target: OutputTarget, started: float,
+                    on_frames: Callable[[int], None], on_piece: Callable[[PieceResult], None]) -> JobReport:
+        opts = self.options
+        if self._fresh:
+            manifests.clear(self.job_dir)
+            self._fresh = False
         self._verify_pieces(manifest)
-        self._clean_partials()
+        for leftover in manifests.leftovers(self.job_dir):
+            manifests.discard(leftover)
         manifests.save(self.job_dir, manifest)
         tasks = self.tasks()
         self._check_space(tasks)
@@ -294,7 +315,7 @@ class Job:
             target.abort()
             raise
         if not opts.keep_job:
-            shutil.rmtree(self.job_dir, ignore_errors=True)
+            manifests.remove(self.job_dir)  # only the job's own files: --job may name a folder with others in it
         return JobReport(self.output, frames, len(manifest.segments), self._resumed, self._redone,
                          sum(r.damaged_frames for r in results), time.perf_counter() - started, workers, results)
 
@@ -318,17 +339,17 @@ class Job:
         """Keep the listed pieces whose checksum matches; forget the others (they are redone)."""
         for index, piece in list(manifest.pieces.items()):
             path = self.piece_path(index)
-            ok = path.is_file() and path.stat().st_size == piece["bytes"] and file_digest(str(path))[0] == piece["sha256"]
+            pts = piece.get("pts")
+            ok = (index < len(manifest.segments) and path.is_file() and not path.is_symlink()
+                  and path.stat().st_size == piece["bytes"] and (pts is None or len(pts) == piece["frames"])
+                  and file_digest(str(path))[0] == piece["sha256"])
             if ok:
                 self._resumed += 1
             else:
                 del manifest.pieces[index]
-                self._redone += 1
-                path.unlink(missing_ok=True)
-
-    def _clean_partials(self) -> None:
-        for leftover in self.job_dir.glob("*.partial"):
-            leftover.unlink(missing_ok=True)
+                if index < len(manifest.segments):  # an index beyond the plan was never a piece of it
+                    self._redone += 1
+                manifests.discard(path)
 
     def _check_space(self, tasks: list[SegmentTask]) -> None:
         """Pieces still to write plus the joined output must fit; say so before any work.
