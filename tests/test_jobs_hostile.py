@@ -263,3 +263,17 @@ def test_a_list_of_ten_thousand_missing_files_fails_each_as_not_found(tmp_path):
     assert len(outcomes) == 10_000 and {o.status for o in outcomes} == {"failed"}
     assert {o.exit_code for o in outcomes} == {InputNotFoundError.exit_code}  # was 1
     assert outcomes[5].message == "input not found: '/nonexistent/dir5/clip5.mkv'"
+
+
+def test_an_input_that_grows_during_the_run_is_not_joined(finished, tmp_path):
+    # Was: planned on the old file, joined with the grown one's other streams, exit 0; only the next run
+    # noticed the change. Now the join is refused (exit 14) and the pieces stay for --restart to discard.
+    src = tmp_path / "clip.mkv"
+    shutil.copy(finished[0], src)
+    job = _job(src, tmp_path / "out.mkv", tmp_path / "job")
+    job.plan()
+    with open(src, "ab") as grown:
+        grown.write(b"\0" * 4096)
+    with pytest.raises(JobMismatchError, match=r"^the input changed since the job started \(size, mtime_ns"):
+        job.run()
+    assert not (tmp_path / "out.mkv").exists() and len(list((tmp_path / "job").glob("piece-*.nut"))) == 3

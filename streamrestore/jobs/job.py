@@ -203,7 +203,7 @@ class Job:
         else:
             self.manifest = manifests.Manifest(source, settings, segments)
         # A new manifest (none yet, or --restart): pieces already in the folder are not its own. run() removes
-        # them under the job directory's lock; a run still using them would hold that lock.
+        # them under the job directory's lock (a run still using them would hold it), or tasks() does.
         self._fresh = found is None
         return self.manifest
 
@@ -221,6 +221,7 @@ class Job:
         manifest = self.plan()
         assert self._index is not None
         manifests.ensure_folder(self.job_dir)
+        self._forget_old_pieces()
         pending = []
         for seg in manifest.segments:
             if seg.index in manifest.pieces:
@@ -230,6 +231,12 @@ class Job:
                                        seg, self._segment_span(seg), self.chain_text, self.options.run,
                                        self.encode, self.fields, self._primer() if seg.context_first > 0 else None))
         return pending
+
+    def _forget_old_pieces(self) -> None:
+        """A new manifest (none yet, or ``restart``): files of an earlier job in the folder are not its pieces."""
+        if self._fresh:
+            manifests.clear(self.job_dir)
+            self._fresh = False
 
     def _segment_span(self, seg: Segment) -> Span:
         """The frames a segment decodes; with a field filter, the outer ones are fed to the filter only."""
@@ -268,9 +275,7 @@ class Job:
     def _run_locked(self, manifest: manifests.Manifest, target: OutputTarget, started: float,
                     on_frames: Callable[[int], None], on_piece: Callable[[PieceResult], None]) -> JobReport:
         opts = self.options
-        if self._fresh:
-            manifests.clear(self.job_dir)
-            self._fresh = False
+        self._forget_old_pieces()
         self._verify_pieces(manifest)
         for leftover in manifests.leftovers(self.job_dir):
             manifests.discard(leftover)
@@ -303,6 +308,9 @@ class Job:
                 from .local import run_in_processes
 
                 run_in_processes(tasks, workers, finished, on_frames)
+        # A file still being written (a recording, a copy in progress) must not be joined with the audio of a
+        # longer file than the pieces were planned from: the next run refuses it anyway (exit 14).
+        manifest.check(manifests.input_identity(self.source), manifest.settings)
         pieces = [str(self.piece_path(s.index)) for s in manifest.segments]
         # A field filter retimes the frames: each piece lists its own; otherwise they are the source's.
         frame_pts = [manifest.pieces[s.index].get("pts") or list(self._index.pts[s.first: s.first + s.count])
