@@ -80,7 +80,7 @@ def main() -> None:
         return str(path)
 
     def job(name: str, **options) -> Job:
-        return Job(str(clip), out(name), args.chain, JobOptions(preset=args.preset, **options))
+        return Job(str(clip), out(name), args.chain, JobOptions(output=OutputSettings(preset=args.preset), **options))
 
     if args.workers_only:
         first_segment = float(args.segments.split(",")[0])

@@ -63,10 +63,9 @@ def _video_dts(path: Path) -> list[int]:
         return [p.dts for p in container.demux(video=0) if p.size]
 
 
-def _job(src: Path, dst: Path, chain: str, **options) -> Job:
+def _job(src: Path, dst: Path, chain: str, codec: str | None = None, preset: str = "ultrafast", **options) -> Job:
     options.setdefault("segment_seconds", SEGMENT)
-    options.setdefault("preset", "ultrafast")
-    return Job(str(src), str(dst), chain, JobOptions(**options))
+    return Job(str(src), str(dst), chain, JobOptions(output=OutputSettings(codec=codec, preset=preset), **options))
 
 
 # -- 1. lossless: segmented == unsegmented ---------------------------------------------------------
@@ -215,7 +214,7 @@ def test_range_is_frame_exact_with_audio_in_sync(tmp_path):
     cut = tmp_path / "cut.mkv"
 
     report = restore_range(str(src), str(cut), TDENOISE, start=0.5, duration=0.5,
-                           options=JobOptions(segment_seconds=SEGMENT, codec="ffv1"))
+                           options=JobOptions(output=OutputSettings(codec="ffv1"), segment_seconds=SEGMENT))
 
     assert report.frames == 12
     assert all(np.array_equal(a, b) for a, b in zip(_pixels(cut), _pixels(whole)[12:24], strict=True))

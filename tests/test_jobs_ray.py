@@ -16,6 +16,7 @@ import pytest
 
 from support.media import AudioTrack, make_clip, packets, panned_frames, video_frames
 from streamrestore.jobs import Job, JobOptions
+from streamrestore.restore import OutputSettings
 
 pytestmark = pytest.mark.slow  # a real local Ray cluster (about 80 s)
 
@@ -40,7 +41,7 @@ def test_ray_job_survives_a_killed_worker(cluster, tmp_path):
               options={"preset": "medium", "bframes": "3", "g": "4"}, audio=[AudioTrack("aac", seconds=1.3)])
     # A temporal chain (slow enough that a segment is still running when its worker is killed).
     chain = "tdenoise:search=9:template=5"
-    options = dict(segment_seconds=0.3, preset="veryfast")
+    options = dict(segment_seconds=0.3, output=OutputSettings(preset="veryfast"))
     local = tmp_path / "local.mkv"
     Job(str(src), str(local), chain, JobOptions(workers=1, **options)).run()
 

@@ -106,15 +106,17 @@ def restore_many(spec: str, output_folder: str, chain: str, options: JobOptions 
 def _restore_one(source: str, target: str, chain: str, options: JobOptions, is_image: bool,
                  on_frames: Callable[[int], None]) -> int:
     if is_image:
-        from ..restore import PreparedChain, RunSettings
+        from ..restore import PreparedChain
 
-        run = RunSettings(device=options.device, precision=options.precision, content=options.content)
-        PreparedChain(chain, run).restore_image_file(source, target, overwrite=True)
+        from .segment import first_device
+
+        PreparedChain(chain, first_device(options.run)).restore_image_file(source, target, overwrite=True)
         on_frames(1)
         return 1
     # The ledger, not the output's existence, says whether a file is finished: an output left by
     # something else is replaced.
-    job = Job(source, target, chain, dataclasses.replace(options, job_dir=None, overwrite=True))
+    job = Job(source, target, chain, dataclasses.replace(options, job_dir=None,
+                                                         output=dataclasses.replace(options.output, overwrite=True)))
     return job.run(on_frames=on_frames).frames
 
 

@@ -37,10 +37,19 @@ def add_job_parser(commands: Any, chain_help: str) -> None:
     job.add_argument("--preset", help="encoder speed preset (x264/x265 default: medium)")
     job.add_argument("--pix-fmt", help="output pixel format (default: the source's)")
     job.add_argument("--encoder-threads", type=int, help="encoder threads per worker (default 0 = automatic)")
+    job.add_argument("--format", help="container of the output (default: from its name)")
     job.add_argument("--device", help="auto (default), cpu, cuda, cuda:N, or cuda:0,cuda:1 (one per worker)")
     job.add_argument("--content", choices=("photo", "anime"), default="photo", help="which models the aliases use")
+    job.add_argument("--interlaced", choices=("auto", "deinterlace", "keep", "progressive"), default="auto",
+                     help="interlaced input, as for `streamrestore run` (auto: bwdif at field rate before stages "
+                     "that change pixels; keep: process each field, output stays interlaced)")
     job.add_argument("--batch", type=int, help="frames per batch through the stages")
     job.add_argument("--precision", choices=("auto", "float32", "float16", "bfloat16"), default="auto")
+    job.add_argument("--tile", type=int, default=0, help="tile side in input pixels for tileable stages (default 0)")
+    job.add_argument("--max-pixels", type=int, default=None, metavar="N",
+                     help="refuse a chain whose frames are over N pixels (default 268435456; 0: no check)")
+    job.add_argument("--cpu-threads", type=int, help="torch threads per worker (default: cores / workers)")
+    job.add_argument("--strict", action="store_true", help="fail on damaged frames instead of repairing them")
     job.add_argument("-q", "--quiet", action="store_true", help="no progress display or summary")
     job.add_argument("--debug", action="store_true", help="show a traceback on errors")
 
@@ -48,6 +57,8 @@ def add_job_parser(commands: Any, chain_help: str) -> None:
 def run_job_command(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from ..cli import _max_pixels
+    from ..restore import OutputSettings, RunSettings
     from .batch import count_frames, expand_inputs, is_many, pending, restore_many
     from .job import Job, JobOptions
 
@@ -55,13 +66,14 @@ def run_job_command(args: argparse.Namespace) -> int:
     frames = _frames(args.frames) if args.frames else None
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
-    options = JobOptions(
-        segment_seconds=args.segment_seconds, workers=args.workers, job_dir=args.job_dir, restart=args.restart,
-        keep_job=args.keep_job, overwrite=args.overwrite, start=args.start, duration=args.duration, frames=frames,
-        ray=args.ray, content=args.content, device=args.device,
-        precision=None if args.precision == "auto" else args.precision, batch_size=args.batch, codec=args.codec,
-        crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt, encoder_threads=args.encoder_threads,
-    )
+    run = RunSettings(device=args.device, precision=None if args.precision == "auto" else args.precision,
+                      batch_size=args.batch, cpu_threads=args.cpu_threads, tile=args.tile, content=args.content,
+                      strict=args.strict, max_pixels=_max_pixels(args), interlaced=args.interlaced)
+    output = OutputSettings(codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt,
+                            encoder_threads=args.encoder_threads, format=args.format, overwrite=args.overwrite)
+    options = JobOptions(run, output, segment_seconds=args.segment_seconds, workers=args.workers,
+                         job_dir=args.job_dir, restart=args.restart, keep_job=args.keep_job, start=args.start,
+                         duration=args.duration, frames=frames, ray=args.ray)
     if is_many(args.input):
         if not args.output:
             raise ConfigError("several input files need -o FOLDER")

@@ -1,6 +1,7 @@
 """The library API for archive jobs: ``Job(source, output, chain).run()`` restores a file as segments.
 
-    job = Job("film.mkv", "film.restored.mkv", "denoise,sr2", JobOptions(workers=2))
+    job = Job("film.mkv", "film.restored.mkv", "denoise,sr2",
+              JobOptions(RunSettings(device="cuda"), OutputSettings(codec="libx265"), workers=2))
     job.plan()      # index the input, build the plan, check the job directory (resume or refuse)
     job.status()    # segments and frames done / total
     job.run()       # restore the pieces still missing, join them, remove the job directory
@@ -21,44 +22,39 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
+from ..engine.budget import check_frames
 from ..errors import ConfigError, DiskFullError, OutputError
 from ..media import encoder
 from ..media.output import OutputTarget, default_output_path
 from ..media.reader import MediaReader
 from ..media.writer import EncodeSettings, choose_pix_fmt
-from ..restore import OutputSettings, PreparedChain, encode_settings
+from ..restore import OutputSettings, PreparedChain, RunSettings, encode_settings
 from . import manifest as manifests
 from .join import Window, join_pieces
 from .plan import DEFAULT_SEGMENT_SECONDS, SourceIndex, frame_range, index_source, make_plan
-from .segment import ChainSpec, PieceResult, SegmentTask, file_digest, remember_chain, run_settings
+from .segment import PieceResult, SegmentTask, file_digest, first_device, remember_chain
 
 
 @dataclass(frozen=True)
 class JobOptions:
-    """Everything about a job except its input, output and chain. None: the documented default."""
+    """Everything about a job except its input, output and chain. None: the documented default.
 
+    ``run`` and ``output`` mean what they mean to ``restore_video`` (a device list, ``cuda:0,cuda:1``,
+    gives one worker per device); the other fields are the job's own.
+    """
+
+    run: RunSettings = RunSettings()
+    output: OutputSettings = OutputSettings()
     segment_seconds: float = DEFAULT_SEGMENT_SECONDS
     workers: int | None = None
     job_dir: str | None = None
     restart: bool = False
     keep_job: bool = False
-    overwrite: bool = False
     start: float | None = None
     duration: float | None = None
     frames: tuple[int, int] | None = None
     ray: str | None = None
     """None: local workers; ``"auto"`` or a cluster address: Ray tasks."""
-    # How frames are computed and encoded (the same meaning as restore_video's arguments).
-    content: str = "photo"
-    device: str | None = None
-    precision: str | None = None
-    batch_size: int | None = None
-    codec: str | None = None
-    crf: float | None = None
-    preset: str | None = None
-    pix_fmt: str | None = None
-    encoder_threads: int | None = None
-    format: str | None = None
 
 
 @dataclass(frozen=True)
@@ -131,18 +127,16 @@ class Job:
 
             raise InputNotFoundError(f"input not found: {self.source!r}")
         opts = self.options
-        device = opts.device.split(",")[0] if opts.device else None  # a list: one device per worker
-        self._built = PreparedChain(self.chain_text, run_settings(dataclasses.replace(self.chain_spec(), device=device)))
+        self._built = PreparedChain(self.chain_text, first_device(opts.run))
         chain_plan = self._built.plan
-        wanted = encode_settings(chain_plan.output, OutputSettings(
-            codec=opts.codec, crf=opts.crf, preset=opts.preset, pix_fmt=opts.pix_fmt,
-            encoder_threads=opts.encoder_threads))
+        wanted = encode_settings(chain_plan.output, opts.output)
         runner = self._built.runner()
         before = sum(n.caps.frames_before for n in runner.nodes if n.caps.is_temporal)
         after = sum(n.caps.frames_after for n in runner.nodes if n.caps.is_temporal)
         reader = MediaReader(self.source)
         try:
             info = reader.info
+            check_frames(self._built.stages, info.height, info.width, opts.run.max_pixels)
             # The codec follows the source's, as in `streamrestore run` (media.encoder).
             self.encode = reproducible(encoder.resolve(wanted, info, reader.first_frame))
         finally:
@@ -155,9 +149,13 @@ class Job:
         self._span = frame_range(self._index, opts.start, opts.duration, opts.frames) if ranged else None
         self._lookahead = after
         segments = make_plan(self._index, opts.segment_seconds, before, after, self._span)
+        # Everything that decides the frames or the bitstream: a resume under other values is refused.
+        # (device, threads, timeout, strict and max_pixels decide where and whether, not what.)
+        run = opts.run
         settings = {
-            "chain": repr(chain_plan), "content": opts.content, "precision": opts.precision,
-            "batch": opts.batch_size, "encoder": dataclasses.asdict(self.encode), "pix_fmt": self._pix_fmt,
+            "chain": repr(chain_plan), "field_operations": repr(self._built.field_operations),
+            "content": run.content, "precision": run.precision, "batch": run.batch_size, "tile": run.tile,
+            "interlaced": run.interlaced, "encoder": dataclasses.asdict(self.encode), "pix_fmt": self._pix_fmt,
             "segment_seconds": opts.segment_seconds, "span": list(self._span) if self._span else None,
         }
         source = manifests.input_identity(self.source)
@@ -187,7 +185,6 @@ class Job:
         manifest = self.plan()
         assert self._index is not None
         manifests.ensure_folder(self.job_dir)
-        spec = self.chain_spec()
         pending = []
         for seg in manifest.segments:
             if seg.index in manifest.pieces:
@@ -196,13 +193,9 @@ class Job:
             primer = self._index.pts[: self._lookahead + 1] if seg.context_first > 0 else ()
             # Absolute paths: a worker process or a Ray node may start in another directory.
             pending.append(SegmentTask(os.path.abspath(self.source), os.path.abspath(self.piece_path(seg.index)),
-                                       seg, pts, spec,
+                                       seg, pts, self.chain_text, self.options.run,
                                        self.encode, self._pix_fmt, primer))
         return pending
-
-    def chain_spec(self) -> ChainSpec:
-        opts = self.options
-        return ChainSpec(self.chain_text, opts.content, opts.device, opts.precision, opts.batch_size)
 
     # -- run -------------------------------------------------------------------------------------
     def run(self, on_frames: Callable[[int], None] = lambda count: None,
@@ -211,7 +204,8 @@ class Job:
         started = time.perf_counter()
         manifest = self.plan()
         opts = self.options
-        target = OutputTarget(self.output, self.source, overwrite=opts.overwrite, stream_format=opts.format)
+        target = OutputTarget(self.output, self.source, overwrite=opts.output.overwrite,
+                              stream_format=opts.output.format)
         if target.is_stdout:
             raise OutputError("a job writes a file; give -o PATH (not -)")
         manifests.ensure_folder(self.job_dir)
@@ -220,8 +214,9 @@ class Job:
         manifests.save(self.job_dir, manifest)
         tasks = self.tasks()
         self._check_space(tasks)
-        device_list = opts.device.split(",") if opts.device else []
-        workers = 1 if not tasks else min(len(tasks), opts.workers or default_workers(opts.device, len(device_list)))
+        device = opts.run.device
+        device_list = device.split(",") if device else []
+        workers = 1 if not tasks else min(len(tasks), opts.workers or default_workers(device, len(device_list)))
         results: list[PieceResult] = []
 
         def finished(result: PieceResult) -> None:
@@ -238,9 +233,9 @@ class Job:
                 from .local import run_here
 
                 assert self._built is not None
-                first = dataclasses.replace(self.chain_spec(), device=device_list[0] if device_list else None)
-                remember_chain(first, self._built)
-                run_here([dataclasses.replace(t, chain=first) for t in tasks], finished, on_frames)
+                first = first_device(opts.run)
+                remember_chain(self.chain_text, first, self._built)
+                run_here([dataclasses.replace(t, run=first) for t in tasks], finished, on_frames)
             else:
                 from .local import run_in_processes
 

@@ -38,7 +38,7 @@ def _start_worker(progress: multiprocessing.Queue, devices: list[str], counter) 
 
 def _work(task: SegmentTask) -> PieceResult:
     if _device is not None:
-        task = dataclasses.replace(task, chain=dataclasses.replace(task.chain, device=_device))
+        task = dataclasses.replace(task, run=dataclasses.replace(task.run, device=_device))
     progress = _progress
     return run_segment(task, (lambda count: progress.put(count)) if progress is not None else (lambda count: None))
 
@@ -49,11 +49,12 @@ def run_in_processes(tasks: list[SegmentTask], workers: int, finished: Callable[
     after the running segments stopped (the finished ones stay in the manifest)."""
     context = multiprocessing.get_context("spawn")
     progress = context.Queue()
-    device = tasks[0].chain.device if tasks else None
+    device = tasks[0].run.device if tasks else None
     devices = device.split(",") if device and "," in device else []
     counter = context.Value("i", 0)
     threads = max(1, cpu_cores() // workers)
-    tasks = [dataclasses.replace(t, cpu_threads=t.cpu_threads or threads) for t in tasks]
+    tasks = [dataclasses.replace(t, run=dataclasses.replace(t.run, cpu_threads=t.run.cpu_threads or threads))
+             for t in tasks]
     error: BaseException | None = None
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
                              initargs=(progress, devices, counter)) as pool:

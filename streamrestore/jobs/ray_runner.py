@@ -45,13 +45,15 @@ def run_on_ray(tasks: list[SegmentTask], address: str, finished: Callable[[Piece
                on_frames: Callable[[int], None]) -> None:
     ray = _ray()
     connect(address)
-    device = tasks[0].chain.device if tasks else None
+    device = tasks[0].run.device if tasks else None
     gpu = device is not None and device.startswith("cuda")
     remote = ray.remote(num_cpus=0 if gpu else 1, num_gpus=1 if gpu else 0, max_retries=MAX_RETRIES)(_segment_task)
     if gpu:
-        tasks = [dataclasses.replace(t, chain=dataclasses.replace(t.chain, device="cuda")) for t in tasks]
+        tasks = [dataclasses.replace(t, run=dataclasses.replace(t.run, device="cuda")) for t in tasks]
     # One torch thread per task: Ray runs as many tasks as the node has CPUs.
-    pending = {remote.remote(dataclasses.replace(t, cpu_threads=t.cpu_threads or 1)): t for t in tasks}
+    one_thread = [dataclasses.replace(t, run=dataclasses.replace(t.run, cpu_threads=t.run.cpu_threads or 1))
+                  for t in tasks]
+    pending = {remote.remote(t): t for t in one_thread}
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1)
         for ref in done:

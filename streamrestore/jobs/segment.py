@@ -23,7 +23,7 @@ import numpy as np
 
 from ..engine.chain import ChainRunner
 from ..engine.threads import StreamSettings, run_stream
-from ..errors import MediaError
+from ..errors import CorruptInputError, MediaError
 from ..media.color import frame_to_rgb
 from ..media.reader import DecodedFrame, MediaReader, VideoInfo
 from ..media.writer import EncodeSettings, MediaWriter, OutputVideo
@@ -34,31 +34,21 @@ PIECE_FORMAT = "nut"
 
 
 @dataclass(frozen=True)
-class ChainSpec:
-    """How to build the chain in any process: the text the user gave plus what the aliases depend on."""
-
-    chain: str
-    content: str = "photo"
-    device: str | None = None
-    precision: str | None = None
-    batch_size: int | None = None
-
-
-@dataclass(frozen=True)
 class SegmentTask:
     source: str
     piece: str
     segment: Segment
     pts: tuple[int, ...]
     """Timestamps of the frames fed to the stages (context included), in presentation order."""
-    chain: ChainSpec
+    chain: str
+    """The chain as the user gave it (text or a preset's name): each process builds it from this."""
+    run: RunSettings
     encode: EncodeSettings
     pix_fmt: str
     primer_pts: tuple[int, ...] = ()
     """The file's first frames (as many as the chain looks ahead, plus one) when the segment is not at the
     start: run through the chain first so per-stream state (an automatic strength estimated on the
     stream's first frame) is the file's, not the segment's."""
-    cpu_threads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -72,26 +62,28 @@ class PieceResult:
     cpu_seconds: float
 
 
-_BUILT: dict[ChainSpec, PreparedChain] = {}
+_BUILT: dict[tuple[str, RunSettings], PreparedChain] = {}
 """Chains already built in this process (model weights load once per worker, not once per segment)."""
 
 
-def run_settings(spec: ChainSpec) -> RunSettings:
-    return RunSettings(device=spec.device, precision=spec.precision, batch_size=spec.batch_size,
-                       content=spec.content)
+def first_device(run: RunSettings) -> RunSettings:
+    """``run`` for one worker: a device list (``cuda:0,cuda:1``, one per worker) gives its first device."""
+    if run.device and "," in run.device:
+        return dataclasses.replace(run, device=run.device.split(",")[0])
+    return run
 
 
-def built_chain(spec: ChainSpec) -> PreparedChain:
-    if spec not in _BUILT:
+def built_chain(chain: str, run: RunSettings) -> PreparedChain:
+    if (chain, run) not in _BUILT:
         _BUILT.clear()
-        _BUILT[spec] = PreparedChain(spec.chain, run_settings(spec))
-    return _BUILT[spec]
+        _BUILT[chain, run] = PreparedChain(chain, run)
+    return _BUILT[chain, run]
 
 
-def remember_chain(spec: ChainSpec, prepared: PreparedChain) -> None:
+def remember_chain(chain: str, run: RunSettings, prepared: PreparedChain) -> None:
     """Reuse a chain the driver already built (one-worker runs in the driver's own process)."""
     _BUILT.clear()
-    _BUILT[spec] = prepared
+    _BUILT[chain, run] = prepared
 
 
 def run_segment(task: SegmentTask, on_frames: Callable[[int], None] = lambda count: None) -> PieceResult:
@@ -99,10 +91,9 @@ def run_segment(task: SegmentTask, on_frames: Callable[[int], None] = lambda cou
     from ..engine.placement import configure_cpu_threads
 
     started, cpu_started = time.perf_counter(), time.process_time()
-    if task.chain.device and "," in task.chain.device:  # a device list: one per worker; here the first
-        task = dataclasses.replace(task, chain=dataclasses.replace(task.chain, device=task.chain.device.split(",")[0]))
-    configure_cpu_threads(task.cpu_threads)
-    prepared = built_chain(task.chain)
+    task = dataclasses.replace(task, run=first_device(task.run))
+    configure_cpu_threads(task.run.cpu_threads)
+    prepared = built_chain(task.chain, task.run)
     probe = MediaReader(task.source)
     info = probe.info
     probe.close()
@@ -116,7 +107,9 @@ def run_segment(task: SegmentTask, on_frames: Callable[[int], None] = lambda cou
     depth = max(c.bits for c in av.VideoFormat(task.pix_fmt).components)
     try:
         run_stream(decoder, runner, _CoreOnly(writer, core, on_frames), np.dtype(np.uint16 if depth > 8 else np.uint8),
-                   StreamSettings(batch_size=task.chain.batch_size))
+                   StreamSettings(batch_size=task.run.batch_size))
+        if task.run.strict and decoder.damaged_frames:
+            raise CorruptInputError(f"{decoder.damaged_frames} damaged frame(s) in segment {seg.index} (--strict)")
         writer.close()
         if writer.frames_written != seg.count:
             raise MediaError(f"segment {seg.index}: wrote {writer.frames_written} of {seg.count} frames")
