@@ -16,7 +16,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from ..errors import ConfigError, InputNotFoundError, StreamRestoreError
 from .job import Job, JobOptions
@@ -68,8 +68,14 @@ def expand_inputs(spec: str) -> list[tuple[str, str]]:
 
 def restore_many(spec: str, output_folder: str, chain: str, options: JobOptions = JobOptions(),
                  on_frames: Callable[[int], None] = lambda count: None,
-                 on_file: Callable[[FileOutcome], None] = lambda outcome: None) -> list[FileOutcome]:
-    """Restore every file ``spec`` names into ``output_folder`` (mirrored tree); never stops at a failure."""
+                 on_file: Callable[[FileOutcome], None] = lambda outcome: None,
+                 on_start: Callable[[str, Job | None], None] = lambda source, job: None,
+                 on_piece: Callable[[Any], None] = lambda result: None) -> list[FileOutcome]:
+    """Restore every file ``spec`` names into ``output_folder`` (mirrored tree); never stops at a failure.
+
+    For a progress display: ``on_start(source, job)`` before a file is restored (``job`` is None for
+    an image), then its ``on_frames`` and ``on_piece`` reports, then ``on_file`` (also for a file
+    skipped or failed)."""
     from ..media.images import IMAGE_SUFFIXES
 
     files = expand_inputs(spec)
@@ -89,7 +95,7 @@ def restore_many(spec: str, output_folder: str, chain: str, options: JobOptions 
                 outcome = FileOutcome(source, str(target), "skipped")
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)
-                frames = _restore_one(source, str(target), chain, options, is_image, on_frames)
+                frames = _restore_one(source, str(target), chain, options, is_image, on_frames, on_start, on_piece)
                 ledger.record(relative, key, target)
                 outcome = FileOutcome(source, str(target), "done", frames, time.perf_counter() - started)
         except StreamRestoreError as error:
@@ -104,8 +110,10 @@ def restore_many(spec: str, output_folder: str, chain: str, options: JobOptions 
 
 
 def _restore_one(source: str, target: str, chain: str, options: JobOptions, is_image: bool,
-                 on_frames: Callable[[int], None]) -> int:
+                 on_frames: Callable[[int], None], on_start: Callable[[str, Job | None], None],
+                 on_piece: Callable[[Any], None]) -> int:
     if is_image:
+        on_start(source, None)
         from ..restore import PreparedChain
 
         from .segment import first_device
@@ -117,7 +125,8 @@ def _restore_one(source: str, target: str, chain: str, options: JobOptions, is_i
     # something else is replaced.
     job = Job(source, target, chain, dataclasses.replace(options, job_dir=None,
                                                          output=dataclasses.replace(options.output, overwrite=True)))
-    return job.run(on_frames=on_frames).frames
+    on_start(source, job)
+    return job.run(on_frames=on_frames, on_piece=on_piece).frames
 
 
 def _key(source: str, chain: str, options: JobOptions) -> str:

@@ -55,12 +55,11 @@ def add_job_parser(commands: Any, chain_help: str) -> None:
 
 
 def run_job_command(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from ..cli import _max_pixels
     from ..restore import OutputSettings, RunSettings
     from .batch import count_frames, expand_inputs, is_many, pending, restore_many
     from .job import Job, JobOptions
+    from .progress import JobProgress
 
     chain = args.config if args.config else args.chain
     frames = _frames(args.frames) if args.frames else None
@@ -78,21 +77,24 @@ def run_job_command(args: argparse.Namespace) -> int:
         if not args.output:
             raise ConfigError("several input files need -o FOLDER")
         files = expand_inputs(args.input)
-        # Frames of the files still to do only: finished ones are skipped and must not inflate the rate.
-        bar = tqdm(total=count_frames(pending(files, args.output, chain, options)), unit="frame", disable=args.quiet, file=sys.stderr,
-                   dynamic_ncols=True, desc=f"0/{len(files)} files")
-        done: list[Any] = []
+        # Frames of the files still to do only: finished ones are skipped and never counted.
+        counts = [count_frames([f]) for f in pending(files, args.output, chain, options)]
+        progress = JobProgress(sum(counts), files=len(files), quiet=args.quiet)
+        progress.estimate.plan_files(counts)
 
         def on_file(outcome: Any) -> None:
-            done.append(outcome)
-            bar.set_description(f"{len(done)}/{len(files)} files")
+            if outcome.status == "skipped":
+                progress.skip_file()
+                return
+            progress.end_file(outcome.status == "done")
             if outcome.status == "failed":
-                bar.write(f"streamrestore: {outcome.source}: {outcome.message}", file=sys.stderr)
+                progress.write(f"streamrestore: {outcome.source}: {outcome.message}")
 
         try:
-            outcomes = restore_many(args.input, args.output, chain, options, bar.update, on_file)
+            outcomes = restore_many(args.input, args.output, chain, options, progress.frames, on_file,
+                                    lambda source, job: progress.begin_file(job), progress.piece)
         finally:
-            bar.close()
+            progress.close()
         if not args.quiet:
             print(summary_table(outcomes), file=sys.stderr)
         failed = [o for o in outcomes if o.status == "failed"]
@@ -102,21 +104,15 @@ def run_job_command(args: argparse.Namespace) -> int:
 
     job = Job(args.input, args.output, chain, options)
     status = job.status()
-    bar = tqdm(total=status.frames, initial=status.frames_done, unit="frame", disable=args.quiet, file=sys.stderr,
-               dynamic_ncols=True, desc=f"{status.segments_done}/{status.segments} segments")
+    progress = JobProgress(status.frames, status.frames_done, quiet=args.quiet)
     if status.segments_done and not args.quiet:
-        bar.write(f"resuming {status.job_dir}: {status.segments_done} of {status.segments} segments done",
-                  file=sys.stderr)
-    pieces = [status.segments_done]
-
-    def on_piece(result: Any) -> None:
-        pieces[0] += 1
-        bar.set_description(f"{pieces[0]}/{status.segments} segments")
-
+        progress.write(f"resuming {status.job_dir}: {status.segments_done} of {status.segments} segments done")
     try:
-        report = job.run(on_frames=bar.update, on_piece=on_piece)
+        progress.begin_file(job)
+        report = job.run(on_frames=progress.frames, on_piece=progress.piece)
+        progress.end_file()
     finally:
-        bar.close()
+        progress.close()
     if not args.quiet:
         fps = report.frames / report.seconds if report.seconds else 0.0
         print(f"wrote {report.output}: {report.frames} frames in {report.segments} segments "
