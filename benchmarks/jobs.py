@@ -11,6 +11,8 @@ in this order, each run from a fresh output:
 - resume: the job as a subprocess, SIGKILLed once half its segments are in the manifest, then the
   same command again; total wall time (both runs) vs one uninterrupted job run;
 - --workers-only: just the 1-worker and 2-worker jobs (e.g. a model-bound chain);
+- --quick: just the one stream and a 1-worker job at the first segment length (with --interlaced: a 25i
+  clip, testsrc2 woven by FFmpeg's ``interlace`` and coded interlaced, so both deinterlace at field rate);
 - Ray (--ray): a local cluster (2 CPUs) started first, then the job through it, vs 2 local workers.
 
 Each line: wall seconds, fps, and CPU seconds per frame (user+sys of this process and its reaped
@@ -41,10 +43,14 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def make_clip(path: Path, width: int, height: int, seconds: float) -> None:
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate=24",
-                    "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-g", "24", "-pix_fmt", "yuv420p",
-                    str(path)], check=True)
+def make_clip(path: Path, width: int, height: int, seconds: float, interlaced: bool = False) -> None:
+    if interlaced:  # 50p woven into 25i, coded interlaced, a keyframe every second
+        video = ["-i", f"testsrc2=size={width}x{height}:rate=50", "-vf", "interlace=scan=tff", "-flags", "+ilme+ildct",
+                 "-top", "1", "-g", "25"]
+    else:
+        video = ["-i", f"testsrc2=size={width}x{height}:rate=24", "-g", "24"]
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", *video[:2], "-t", str(seconds), *video[2:],
+                    "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path)], check=True)
 
 
 def measure(label: str, frames: int, run) -> float:
@@ -66,12 +72,14 @@ def main() -> None:
     parser.add_argument("--ray", action="store_true")
     parser.add_argument("--workers-only", action="store_true",
                         help="only one worker (all cores to torch) vs 2 workers (one torch thread each)")
+    parser.add_argument("--quick", action="store_true", help="only one stream vs a 1-worker job")
+    parser.add_argument("--interlaced", action="store_true", help="a 25i clip (both paths deinterlace it)")
     args = parser.parse_args()
     print(f"load average at start: {os.getloadavg()}", flush=True)
     folder = Path(tempfile.mkdtemp(prefix="jobs-bench-"))
     clip = folder / "clip.mp4"
-    make_clip(clip, args.width, args.height, args.seconds)
-    frames = round(args.seconds * 24)
+    make_clip(clip, args.width, args.height, args.seconds, args.interlaced)
+    frames = round(args.seconds * (25 if args.interlaced else 24))  # source frames (25i: 50 written per second)
     print(f"clip: {args.width}×{args.height}, {frames} frames; chain {args.chain!r}; x264 {args.preset}", flush=True)
 
     def out(name: str) -> str:
@@ -90,9 +98,15 @@ def main() -> None:
                 lambda: job("w2.mp4", workers=2, segment_seconds=first_segment).run())
         print(f"load average at end: {os.getloadavg()}", flush=True)
         return
-    measure("one stream (restore_video)", frames,
-            lambda: restore_video(str(clip), out("one.mp4"), args.chain, output=OutputSettings(preset=args.preset)))
+    alone = measure("one stream (restore_video)", frames,
+                    lambda: restore_video(str(clip), out("one.mp4"), args.chain, output=OutputSettings(preset=args.preset)))
     first_segment = float(args.segments.split(",")[0])
+    if args.quick:
+        segmented = measure(f"job, 1 worker, {first_segment:g} s segments", frames,
+                            lambda: job("w1.mp4", workers=1, segment_seconds=first_segment).run())
+        print(f"job vs one stream: {segmented / alone:.2f}× the wall time", flush=True)
+        print(f"load average at end: {os.getloadavg()}", flush=True)
+        return
     for seconds in (float(s) for s in args.segments.split(",")):
         measure(f"job, 1 worker, {seconds:g} s segments", frames,
                 lambda: job("w1.mp4", workers=1, segment_seconds=seconds).run())

@@ -35,7 +35,7 @@ from .media import interlace
 from .media.images import (IMAGE_SUFFIXES, check_image, is_image_path, read_image, read_picture, write_image,
                            write_picture)
 from .media.output import OutputTarget, default_output_path
-from .media.reader import MediaReader
+from .media.reader import MediaReader, VideoInfo
 from .media.writer import EncodeSettings, MediaWriter, OutputVideo, choose_pix_fmt
 from .presets import ChainPlan, parse_chain
 from .presets import build_chain
@@ -210,7 +210,8 @@ class PreparedChain:
         started = time.perf_counter()
         reader = MediaReader(src, timeout=self.run.timeout)
         try:
-            fields = self._apply_field_plan(reader)
+            fields = self.plan_fields(reader)
+            reader.apply_fields(fields)
             if fields.notice:
                 on_notice(fields.notice)
             info = reader.info
@@ -219,15 +220,12 @@ class PreparedChain:
             if target is None:
                 target = OutputTarget(default_output_path(src, settings.codec), src, overwrite=output.overwrite,
                                       stream_format=output.format)  # fmt: skip
-            width, height = info.width * self.scale, info.height * self.scale
-            out_fmt = choose_pix_fmt(settings, info, width, height)  # per field when fields are woven back
+            video = output_video(settings, info, self.scale, fields)
+            width, height, out_fmt = video.width, video.height, video.pix_fmt
             depth = max(c.bits for c in av.VideoFormat(out_fmt).components)
             loading = time.perf_counter()
             runner = self.runner(depth)  # placed once the output depth is known
             started += time.perf_counter() - loading  # the clock leaves out moving the weights, as before
-            if fields.field_split:
-                height *= 2
-            video = OutputVideo(width, height, out_fmt, info.color, info, fields.output_order, fields.field_split)
             writer = MediaWriter.for_source(target.temporary, target.format, video, settings, reader.describe(), container_options=target.container_options,
                                             label=target.destination)  # fmt: skip
             try:
@@ -254,19 +252,26 @@ class PreparedChain:
             warnings=tuple(reader.warnings() + writer.warnings), source_frames=reader.frames_read,
         )
 
-    def _apply_field_plan(self, reader: MediaReader) -> interlace.FieldPlan:
-        """Detect interlacing on the first frames, choose what to do with the fields, set the reader's filter."""
+    def plan_fields(self, reader: MediaReader) -> interlace.FieldPlan:
+        """Detect interlacing on the first frames and choose what to do with the fields (``reader.apply_fields``
+        applies it). A job decides this once, on the whole file, and every segment applies the same."""
         info = reader.info
         # No interlaced format is taller than 1080 lines: larger frames skip idet (and decoding far ahead).
         frames = reader.peek(interlace.IDET_FRAMES if info.height <= 1088 else 1)
         source = interlace.detect(reader.video.codec_context.field_order, frames, info.time_base, info.average_rate)
         touches_pixels = any(built.spec.name != "identity" for built in self.stages)
-        plan = interlace.plan_fields(self.field_operations, self.run.interlaced, source, touches_pixels,
+        return interlace.plan_fields(self.field_operations, self.run.interlaced, source, touches_pixels,
                                      info.average_rate)  # fmt: skip
-        if plan.filters:
-            reader.set_video_filter(interlace.FrameFilter(plan, frames[0], info.time_base, info.average_rate,
-                                                          info.sample_aspect_ratio))  # fmt: skip
-        return plan
+
+
+def output_video(settings: EncodeSettings, info: VideoInfo, scale: int, fields: interlace.FieldPlan) -> OutputVideo:
+    """The video stream written for frames described by ``info`` (after the field filter) restored at ``scale``:
+    the pixel format is chosen per field when fields are woven back, the frame is then twice a field's height."""
+    width, height = info.width * scale, info.height * scale
+    pix_fmt = choose_pix_fmt(settings, info, width, height)
+    if fields.field_split:
+        height *= 2
+    return OutputVideo(width, height, pix_fmt, info.color, info, fields.output_order, fields.field_split)
 
 
 def encode_settings(preset_output: dict[str, Any], output: OutputSettings) -> EncodeSettings:

@@ -7,12 +7,9 @@ the SHA-256 of every copied packet or attachment.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 import signal
-import subprocess
 from fractions import Fraction
 from pathlib import Path
 
@@ -20,32 +17,13 @@ import av
 import numpy as np
 import pytest
 
+from support.media import ffmpeg, packet_hashes, probe
 from streamrestore.cli import main
 from streamrestore.errors import NoVideoStreamError, OutputError
 from streamrestore.restore import OutputSettings, restore_video
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,
                                 reason="needs the ffmpeg and ffprobe commands (apt install ffmpeg)")
-
-
-def ffmpeg(*args: object) -> None:
-    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", *map(str, args)], check=True, timeout=60)
-
-
-def probe(path: Path) -> list[dict]:
-    """ffprobe's view of the streams: type, codec, dispositions and tags."""
-    out = subprocess.run(["ffprobe", "-v", "error", "-show_streams", "-of", "json", str(path)],
-                         check=True, capture_output=True, text=True, timeout=60).stdout
-    return json.loads(out)["streams"]
-
-
-def packet_hashes(path: Path) -> dict[int, list[str]]:
-    with av.open(str(path)) as container:
-        hashes: dict[int, list[str]] = {}
-        for packet in container.demux():
-            if packet.size:
-                hashes.setdefault(packet.stream.index, []).append(hashlib.sha256(bytes(packet)).hexdigest())
-    return hashes
 
 
 def restore(src: Path, dst: Path, **options) -> object:

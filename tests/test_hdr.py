@@ -16,25 +16,16 @@ from pathlib import Path
 import pytest
 from av.sidedata.sidedata import Type
 
+from support.media import hdr10_clip
 from streamrestore.media.hdr import HdrMetadata, MasteringDisplay, encoder_options, read_hdr
 from streamrestore.restore import OutputSettings, restore_video
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,
                                 reason="needs the ffmpeg and ffprobe commands (apt install ffmpeg)")
 
-MASTER_DISPLAY = "G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,1)"
-
-
 @pytest.fixture(scope="module")
 def hdr_clip(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("hdr") / "hdr10.mkv"
-    params = ("log-level=error:hdr-opt=1:repeat-headers=1:colorprim=bt2020:transfer=smpte2084:"
-              f"colormatrix=bt2020nc:master-display={MASTER_DISPLAY}:max-cll=1000,400")
-    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i", "testsrc2=size=64x64:rate=24",
-                    "-frames:v", "4", "-c:v", "libx265", "-preset", "ultrafast", "-pix_fmt", "yuv420p10le",
-                    "-color_primaries", "bt2020", "-color_trc", "smpte2084", "-colorspace", "bt2020nc",
-                    "-x265-params", params, str(path)], check=True, timeout=120)
-    return path
+    return hdr10_clip(tmp_path_factory.mktemp("hdr") / "hdr10.mkv", frames=4)
 
 
 def first_frame(path: Path) -> dict:

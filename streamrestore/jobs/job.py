@@ -9,11 +9,19 @@
 Running the same job again after a crash resumes it: pieces listed in the manifest are checked
 against their SHA-256 and kept; the rest are redone. A job directory made for another input or
 other settings is refused (``JobMismatchError``) unless ``restart`` is set.
+
+What happens to interlaced fields (deinterlace, IVTC, field split) is decided once here, on the
+file's first frames as ``restore_video`` decides it, and every segment applies that plan. With a
+field filter each segment decodes one more source frame on each side, fed to the filter only (a
+deinterlacer looks at the neighbouring frames). IVTC is planned as one segment: fieldmatch and
+decimate drop one frame in five counted from the stream's start, so segments cut anywhere else
+would keep other frames than ``run`` keeps.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import shutil
 import time
@@ -26,12 +34,13 @@ from ..engine.budget import check_frames
 from ..errors import ConfigError, DiskFullError, OutputError
 from ..media import encoder
 from ..media.output import OutputTarget, default_output_path
-from ..media.reader import MediaReader
-from ..media.writer import EncodeSettings, choose_pix_fmt
-from ..restore import OutputSettings, PreparedChain, RunSettings, encode_settings
+from ..media.interlace import NO_FIELDS, FieldPlan
+from ..media.reader import MediaReader, Span
+from ..media.writer import EncodeSettings
+from ..restore import OutputSettings, PreparedChain, RunSettings, encode_settings, output_video
 from . import manifest as manifests
 from .join import Window, join_pieces
-from .plan import DEFAULT_SEGMENT_SECONDS, SourceIndex, frame_range, index_source, make_plan
+from .plan import DEFAULT_SEGMENT_SECONDS, Segment, SourceIndex, frame_range, index_source, make_plan
 from .segment import PieceResult, SegmentTask, file_digest, first_device, remember_chain
 
 
@@ -112,8 +121,9 @@ class Job:
         self.manifest: manifests.Manifest | None = None
         self._built: PreparedChain | None = None
         self._index: SourceIndex | None = None
-        self._span: tuple[int, int] | None = None
-        self._pix_fmt = ""
+        self._range: tuple[int, int] | None = None
+        self.fields: FieldPlan = NO_FIELDS
+        """What is done with the fields, decided once for the whole file (``PreparedChain.plan_fields``)."""
         self._resumed = 0
         self._redone = 0
 
@@ -135,28 +145,45 @@ class Job:
         after = sum(n.caps.frames_after for n in runner.nodes if n.caps.is_temporal)
         reader = MediaReader(self.source)
         try:
+            # Decided once, on the file's first frames as `run` does; every segment applies the same filter.
+            self.fields = self._built.plan_fields(reader)
+            reader.apply_fields(self.fields)
             info = reader.info
             check_frames(self._built.stages, info.height, info.width, opts.run.max_pixels)
             # The codec follows the source's, as in `streamrestore run` (media.encoder).
             self.encode = reproducible(encoder.resolve(wanted, info, reader.first_frame))
+            self._source_info = reader.source_info
         finally:
             reader.close()
         self.scale = runner.scale
-        self._pix_fmt = choose_pix_fmt(self.encode, info, info.width * self.scale, info.height * self.scale)
-        self._info = info
+        self.video = output_video(self.encode, info, self.scale, self.fields)
         self._index = index_source(self.source)
         ranged = opts.start is not None or opts.duration is not None or opts.frames is not None
-        self._span = frame_range(self._index, opts.start, opts.duration, opts.frames) if ranged else None
+        self._range = frame_range(self._index, opts.start, opts.duration, opts.frames) if ranged else None
         self._lookahead = after
-        segments = make_plan(self._index, opts.segment_seconds, before, after, self._span)
+        segment_seconds = opts.segment_seconds
+        total = len(self._index.pts)
+        if self.fields.retime is not None:
+            # IVTC: fieldmatch and decimate work in cycles of five frames counted from the stream's start, so
+            # a segment cut anywhere else would drop other frames: the whole range is one segment, decoded
+            # from the file's start.
+            segment_seconds, before, after = math.inf, total, total
+        elif self.fields.filters:
+            # Context in source frames: enough for the stages' window over the filtered frames, plus one frame
+            # each side fed only to the filter (a deinterlacer looks at the neighbouring frames).
+            before = math.ceil(before / self.fields.rate) + 1
+            after = math.ceil(after / self.fields.rate) + 1
+        segments = make_plan(self._index, segment_seconds, before, after, self._range)
         # Everything that decides the frames or the bitstream: a resume under other values is refused.
         # (device, threads, timeout, strict and max_pixels decide where and whether, not what.)
         run = opts.run
+        fields = self.fields
         settings = {
             "chain": repr(chain_plan), "field_operations": repr(self._built.field_operations),
+            "fields": repr((fields.filters, fields.rate, fields.retime, fields.field_split, fields.output_order)),
             "content": run.content, "precision": run.precision, "batch": run.batch_size, "tile": run.tile,
-            "interlaced": run.interlaced, "encoder": dataclasses.asdict(self.encode), "pix_fmt": self._pix_fmt,
-            "segment_seconds": opts.segment_seconds, "span": list(self._span) if self._span else None,
+            "interlaced": run.interlaced, "encoder": dataclasses.asdict(self.encode), "pix_fmt": self.video.pix_fmt,
+            "segment_seconds": opts.segment_seconds, "span": list(self._range) if self._range else None,
         }
         source = manifests.input_identity(self.source)
         found = None
@@ -189,13 +216,27 @@ class Job:
         for seg in manifest.segments:
             if seg.index in manifest.pieces:
                 continue
-            pts = self._index.pts[seg.context_first: seg.context_last + 1]
-            primer = self._index.pts[: self._lookahead + 1] if seg.context_first > 0 else ()
             # Absolute paths: a worker process or a Ray node may start in another directory.
             pending.append(SegmentTask(os.path.abspath(self.source), os.path.abspath(self.piece_path(seg.index)),
-                                       seg, pts, self.chain_text, self.options.run,
-                                       self.encode, self._pix_fmt, primer))
+                                       seg, self._segment_span(seg), self.chain_text, self.options.run,
+                                       self.encode, self.fields, self._primer() if seg.context_first > 0 else None))
         return pending
+
+    def _segment_span(self, seg: Segment) -> Span:
+        """The frames a segment decodes; with a field filter, the outer ones are fed to the filter only."""
+        pts = self._index.pts
+        margin = bool(self.fields.filters)
+        # context_first is 0 when clamped at the file's start: the file's first frame is read as `run` reads it.
+        deliver_from = pts[seg.context_first + 1] if margin and seg.context_first > 0 else pts[seg.context_first]
+        until = pts[seg.context_last] if margin and seg.context_last < len(pts) - 1 else None
+        return Span(seg.decode_from, pts[seg.context_first: seg.context_last + 1], deliver_from, until)
+
+    def _primer(self) -> Span:
+        pts = self._index.pts
+        if not self.fields.filters:
+            return Span(pts[0], pts[: self._lookahead + 1], pts[0])
+        count = min(len(pts), math.ceil((self._lookahead + 1) / self.fields.rate) + 1)
+        return Span(pts[0], pts[:count], pts[0], pts[count - 1] if count < len(pts) else None)
 
     # -- run -------------------------------------------------------------------------------------
     def run(self, on_frames: Callable[[int], None] = lambda count: None,
@@ -241,10 +282,12 @@ class Job:
 
                 run_in_processes(tasks, workers, finished, on_frames)
         pieces = [str(self.piece_path(s.index)) for s in manifest.segments]
-        frame_pts = [list(self._index.pts[s.first: s.first + s.count]) for s in manifest.segments]
+        # A field filter retimes the frames: each piece lists its own; otherwise they are the source's.
+        frame_pts = [manifest.pieces[s.index].get("pts") or list(self._index.pts[s.first: s.first + s.count])
+                     for s in manifest.segments]
         try:
             frames = join_pieces(self.source, pieces, frame_pts, target.temporary, target.format,
-                                 target.container_options, self._window())
+                                 target.container_options, self._window(), video=self.video)
             target.commit()
         except BaseException:
             target.abort()
@@ -259,6 +302,8 @@ class Job:
         manifest = self.plan()
         manifests.ensure_folder(self.job_dir)
         manifest.pieces[result.index] = {"sha256": result.sha256, "bytes": result.bytes, "frames": result.frames}
+        if self.fields.filters:
+            manifest.pieces[result.index]["pts"] = list(result.pts)
         manifests.save(self.job_dir, manifest)
 
     def resume(self, **callbacks) -> JobReport:
@@ -288,7 +333,9 @@ class Job:
         """Pieces still to write plus the joined output must fit; say so before any work."""
         frames = sum(t.segment.count for t in tasks)
         total = sum(s.count for s in self.plan().segments)
-        per_frame = estimate_frame_bytes(self._info, self.scale, self.encode.codec, self.source, len(self._index.pts))
+        per_frame = estimate_frame_bytes(self._source_info, self.scale, self.encode.codec, self.source,
+                                         len(self._index.pts))
+        per_frame *= float(self.fields.rate / (2 if self.fields.field_split else 1))  # frames per source frame
         needed = int(per_frame * (frames + total))
         free = shutil.disk_usage(self.job_dir).free
         if needed > free:
@@ -296,10 +343,10 @@ class Job:
                                 f"{free / 1e9:.1f} GB free; free space or choose --job DIR elsewhere")
 
     def _window(self) -> Window | None:
-        if self._span is None:
+        if self._range is None:
             return None
         assert self._index is not None
-        first, end = self._span
+        first, end = self._range
         tb = self._index.time_base
         start_pts = self._index.pts[first]
         end_time = self._index.pts[end] * tb if end < len(self._index.pts) else None

@@ -18,6 +18,7 @@ import av
 import av.error
 
 from ..errors import ConfigError, MediaError
+from ..media.extras import main_video, no_video_message
 from . import DEFAULT_SEGMENT_SECONDS
 
 
@@ -66,11 +67,11 @@ def index_source(path: str) -> SourceIndex:
     except av.error.FFmpegError as error:
         raise MediaError(f"{path!r} is not a readable media file ({getattr(error, 'strerror', error)})") from None
     with container:
-        if not container.streams.video:
+        video = main_video(container)  # never the cover art, which may come first
+        if video is None:
             from ..errors import NoVideoStreamError
 
-            raise NoVideoStreamError(f"{path!r} has no video stream")
-        video = container.streams.video[0]
+            raise NoVideoStreamError(no_video_message(container, repr(path)))
         stamps: list[int] = []
         keys: list[int] = []
         try:

@@ -57,7 +57,7 @@ def run_on_ray(tasks: list[SegmentTask], address: str, finished: Callable[[Piece
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1)
         for ref in done:
-            pending.pop(ref)
+            task = pending.pop(ref)
             try:
                 result = ray.get(ref)
             except ray.exceptions.RayTaskError as error:
@@ -68,4 +68,4 @@ def run_on_ray(tasks: list[SegmentTask], address: str, finished: Callable[[Piece
                     raise cause from None
                 raise StreamRestoreError(f"a segment failed on the Ray cluster: {error}") from None
             finished(result)
-            on_frames(result.frames)
+            on_frames(task.segment.count)  # source frames, as the local runners count

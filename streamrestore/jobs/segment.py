@@ -2,9 +2,13 @@
 
 A task is plain data ("this segment of this file, into this piece"): it reads the source and
 writes the piece, so it runs the same in this process, a worker process or a Ray task, and frames
-never travel between processes. The piece holds only the segment's own frames (the warm-up frames
-around it are decoded and fed to the stages, never written), at their source timestamps, in a NUT
-file (it keeps any time base exactly). It is written under a temporary name and renamed when
+never travel between processes. Decoding, the field filter (deinterlace, IVTC, field split: the
+plan the driver chose once for the file), alpha and the colour/HDR description are the
+single-stream path's own: ``MediaReader`` reads the segment's span and ``MediaWriter.for_source``
+encodes it, so a piece holds exactly the frames ``streamrestore run`` writes for those source
+frames. The piece holds only the segment's own frames (the warm-up frames around it are decoded
+and fed to the filter and the stages, never written), at the timestamps ``run`` gives them, in a
+NUT file (it keeps any time base exactly). It is written under a temporary name and renamed when
 complete, so a piece that exists is whole; its checksum goes into the manifest.
 """
 
@@ -15,19 +19,19 @@ import hashlib
 import os
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from fractions import Fraction
+from typing import Callable
 
 import av
-import av.error
 import numpy as np
 
 from ..engine.chain import ChainRunner
 from ..engine.threads import StreamSettings, run_stream
 from ..errors import CorruptInputError, MediaError
-from ..media.color import frame_to_rgb
-from ..media.reader import DecodedFrame, MediaReader, VideoInfo
-from ..media.writer import EncodeSettings, MediaWriter, OutputVideo
-from ..restore import PreparedChain, RunSettings
+from ..media.interlace import NO_FIELDS, FieldPlan
+from ..media.reader import MediaReader, Span
+from ..media.writer import EncodeSettings, MediaWriter
+from ..restore import PreparedChain, RunSettings, output_video
 from .plan import Segment
 
 PIECE_FORMAT = "nut"
@@ -38,14 +42,15 @@ class SegmentTask:
     source: str
     piece: str
     segment: Segment
-    pts: tuple[int, ...]
-    """Timestamps of the frames fed to the stages (context included), in presentation order."""
+    span: Span
+    """The source frames decoded and fed (context included), and the window of them that reaches the stages."""
     chain: str
     """The chain as the user gave it (text or a preset's name): each process builds it from this."""
     run: RunSettings
     encode: EncodeSettings
-    pix_fmt: str
-    primer_pts: tuple[int, ...] = ()
+    fields: FieldPlan = NO_FIELDS
+    """The field filter the driver chose for the whole file (``PreparedChain.plan_fields``)."""
+    primer: Span | None = None
     """The file's first frames (as many as the chain looks ahead, plus one) when the segment is not at the
     start: run through the chain first so per-stream state (an automatic strength estimated on the
     stream's first frame) is the file's, not the segment's."""
@@ -60,6 +65,9 @@ class PieceResult:
     damaged_frames: int
     seconds: float
     cpu_seconds: float
+    pts: tuple[int, ...] = ()
+    """The written frames' timestamps in presentation order, in the output's time base (the source's, or the
+    field filter's: a deinterlacer at field rate puts a frame between two source frames)."""
 
 
 _BUILT: dict[tuple[str, RunSettings], PreparedChain] = {}
@@ -87,50 +95,75 @@ def remember_chain(chain: str, run: RunSettings, prepared: PreparedChain) -> Non
 
 
 def run_segment(task: SegmentTask, on_frames: Callable[[int], None] = lambda count: None) -> PieceResult:
-    """Restore ``task.segment`` into ``task.piece``; returns the piece's checksum and counts."""
+    """Restore ``task.segment`` into ``task.piece``; returns the piece's checksum and counts.
+
+    ``on_frames`` counts source frames done (a field-rate segment writes two frames for each).
+    """
     from ..engine.placement import configure_cpu_threads
 
     started, cpu_started = time.perf_counter(), time.process_time()
     task = dataclasses.replace(task, run=first_device(task.run))
     configure_cpu_threads(task.run.cpu_threads)
     prepared = built_chain(task.chain, task.run)
-    probe = MediaReader(task.source)
-    info = probe.info
-    probe.close()
-    runner = _primed_runner(task, prepared, info) if task.primer_pts else prepared.runner()
     seg = task.segment
-    core = set(task.pts[seg.first - seg.context_first: seg.first - seg.context_first + seg.count])
+    reader = _span_reader(task.source, task.fields, task.span)
     temporary = f"{task.piece}.{os.getpid()}.partial"
-    video = OutputVideo(info.width * runner.scale, info.height * runner.scale, task.pix_fmt, info.color, info)
-    writer = MediaWriter(temporary, PIECE_FORMAT, video, task.encode, [])
-    decoder = _SegmentDecoder(task.source, info, seg.decode_from, task.pts)
-    depth = max(c.bits for c in av.VideoFormat(task.pix_fmt).components)
     try:
-        run_stream(decoder, runner, _CoreOnly(writer, core, on_frames), np.dtype(np.uint16 if depth > 8 else np.uint8),
-                   StreamSettings(batch_size=task.run.batch_size))
-        if task.run.strict and decoder.damaged_frames:
-            raise CorruptInputError(f"{decoder.damaged_frames} damaged frame(s) in segment {seg.index} (--strict)")
-        writer.close()
-        if writer.frames_written != seg.count:
-            raise MediaError(f"segment {seg.index}: wrote {writer.frames_written} of {seg.count} frames")
-        digest, size = file_digest(temporary)
-        os.replace(temporary, task.piece)
+        video = output_video(task.encode, reader.info, prepared.scale, task.fields)
+        depth = max(c.bits for c in av.VideoFormat(video.pix_fmt).components)
+        runner = _primed_runner(task, prepared, depth) if task.primer is not None else prepared.runner(depth)
+        # The piece carries the video alone: the join copies the source's other streams once.
+        writer = MediaWriter.for_source(temporary, PIECE_FORMAT, video, task.encode, reader.describe().video_only())
+        own = _OwnFrames(writer, seg, reader.source_info.time_base, reader.info.time_base, task.fields, on_frames)
+        try:
+            run_stream(reader, runner, own, np.dtype(np.uint16 if depth > 8 else np.uint8),
+                       StreamSettings(batch_size=task.run.batch_size))
+            if task.run.strict and reader.damaged_frames:
+                raise CorruptInputError(f"{reader.damaged_frames} damaged frame(s) in segment {seg.index} (--strict)")
+            writer.close()
+            own.report()
+            expected = seg.count * task.fields.rate / (2 if task.fields.field_split else 1)
+            if expected.denominator == 1 and writer.frames_written != expected:  # IVTC: decimate decides
+                raise MediaError(f"segment {seg.index}: wrote {writer.frames_written} of {expected} frames")
+            digest, size = file_digest(temporary)
+            os.replace(temporary, task.piece)
+        except BaseException:
+            writer.abort()
+            _unlink(temporary)
+            raise
+    finally:
+        reader.close()
+    # Damage in the warm-up frames is the neighbouring segment's to count.
+    damaged = sum(1 for pts in reader.damaged_pts if pts is not None and pts >= seg.start_pts
+                  and (seg.end_pts is None or pts < seg.end_pts))
+    return PieceResult(seg.index, digest, size, writer.frames_written, damaged,
+                       time.perf_counter() - started, time.process_time() - cpu_started, own.written_pts())
+
+
+def _span_reader(source: str, fields: FieldPlan, span: Span) -> MediaReader:
+    reader = MediaReader(source)
+    try:
+        reader.apply_fields(fields)
+        reader.read_span(span)
     except BaseException:
-        writer.abort()
-        _unlink(temporary)
+        reader.close()
         raise
-    return PieceResult(seg.index, digest, size, writer.frames_written, decoder.damaged_frames,
-                       time.perf_counter() - started, time.process_time() - cpu_started)
+    return reader
 
 
-def _primed_runner(task: SegmentTask, prepared: PreparedChain, info: VideoInfo) -> ChainRunner:
+def _primed_runner(task: SegmentTask, prepared: PreparedChain, depth: int) -> ChainRunner:
     """A runner whose stages saw the file's first frames (and then forget them, keeping per-stream state)."""
     import torch
 
     from ..frames import FrameBatch, image_to_tensor
 
-    primer = prepared.runner()
-    decoded = list(_SegmentDecoder(task.source, info, task.primer_pts[0], task.primer_pts).frames(lambda p: None))
+    assert task.primer is not None
+    primer = prepared.runner(depth)
+    reader = _span_reader(task.source, task.fields, task.primer)
+    try:
+        decoded = list(reader.frames(lambda packet: None))
+    finally:
+        reader.close()
     pixels = torch.cat([image_to_tensor(f.rgb) for f in decoded])
     primer.push(FrameBatch(pixels, tuple(f.pts for f in decoded)))
     primer.flush()
@@ -140,7 +173,7 @@ def _primed_runner(task: SegmentTask, prepared: PreparedChain, info: VideoInfo) 
     for stage in held:
         stage.start_stream = _no_op  # instance attribute: shadows the method for this one call
     try:
-        return prepared.runner()
+        return prepared.runner(depth)
     finally:
         for stage in held:
             del stage.start_stream
@@ -167,95 +200,48 @@ def _unlink(path: str) -> None:
         pass
 
 
-class _CoreOnly:
-    """The writer side of ``run_stream``: encodes the segment's own frames, drops the warm-up frames."""
+class _OwnFrames:
+    """The writer side of ``run_stream``: encodes the segment's own frames, drops the warm-up frames.
 
-    def __init__(self, writer: MediaWriter, core: set[int], on_frames: Callable[[int], None]) -> None:
-        self._writer, self._core, self._on_frames = writer, core, on_frames
+    A frame is the segment's own when its time is in ``[start, end)`` of the segment's source frames:
+    after a field-rate deinterlacer both frames of a source frame are (the second sits half way to
+    the next source frame), and with ``--interlaced keep`` both fields are.
+    """
+
+    def __init__(self, writer: MediaWriter, segment: Segment, source_time_base: Fraction, time_base: Fraction,
+                 fields: FieldPlan, on_frames: Callable[[int], None]) -> None:
+        self._writer, self._on_frames = writer, on_frames
+        self._start = segment.start_pts * source_time_base
+        self._end = None if segment.end_pts is None else segment.end_pts * source_time_base
+        self._time_base = time_base
+        self._per_source = fields.rate
+        self._woven = fields.field_split
+        self._pts: list[int] = []
+        self._done = Fraction(0)
+        self._reported = 0
 
     def copy_packet(self, packet: av.Packet) -> None:
         pass  # audio and subtitles are copied once, from the source, by the join
 
     def write_frame(self, rgb: np.ndarray, pts: int | None, alpha: np.ndarray | None = None) -> None:
-        if pts in self._core:
-            self._writer.write_frame(rgb, pts, alpha)
-            self._on_frames(1)
+        time = (pts or 0) * self._time_base
+        if time < self._start or (self._end is not None and time >= self._end):
+            return
+        self._writer.write_frame(rgb, pts, alpha)
+        self._pts.append(pts)
+        self._done += 1 / self._per_source
+        # Count what came out of the encoder, not what went in: x264 holds ~40 frames in its lookahead,
+        # so counting inputs reports each segment's first 40 frames at once and nothing during its flush.
+        encoded = self._writer.frames_encoded * (2 if self._woven else 1) / self._per_source
+        self.report(min(self._done, encoded))
 
+    def report(self, done: Fraction | None = None) -> None:
+        """Report source frames done up to ``done`` (default: all written; after the encoder's flush)."""
+        whole = int(self._done if done is None else done)
+        if whole > self._reported:
+            self._on_frames(whole - self._reported)
+            self._reported = whole
 
-class _SegmentDecoder:
-    """The reader side of ``run_stream``: exactly the frames with timestamps ``wanted``, in order.
-
-    Seeks to the keyframe ``decode_from`` and decodes on until every wanted frame came out. A wanted
-    frame the decoder never produces (a damaged packet) is replaced by the previous frame at its own
-    timestamp, as ``MediaReader`` does for a whole file.
-    """
-
-    def __init__(self, source: str, info: VideoInfo, decode_from: int, wanted: tuple[int, ...]) -> None:
-        self.source, self.info, self.decode_from, self.wanted = source, info, decode_from, wanted
-        self.damaged_frames = 0
-
-    def frames(self, on_packet: Callable[[av.Packet], None]) -> Iterator[DecodedFrame]:
-        decoded = self._decode(seek=True)
-        first = next(decoded, None)
-        if first is not None and first.pts is not None and first.pts > self.wanted[0]:
-            # The demuxer's seek landed after the keyframe we asked for (a sparse index): start over
-            # from the beginning of the file, which always decodes.
-            decoded.close()
-            decoded = self._decode(seek=False)
-            first = next(decoded, None)
-        rgb_format = "rgb48le" if self.info.bit_depth > 8 else "rgb24"
-        position = 0
-        last: np.ndarray | None = None
-        pending = [first] if first is not None else []
-        for frame in _chain(pending, decoded):
-            pts = frame.pts
-            if pts is None or pts < self.wanted[position]:
-                continue  # pre-roll between the keyframe and the first wanted frame
-            rgb = frame_to_rgb(frame, self.info.color, rgb_format).to_ndarray()
-            while position < len(self.wanted) and self.wanted[position] < pts:
-                yield self._repair(last if last is not None else rgb, position)
-                position += 1
-            if position == len(self.wanted):
-                break
-            if self.wanted[position] == pts:
-                last = rgb
-                position += 1
-                yield DecodedFrame(rgb, pts)
-            if position == len(self.wanted):
-                break
-        decoded.close()
-        while position < len(self.wanted):
-            if last is None:
-                raise MediaError(f"{self.source!r}: no decodable frame in a segment")
-            yield self._repair(last, position)
-            position += 1
-
-    def _repair(self, rgb: np.ndarray, position: int) -> DecodedFrame:
-        self.damaged_frames += 1
-        return DecodedFrame(rgb, self.wanted[position], repaired=True)
-
-    def _decode(self, seek: bool) -> Iterator[av.VideoFrame]:
-        container = av.open(self.source)
-        try:
-            video = container.streams.video[0]
-            video.thread_type = "AUTO"
-            if seek:
-                container.seek(self.decode_from, stream=video, backward=True)
-            for packet in container.demux(video):
-                try:
-                    yield from video.decode(packet if packet.size else None)
-                except (av.error.InvalidDataError, av.error.PatchWelcomeError, av.error.UndefinedError):
-                    continue
-                except EOFError:
-                    return
-            try:
-                yield from video.decode(None)
-            except EOFError:
-                return
-        finally:
-            container.close()
-
-
-def _chain(first: list, rest: Iterator) -> Iterator:
-    yield from first
-    yield from rest
+    def written_pts(self) -> tuple[int, ...]:
+        """The encoded frames' pts: a woven frame has its first field's."""
+        return tuple(self._pts[::2] if self._woven else self._pts)

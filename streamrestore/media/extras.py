@@ -16,12 +16,21 @@
 A container that cannot hold one of these stops the run with a message naming one that can, as for
 audio and subtitles: nothing is dropped silently. The one exception is a data stream that no muxer
 can write at all: it is left out with a warning.
+
+**A range** of the source (``streamrestore job --start/--duration/--frames``) keeps what the whole
+file keeps, made true of the range (``in_range``): chapters that overlap it, cut to it and moved to
+start at 0; the start timecode becomes the timecode of the range's first frame (the source's start
+timecode plus the frames before the range, counted at the video's rate as a player counts them,
+drop-frame included); cover art and attachments are kept whole.
 """
 
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
+from fractions import Fraction
+from typing import Any
 
 import av
 import av.error
@@ -248,3 +257,83 @@ def _cover_name(stream: av.stream.Stream) -> str:
         return stream.metadata["filename"]
     extension = {"image/jpeg": "jpg"}.get(_cover_mime(stream), _cover_mime(stream).split("/")[-1])
     return f"cover.{extension}"
+
+
+# -- a range of the source ---------------------------------------------------------------------------
+def in_range(extras: ContainerExtras | None, metadata: dict[str, str], chapters: list[dict[str, Any]],
+             start: Fraction, end: Fraction | None, first_frame: Fraction, rate: Fraction | None,
+             ) -> tuple[ContainerExtras | None, dict[str, str], list[dict[str, Any]]]:
+    """The extras, container tags and chapters of the source's range ``[start, end)``.
+
+    Times are seconds of the source's clock; ``first_frame`` is the time of the source's first video
+    frame, which its start timecode names, and ``rate`` the video's average frame rate. Without a rate
+    (or with a timecode that cannot be read) the timecode cannot be moved, and is dropped rather than
+    left naming the wrong frame.
+    """
+    chapters = cut_chapters(chapters, start, end)
+    if extras is None or extras.timecode is None:
+        return extras, metadata, chapters
+    moved = None
+    if rate:
+        # A player counts a timecode on at the nominal rate (24, 24000/1001, ...), not at a measured
+        # average that a start offset or a rounded time base puts a little off it.
+        nominal = min((Fraction(round(rate)), Fraction(round(rate) * 1000, 1001)), key=lambda r: abs(r - rate))
+        moved = timecode_after(extras.timecode, nominal, round((start - first_frame) * nominal))
+    tags = {k: v for k, v in extras.video_tags.items() if k.lower() != "timecode"}
+    # The container's own TIMECODE tag (how ffmpeg stores -timecode in Matroska) names the same frame.
+    metadata = {k: v for k, v in metadata.items() if k.lower() != "timecode" or moved is not None}
+    for key in metadata:
+        if key.lower() == "timecode":
+            metadata[key] = moved
+    if moved is not None:
+        tags["timecode"] = moved
+    return replace(extras, timecode=moved, video_tags=tags), metadata, chapters
+
+
+def cut_chapters(chapters: list[dict[str, Any]], start: Fraction, end: Fraction | None) -> list[dict[str, Any]]:
+    """The chapters that overlap ``[start, end)``, cut to it and moved to start at 0.
+
+    A chapter that starts before the range starts at 0; one that ends after it ends at the range's end.
+    """
+    kept = []
+    for chapter in chapters:
+        unit = Fraction(chapter["time_base"])
+        begin, finish = chapter["start"] * unit, chapter["end"] * unit
+        if finish <= start or (end is not None and begin >= end):
+            continue
+        if end is not None:
+            finish = min(finish, end)
+        kept.append({**chapter, "start": round((max(begin, start) - start) / unit),
+                     "end": round((finish - start) / unit)})
+    return kept
+
+
+_TIMECODE = re.compile(r"^(\d+):(\d+):(\d+)([:;.,])(\d+)$")
+
+
+def timecode_after(timecode: str, rate: Fraction, frames: int) -> str | None:
+    """The SMPTE timecode ``frames`` frames after ``timecode`` at ``rate`` (None: not a timecode).
+
+    Counted as FFmpeg counts (``av_timecode``): at the rate rounded to whole frames per second, and a
+    timecode written with ``;``/``.``/``,`` before the frames is drop-frame (frame numbers 0 and 1
+    skipped at each minute but every tenth, per 30 fps), which needs a multiple of 30 fps. The hours
+    wrap at 24.
+    """
+    found = _TIMECODE.match(timecode.strip())
+    fps = round(rate)
+    if found is None or fps <= 0:
+        return None
+    hours, minutes, seconds, separator, count = int(found[1]), int(found[2]), int(found[3]), found[4], int(found[5])
+    drop = separator != ":"
+    if drop and fps % 30:
+        return None
+    skipped = fps // 30 * 2 if drop else 0  # frame numbers skipped per minute
+    elapsed_minutes = hours * 60 + minutes
+    number = (elapsed_minutes * 60 + seconds) * fps + count - skipped * (elapsed_minutes - elapsed_minutes // 10)
+    number = (number + frames) % (fps * 86400 - skipped * (1440 - 144))  # frames in a day
+    if drop:  # back from a frame count to the numbers on the clock
+        per_ten = fps * 600 - skipped * 9
+        tens, rest = divmod(number, per_ten)
+        number += 9 * skipped * tens + skipped * max(0, (rest - skipped) // (per_ten // 10))
+    clock = (number // (fps * 3600), number // (fps * 60) % 60, number // fps % 60)
+    return "{:02d}:{:02d}:{:02d}".format(*clock) + f"{separator}{number % fps:02d}"

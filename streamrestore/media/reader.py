@@ -20,15 +20,21 @@ frame's (a resolution change mid-stream) are scaled to the first frame's size an
 A ``FrameFilter`` (``media.interlace``: deinterlace, IVTC, field split) may be set before reading: it
 sees every decoded frame, repairs included, in the source's YUV, and what it returns is converted to
 RGB instead; ``info`` then describes its output, and the completeness check still counts the source.
+
+A job's segment reads a *span* (``read_span``): decoding starts at a keyframe, exactly the listed
+source frames are read (repaired as above) and fed to the filter, and only the frames whose time
+falls in the span's delivery window come out — the frames at its edges give a deinterlacer the
+neighbours it has in a whole-file read, and are then dropped.
 """
 
 from __future__ import annotations
 
 import bisect
+import itertools
 import os
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import Callable, Iterator
 
 import av
 import av.error
@@ -43,8 +49,7 @@ from .extras import ContainerExtras, copied_streams, gather, main_video, no_vide
 from .hdr import HdrMetadata, read_hdr
 from .timeline import TimestampRepair
 
-if TYPE_CHECKING:
-    from .interlace import FrameFilter
+from .interlace import FieldPlan, FrameFilter
 
 STDIO = "-"
 _NETWORK_PREFIXES = ("tcp://", "udp://", "rtp://", "rtsp://", "rtmp://", "http://", "https://", "srt://")
@@ -76,6 +81,20 @@ class VideoInfo:
 
 
 @dataclass(frozen=True)
+class Span:
+    """Part of the video, for a job's segment: what to decode, and which of its frames come out."""
+
+    keyframe: int
+    """pts of the keyframe decoding starts from (frames before ``pts[0]`` are decoded, not read)."""
+    pts: tuple[int, ...]
+    """The source frames read (and fed to the filter), sorted: every one comes out or is repaired."""
+    deliver_from: int
+    """Frames (after the filter) before this source time are dropped..."""
+    deliver_until: int | None = None
+    """...and those at or after this one (None: none)."""
+
+
+@dataclass(frozen=True)
 class SourceDescription:
     """What a writer copies from the source container: its streams to copy, its tags and its chapters."""
 
@@ -86,6 +105,10 @@ class SourceDescription:
     chapters: list
     extras: ContainerExtras | None = None
     """Cover art, attachments, data streams, timecode and the video's labels (``media.extras``)."""
+
+    def video_only(self) -> SourceDescription:
+        """The video's description alone, nothing to copy (a job's piece: the join copies the rest once)."""
+        return SourceDescription(self.info, [], {}, [], None)
 
 
 @dataclass(frozen=True)
@@ -108,6 +131,8 @@ class MediaReader:
     def __init__(self, source: str, timeout: float = 15.0) -> None:
         self.source = source
         self.damaged_frames = 0
+        self.damaged_pts: list[int | None] = []
+        """Source timestamps of the damaged frames (a job counts its segments' own)."""
         self.repaired_frames = 0
         self.frames_read = 0
         self.resized_frames = 0
@@ -117,6 +142,7 @@ class MediaReader:
         self._timeout = timeout
         self._flushed = False
         self.video_filter: FrameFilter | None = None
+        self._span: Span | None = None
         self.container = _open_input(source, timeout)
         try:
             video = main_video(self.container)
@@ -143,6 +169,35 @@ class MediaReader:
             chapters = []
         return SourceDescription(self.info, list(self.passthrough), dict(self.container.metadata), chapters,
                                  self.extras)
+
+    def apply_fields(self, plan: FieldPlan) -> None:
+        """Set the filter ``plan`` calls for (``interlace.plan_fields``), if any."""
+        if plan.filters:
+            info = self.source_info
+            self.set_video_filter(FrameFilter(plan, self.first_frame, info.time_base, info.average_rate,
+                                              info.sample_aspect_ratio))
+
+    def read_span(self, span: Span) -> None:
+        """Read only ``span`` (module doc): seek to its keyframe; ``frames`` then yields its frames alone.
+
+        Where the demuxer's seek lands after the keyframe (a sparse index), the file is read from its
+        start instead, which always decodes.
+        """
+        self._span = span
+        self._early_packets, self._pending_frames, self._pending_pts = [], [], []
+        self._flushed = False
+        self.timeline = TimestampRepair()
+        self.container.seek(span.keyframe, stream=self.video, backward=True)
+        self.video.codec_context.flush_buffers()
+        demuxed = self.container.demux(self.video)
+        first = next(demuxed, None)
+        if first is not None and first.pts is not None and first.pts > span.keyframe:
+            self.container.close()
+            self.container = _open_input(self.source, self._timeout)
+            self.video = self.container.streams[self.video.index]
+            self.video.thread_type = "AUTO"
+            demuxed, first = self.container.demux(self.video), None
+        self._demuxed = itertools.chain([first] if first is not None else [], demuxed)
 
     # -- opening ---------------------------------------------------------------------------------
     def _first_frame(self) -> av.VideoFrame:
@@ -279,6 +334,12 @@ class MediaReader:
         if self.info.alpha:
             rgb_format = rgba_format(self.info.bit_depth > 8)
         source = self.source_info
+        span = self._span
+        window = None
+        if span is not None:
+            until = None if span.deliver_until is None else span.deliver_until * source.time_base
+            window = (span.deliver_from * source.time_base, until)
+        finished = False
         last: av.VideoFrame | None = None
         last_pts: int | None = None
         converted: tuple[av.VideoFrame | None, np.ndarray | None] = (None, None)
@@ -292,27 +353,47 @@ class MediaReader:
                 return DecodedFrame(rgb, pts, repaired, alpha=alpha)
             return DecodedFrame(converted[1], pts, repaired)
 
+        def wanted(pts: int | None, time_base: Fraction) -> bool:
+            """Whether a frame (after the filter) is in a span's delivery window."""
+            if window is None:
+                return True
+            time = (pts or 0) * time_base
+            return window[0] <= time and (window[1] is None or time < window[1])
+
         def deliver(frame: av.VideoFrame, pts: int | None, repaired: bool = False) -> Iterator[DecodedFrame]:
             if self.video_filter is None:
-                yield to_rgb(frame, pts, repaired)
+                if wanted(pts, source.time_base):
+                    yield to_rgb(frame, pts, repaired)
                 return
             frame.pts = pts  # the graph keeps its own reference: a repair may re-send this frame
             for out in self.video_filter.push(frame):
-                yield to_rgb(out, out.pts)
+                if wanted(out.pts, out.time_base):
+                    yield to_rgb(out, out.pts)
+
+        def in_span(pts: int | None) -> bool:
+            return span is None or (pts is not None and span.pts[0] <= pts <= span.pts[-1])
 
         def emit(frame: av.VideoFrame) -> Iterator[DecodedFrame]:
-            nonlocal last, last_pts
+            nonlocal last, last_pts, finished
             pts = frame.pts
             if pts is None and last_pts is not None and source.average_rate:
                 pts = last_pts + round(1 / (source.average_rate * source.time_base))
             for lost in self._take_lost(pts):
-                yield from self._repair(last if last is not None else frame, lost, deliver)
+                if in_span(lost):  # (a span's frames before its first are decoded only as references)
+                    yield from self._repair(last if last is not None else frame, lost, deliver)
+            if span is not None and not in_span(pts):
+                if pts is not None and pts > span.pts[-1]:
+                    finished = True  # the span is read: stop decoding
+                else:
+                    last, last_pts = frame, pts  # a frame decoded only as a reference
+                return
             if pts is not None and last_pts is not None and pts <= last_pts:
                 # Two frames at one time (or going back) cannot be encoded: one tick after the last.
                 pts = last_pts + 1
                 self.retimed_frames += 1
             if frame.is_corrupt:
                 self.damaged_frames += 1
+                self.damaged_pts.append(pts)
             last, last_pts = frame, pts
             self.frames_read += 1
             yield from deliver(frame, pts)
@@ -324,20 +405,25 @@ class MediaReader:
             yield from emit(frame)
         self._pending_frames = []
         for packet in self._safe_demux():
+            if finished:
+                break
             if packet.stream.index != self.video.index:
                 if packet.size > 0:
                     on_packet(packet)
                 continue
             for frame in self._decode(packet if packet.size > 0 else None):
                 yield from emit(frame)
-        for frame in self._decode(None):
-            yield from emit(frame)
+        if not finished:
+            for frame in self._decode(None):
+                yield from emit(frame)
         if last is not None:
             for lost in self._take_lost(None):
-                yield from self._repair(last, lost, deliver)
+                if in_span(lost):
+                    yield from self._repair(last, lost, deliver)
         if self.video_filter is not None:
             for out in self.video_filter.flush():
-                yield to_rgb(out, out.pts)
+                if wanted(out.pts, out.time_base):
+                    yield to_rgb(out, out.pts)
         self._check_complete()
 
     def _to_rgb(self, frame: av.VideoFrame, rgb_format: str) -> np.ndarray:
@@ -386,11 +472,17 @@ class MediaReader:
 
     def _repair(self, frame: av.VideoFrame, pts: int, deliver: Callable) -> Iterator[DecodedFrame]:
         self.damaged_frames += 1
+        self.damaged_pts.append(pts)
         self.repaired_frames += 1
         self.frames_read += 1
         yield from deliver(frame, pts, True)
 
     def _check_complete(self) -> None:
+        if self._span is not None:
+            if self.frames_read < len(self._span.pts):
+                raise TruncatedInputError(f"{_label(self.source)}: {self.frames_read} of the {len(self._span.pts)} "
+                                          "frames of a segment are readable")
+            return
         expected = self.source_info.frame_count if self.source_info.frame_count_exact else None
         if expected is not None and self.frames_read < expected:
             raise TruncatedInputError(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import threading
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 import av
@@ -62,6 +63,12 @@ class OutputVideo:
     """``tff``/``bff``: encode interlaced with this field order (``interlace.FieldWeaver``); None: progressive."""
     woven: bool = False
     """Frames arrive as single fields (half height, field rate) to be woven in pairs."""
+
+    @property
+    def frame_rate(self) -> Fraction | None:
+        """The output's nominal rate (what a muxer's timecode track counts in): the source's, per woven pair."""
+        rate = self.source.average_rate
+        return rate / 2 if self.woven and rate else rate
 
 
 def choose_pix_fmt(settings: EncodeSettings, source: VideoInfo, width: int, height: int) -> str:
@@ -164,6 +171,8 @@ class MediaWriter:
         self._label = label or target
         self._filters: dict[int, BitStreamFilterContext] = {}
         self.frames_written = 0
+        self.frames_encoded = 0
+        """Video packets out of the encoder: frames really done (an encoder holds tens of frames in its lookahead)."""
         self.warnings: list[str] = []
         """What the output cannot keep of the source (said once, never silently dropped)."""
         try:
@@ -202,11 +211,15 @@ class MediaWriter:
     @classmethod
     def for_source(cls, target: str, container_format: str | None, video: OutputVideo, settings: EncodeSettings,
                    source: SourceDescription, container_options: dict[str, str] | None = None,
-                   label: str | None = None) -> MediaWriter:  # fmt: skip
+                   label: str | None = None, **own: Any) -> MediaWriter:  # fmt: skip
         """A writer that carries ``source``'s audio, subtitles, tags, chapters and the rest of its container
-        (cover art, attachments, data, timecode: ``media.extras``), from ``MediaReader.describe()``."""
+        (cover art, attachments, data, timecode: ``media.extras``), from ``MediaReader.describe()``.
+
+        The one door for what an output keeps of its source: ``run`` and the jobs' join (a subclass whose
+        video is copied from a piece; ``own`` are its own keyword arguments) both come through here.
+        """
         return cls(target, container_format, video, settings, source.copy_streams, source.metadata, source.chapters,
-                   container_options=container_options, label=label, extras=source.extras)
+                   container_options=container_options, label=label, extras=source.extras, **own)
 
     def _add_copy(self, source: av.stream.Stream) -> av.stream.Stream:
         try:
@@ -248,7 +261,7 @@ class MediaWriter:
         if settings.preset is not None and settings.codec in _PRESET_CODECS:
             options.setdefault("preset", settings.preset)
         codec = settings.codec or DEFAULT_CODEC
-        rate = source.average_rate / 2 if video.woven and source.average_rate else source.average_rate
+        rate = video.frame_rate
         if video.field_order:
             # Interlaced coding (x264: MBAFF, field order from each frame's flags, which the weaver sets).
             options.setdefault("flags", "+ildct+ilme")
@@ -316,6 +329,7 @@ class MediaWriter:
         except av.error.FFmpegError as error:
             raise _output_error(self._label, error) from None
         self._mux(packets)
+        self.frames_encoded += len(packets)
         if frame is not None:
             self.frames_written += 1
 

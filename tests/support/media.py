@@ -12,6 +12,8 @@ Shared by the media test modules: keep these signatures stable.
 from __future__ import annotations
 
 import hashlib
+import json
+import subprocess
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
@@ -404,6 +406,28 @@ def mean_abs_error(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(np.abs(a.astype(np.float64) - b.astype(np.float64))))
 
 
+# -- Debian's ffmpeg and ffprobe commands (the way such files are made and checked in the field) ----
+def ffmpeg(*args: object) -> None:
+    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", *map(str, args)], check=True, timeout=60)
+
+
+def probe(path: str | Path, what: str = "streams") -> list[dict]:
+    """ffprobe's view of the ``streams`` (type, codec, dispositions, tags) or the ``chapters``."""
+    out = subprocess.run(["ffprobe", "-v", "error", f"-show_{what}", "-of", "json", str(path)],
+                         check=True, capture_output=True, text=True, timeout=60).stdout
+    return json.loads(out).get(what, [])
+
+
+def packet_hashes(path: str | Path) -> dict[int, list[str]]:
+    """The SHA-256 of every non-empty packet, per stream index, in file order."""
+    with av.open(str(path)) as container:
+        hashes: dict[int, list[str]] = {}
+        for packet in container.demux():
+            if packet.size:
+                hashes.setdefault(packet.stream.index, []).append(hashlib.sha256(bytes(packet)).hexdigest())
+    return hashes
+
+
 # -- the command-line tests' clips ----------------------------------------------------------------
 STREAM_RATE = 24
 
@@ -450,4 +474,73 @@ def make_stream_clip(
             container.mux(stream.encode(None))
         if audio:
             container.mux(sound.encode(None))
+    return path
+
+
+# -- interlaced, telecined, alpha and HDR10 clips ---------------------------------------------------
+# Made as archive captures and masters are made: with the ffmpeg command's interlace/telecine filters
+# and x265's HDR10 options (needs the ffmpeg command), alpha with PyAV.
+HDR10_MASTER_DISPLAY = "G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,1)"
+
+
+def ffmpeg(*args: str) -> None:
+    import subprocess
+
+    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", *args], check=True, timeout=120)
+
+
+def interlaced_clip(path: Path, frames: int = 12, size: tuple[int, int] = (160, 120), gop: int = 4,
+                    audio: bool = True) -> Path:
+    """A white bar moving 6 px per field over black, woven top field first into 25i by FFmpeg's ``interlace``
+    from 50p; H.264 coded interlaced (MP4 tags the field order), B-frames, a keyframe every ``gop`` frames."""
+    width, height = size
+    seconds = f"{2 * frames / 50}"
+    sources = ["-f", "lavfi", "-t", seconds, "-i", f"color=c=black:size={width}x{height}:rate=50",
+               "-f", "lavfi", "-t", seconds, "-i", f"color=c=white:size={width // 10}x{height * 2 // 3}:rate=50"]
+    if audio:
+        sources += ["-f", "lavfi", "-t", seconds, "-i", "sine=frequency=440:sample_rate=48000"]
+    ffmpeg(*sources, "-filter_complex", f"[0][1]overlay=x='{width // 8}+t*300':y={height // 6}:eval=frame,"
+           "interlace=scan=tff", *(["-map", "2:a", "-c:a", "aac"] if audio else []), "-c:v", "libx264",
+           "-crf", "10", "-flags", "+ilme+ildct", "-top", "1", "-g", str(gop), "-bf", "2", "-pix_fmt", "yuv420p",
+           str(path))
+    return path
+
+
+def telecined_clip(path: Path, frames: int = 30, size: tuple[int, int] = (160, 120), gop: int = 5) -> Path:
+    """FFmpeg's ``testsrc2`` film at 24p through 3:2 pulldown (``telecine``) to 30i, H.264 coded interlaced."""
+    width, height = size
+    ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate=24", "-vf",
+           "telecine=first_field=top:pattern=23", "-frames:v", str(frames), "-c:v", "libx264", "-crf", "4",
+           "-flags", "+ilme+ildct", "-top", "1", "-g", str(gop), "-pix_fmt", "yuv420p", str(path))
+    return path
+
+
+def alpha_clip(path: Path, codec: str = "png", pix_fmt: str = "rgba", frames: int = 4,
+               size: tuple[int, int] = (64, 48)) -> Path:
+    """A gradient picture under an alpha plane (an opaque disc moving 2 px a frame, fading to transparent)."""
+    width, height = size
+    yy, xx = np.mgrid[0:height, 0:width]
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=24)
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        for k in range(frames):
+            distance = np.hypot(yy - height / 2, xx - width / 2 - 2 * k)
+            alpha = np.rint(np.clip((1 - (distance - 10) / 6) * 255, 0, 255))
+            rgba = np.dstack([(xx * 4) % 256, (yy * 5) % 256, np.full_like(xx, 60 + 20 * k), alpha]).astype(np.uint8)
+            frame = av.VideoFrame.from_ndarray(rgba, format="rgba").reformat(format=pix_fmt)
+            frame.pts, frame.time_base = k, Fraction(1, 24)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+def hdr10_clip(path: Path, frames: int = 4, size: int = 64, keyint: int | None = None) -> Path:
+    """An HDR10 master: x265 Main 10, BT.2020/PQ, mastering display and content light level in its SEI."""
+    params = ("log-level=error:hdr-opt=1:repeat-headers=1:colorprim=bt2020:transfer=smpte2084:"
+              f"colormatrix=bt2020nc:master-display={HDR10_MASTER_DISPLAY}:max-cll=1000,400")
+    if keyint is not None:
+        params += f":keyint={keyint}:min-keyint={keyint}"
+    ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={size}x{size}:rate=24", "-frames:v", str(frames), "-c:v", "libx265",
+           "-preset", "ultrafast", "-pix_fmt", "yuv420p10le", "-color_primaries", "bt2020", "-color_trc",
+           "smpte2084", "-colorspace", "bt2020nc", "-x265-params", params, str(path))
     return path
