@@ -78,11 +78,14 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def watch(command: list[str], kill_when=None) -> tuple[list[Redraw], float, float, float, int]:
-    """Run ``command``; return its redraws, the time it exited, its wall and CPU seconds, and its exit code."""
+def watch(command: list[str], kill_when=None, code: str | None = None) -> tuple[list[Redraw], float, float, float, int]:
+    """Run ``command`` (with ``code`` first on PYTHONPATH); return its redraws, the time it exited, its wall and
+    CPU seconds, and its exit code."""
+    env = dict(os.environ, PYTHONPATH=code) if code else None
     cpu, started = children_cpu(), time.perf_counter()
     redraws: list[Redraw] = [Redraw(started, -1, 0, None)]  # the command's start, dropped below
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True,
+                               env=env)
 
     def read() -> None:
         pending = b""
@@ -109,9 +112,15 @@ def watch(command: list[str], kill_when=None) -> tuple[list[Redraw], float, floa
     return redraws, ended, ended - started, children_cpu() - cpu, process.returncode
 
 
-def report(name: str, command: list[str], frames: int) -> None:
-    """Run ``command`` and print ETA shown / real remaining at each point, with wall and CPU figures."""
-    redraws, ended, wall, cpu, code = watch(command)
+def report(name: str, command: list[str], frames: int, code: str | None = None, trace: Path | None = None) -> None:
+    """Run ``command`` and print ETA shown / real remaining at each point, with wall and CPU figures.
+
+    ``spread``: the fastest over the slowest speed (frames/s) of the run's quarters between 10 % and
+    the end; an estimate from the speed so far cannot be closer than this lets it (a shared machine)."""
+    redraws, ended, wall, cpu, code = watch(command, code=code)
+    if trace is not None:
+        trace.write_text("".join(f"{r.at - redraws[0].at:.2f} {r.done}/{r.total} {r.eta}\n" for r in redraws)
+                         + f"{ended - redraws[0].at:.2f} exit\n")
     started, redraws = redraws[0].at, redraws[1:]
     if code != 0 or not redraws:
         print(f"{name}: exit code {code}, {len(redraws)} redraws", flush=True)
@@ -129,8 +138,14 @@ def report(name: str, command: list[str], frames: int) -> None:
             continue
         real = ended - hit.at
         cells.append(f"{hit.eta / real:.2f} ({hit.eta:.0f}/{real:.0f} s)")
+    marks = [next((r.at for r in redraws if r.done >= first + p * (total - first)), ended) for p in POINTS]
+    marks.append(next((r.at for r in redraws if r.done >= total), ended))
+    speeds = [(b_frames - a_frames) / max(1e-9, b - a) for (a, a_frames), (b, b_frames) in zip(
+        zip(marks, [first + p * (total - first) for p in POINTS]),
+        zip(marks[1:], [first + p * (total - first) for p in POINTS[1:]] + [total]))]
+    spread = max(speeds) / max(1e-9, min(speeds))
     print(f"{name:<10} " + "  ".join(f"{cell:>18}" for cell in cells)
-          + f"   {wall:5.1f} s (first frame {first_frames:4.1f} s, last frame to exit {last_frames:4.1f} s)  "
+          + f"  spread {spread:4.2f}   {wall:5.1f} s (first frame {first_frames:4.1f} s, last frame to exit {last_frames:4.1f} s)  "
           f"{cpu / frames:.3f} CPU s/frame  load {os.getloadavg()[0]:.2f}", flush=True)
 
 
@@ -142,6 +157,10 @@ def main() -> None:
     parser.add_argument("--folder-frames", default="72,120,96", help="frames of each clip in the folder")
     parser.add_argument("--only", default="single,workers2,resumed,folder")
     parser.add_argument("--clips", help="folder to keep the clips in (default: a temporary one)")
+    parser.add_argument("--code", metavar="LABEL=DIR", action="append", default=[],
+                        help="run each scenario with the streamrestore package in DIR (e.g. `git archive REV "
+                        "streamrestore | tar -x -C DIR`), once per --code, to compare versions (default: installed)")
+    parser.add_argument("--trace", metavar="DIR", help="write each run's redraws (time, frames, ETA) to DIR")
     args = parser.parse_args()
     work = Path(args.clips or tempfile.mkdtemp(prefix="jobs-eta-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -161,15 +180,25 @@ def main() -> None:
         return [sys.executable, "-m", "streamrestore.cli", args.command, str(source), "--chain", args.chain,
                 "-o", str(output), "--segment-seconds", "1", *extra]
 
+    codes = [tuple(c.split("=", 1)) for c in args.code] or [("", None)]
+    trace = Path(args.trace) if args.trace else None
+    if trace:
+        trace.mkdir(parents=True, exist_ok=True)
+
+    def measure(name: str, build, frames: int, prepare=lambda code: None) -> None:
+        for label, code in codes:
+            prepare(code)
+            title = f"{name} {label}".strip()
+            report(title, build(), frames, code, trace / f"{title.replace(' ', '-')}.txt" if trace else None)
+
     wanted = args.only.split(",")
     for name, workers in (("single", "1"), ("workers2", "2")):
         if name in wanted:
             out = work / f"{name}.mp4"
-            out.unlink(missing_ok=True)
-            report(name, command(clip, out, "--workers", workers), args.frames)
+            measure(name, lambda: command(clip, out, "--workers", workers), args.frames,
+                    lambda code: out.unlink(missing_ok=True))
     if "resumed" in wanted:
         out, job_dir = work / "resumed.mp4", work / "resumed-job"
-        out.unlink(missing_ok=True)
 
         def half_done() -> bool:
             try:
@@ -178,13 +207,17 @@ def main() -> None:
                 return False
             return len(data["pieces"]) * 2 >= len(data["segments"])
 
-        watch(command(clip, out, "--workers", "1", "--job", str(job_dir), "--restart"), kill_when=half_done)
-        report("resumed", command(clip, out, "--workers", "1", "--job", str(job_dir)), args.frames // 2)
+        def killed(code: str | None) -> None:
+            out.unlink(missing_ok=True)
+            watch(command(clip, out, "--workers", "1", "--job", str(job_dir), "--restart"), half_done, code)
+
+        measure("resumed", lambda: command(clip, out, "--workers", "1", "--job", str(job_dir)), args.frames // 2,
+                killed)
     if "folder" in wanted:
         out = work / "folder-out"
-        shutil.rmtree(out, ignore_errors=True)
         frames = sum(int(n) for n in args.folder_frames.split(","))
-        report("folder", command(folder, out, "--workers", "1"), frames)
+        measure("folder", lambda: command(folder, out, "--workers", "1"), frames,
+                lambda code: shutil.rmtree(out, ignore_errors=True))
     print(f"load average at end {os.getloadavg()[0]:.2f}", flush=True)
 
 
