@@ -39,30 +39,46 @@ class _File:
     workers: int
     started: float
     first_frames: float | None = None
+    """When the file's first frames were reported (None: still starting)."""
     last_frames: float | None = None
     restored: int = 0
     in_pieces: int = 0
     """Of ``restored``, the frames of pieces already finished."""
+    pieces: list[tuple[float, int]] = field(default_factory=list)
+    """(time, ``in_pieces``) at each piece finished in this run."""
+    between_segments: bool = False
+    """One worker: a piece just finished, the next segment has not reported yet."""
 
 
 @dataclass
 class Estimate:
-    """ETA of a job from its frame reports. ``total``: frames this run restores (resumed pieces excluded)."""
+    """ETA of a job from its frame reports. ``total``: frames this run restores (resumed pieces excluded).
+
+    Work is measured in *spans*: from a file's (or, with one worker, a segment's) first report to its
+    last. The time before a span (start-up: opening, seeking, the encoder's lookahead, and for a file
+    worker processes and weights) is overhead, and the frames of a span's first report, made during it,
+    are not in the rate. Overheads are measured and added back for the segments and files still to come.
+    """
 
     total: int
     clock: Callable[[], float] = time.monotonic
     restored: int = 0
     _points: list[tuple[float, int]] = field(default_factory=list)
-    """(work seconds, frames counted in the rate) at each report after a file's first one."""
-    _work_before: float = 0.0
-    """Work seconds (first report to last report) of the files finished."""
+    """(work seconds, frames counted in the rate) at each report."""
+    _work: float = 0.0
+    """Work seconds of the spans closed."""
+    _span_from: float | None = None
     _rate_frames: int = 0
     _file: _File | None = None
     _startups: list[tuple[float, int]] = field(default_factory=list)
-    """(seconds, frames) from each file's start to its first report."""
+    """(seconds, frames of the first report) from each file's start to its first report."""
+    _gaps: list[tuple[float, int]] = field(default_factory=list)
+    """(seconds, frames of the first report) between one worker's segments: last report -> next first report."""
     _joins: list[tuple[float, int]] = field(default_factory=list)
     _queued: list[int] = field(default_factory=list)
     """Frame counts of the files after the current one."""
+    _segment_rate: float | None = None
+    """Frames per second from piece to piece (several workers), once known."""
 
     def plan_files(self, frames: Sequence[int]) -> None:
         """Frame counts of the files still to do, in order (a many-file job); the first becomes current on begin_file."""
@@ -85,20 +101,34 @@ class Estimate:
         assert f is not None
         self.restored += count
         f.restored += count
-        if f.first_frames is None:
-            # These frames were made during start-up: done, but not in the rate.
-            f.first_frames = f.last_frames = now
-            self._startups.append((now - f.started, count))
-            self._points.append((self._work_before, self._rate_frames))
+        if f.first_frames is None or f.between_segments:
+            # A span opens; its first frames were made during the start-up before it: done, not in the rate.
+            if f.first_frames is None:
+                f.first_frames = now
+                self._startups.append((now - f.started, count))
+            else:
+                assert f.last_frames is not None
+                self._gaps.append((now - f.last_frames, count))
+            f.between_segments = False
+            f.last_frames = self._span_from = now
+            self._points.append((self._work, self._rate_frames))
             return
         f.last_frames = now
         self._rate_frames += count
-        self._points.append((self._work_before + now - f.first_frames, self._rate_frames))
+        assert self._span_from is not None
+        self._points.append((self._work + now - self._span_from, self._rate_frames))
 
     def piece(self, index: int, frames: int) -> None:
         f = self._file
-        if f is not None and f.segments.pop(index, None) is not None:
-            f.in_pieces += frames
+        if f is None or f.segments.pop(index, None) is None:
+            return
+        f.in_pieces += frames
+        f.pieces.append((self.clock(), f.in_pieces))
+        if f.workers == 1:
+            self._close_span()
+            f.between_segments = bool(f.segments)
+        else:
+            self._segment_rate = _piece_rate(f) or self._segment_rate
 
     def end_file(self, ok: bool = True) -> None:
         """The current file is finished (joined) or failed; a failed file's frames are no longer to come."""
@@ -107,21 +137,24 @@ class Estimate:
             if not ok and self._queued:
                 self.total -= self._queued.pop(0)
             return
-        now = self.clock()
-        if f.first_frames is not None and f.last_frames is not None:
-            self._work_before += f.last_frames - f.first_frames
-            if ok:
-                self._joins.append((now - f.last_frames, f.frames))
+        self._close_span(f)
+        if ok and f.last_frames is not None:
+            self._joins.append((self.clock() - f.last_frames, f.frames))
         if not ok:
             self.total -= f.frames - f.restored
 
+    def _close_span(self, f: _File | None = None) -> None:
+        f = f or self._file
+        if self._span_from is not None and f is not None and f.last_frames is not None:
+            self._work += f.last_frames - self._span_from
+        self._span_from = None
+
     def rate(self) -> float | None:
-        """Frames per second of steady work, over the last half of the frames counted in it."""
+        """Frames per second of work in spans, over the last half of the frames counted in it."""
         if len(self._points) < 2:
             return None
         work, frames = self._points[-1]
-        half = frames / 2
-        then = next(p for p in self._points if p[1] >= half)
+        then = next(p for p in self._points if p[1] >= frames / 2)
         if then == self._points[-1]:
             then = self._points[-2]
         if work <= then[0] or frames <= then[1]:
@@ -136,23 +169,35 @@ class Estimate:
         now = self.clock()
         seconds = 0.0
         f = self._file
-        startup = sum(s for s, _ in self._startups) / len(self._startups) if self._startups else 0.0
-        first_batch = sum(n for _, n in self._startups) / len(self._startups) if self._startups else 0.0
+        startup = _overhead(self._startups, rate)
         if f is not None:
             seconds += self._file_seconds(f, rate) + self._join(f.frames)
-            if f.last_frames is not None:
-                seconds -= now - f.last_frames  # work went on since the last report
-            else:
+            if f.first_frames is None:
                 seconds += max(0.0, startup - (now - f.started))
+            elif f.last_frames is not None:
+                seconds -= now - f.last_frames  # work went on since the last report
+        steady = self._segment_rate or rate
         for frames in self._queued:
-            seconds += startup + max(0.0, frames - first_batch) / rate + self._join(frames)
+            seconds += startup + frames / steady + self._join(frames)
         return max(0.0, seconds)
 
     def _file_seconds(self, f: _File, rate: float) -> float:
+        """The current file's work left: its pending segments list-scheduled over its workers.
+
+        One worker: each segment not yet begun costs the gap measured between segments (before one was,
+        the file's start-up, the same steps with the chain built). Several: pieces finish out of step, so
+        the rate from piece to piece (gaps included) is used once a whole round of pieces is done."""
         pending = list(f.segments.values())
-        if f.workers == 1 or len(pending) <= 1:
-            return max(0, sum(pending) - (f.restored - f.in_pieces)) / rate
-        return finish_seconds(pending, f.restored - f.in_pieces, f.workers, rate / f.workers)
+        if f.workers == 1:
+            overhead = _overhead(self._gaps or self._startups[-1:], rate)
+            if f.between_segments and pending:  # the next segment is starting: part of its gap has gone by
+                assert f.last_frames is not None
+                head = max(0.0, overhead - (self.clock() - f.last_frames)) + pending[0] / rate
+                return head + sum(overhead + count / rate for count in pending[1:]) + (self.clock() - f.last_frames)
+            return finish_seconds(pending, f.restored - f.in_pieces, 1, rate, overhead)
+        measured = _piece_rate(f)
+        per_worker = (measured or rate) / f.workers
+        return finish_seconds(pending, f.restored - f.in_pieces, f.workers, per_worker)
 
     def _join(self, frames: int) -> float:
         if self._joins:
@@ -160,19 +205,42 @@ class Estimate:
         return JOIN_SECONDS + JOIN_SECONDS_PER_FRAME * frames
 
 
-def finish_seconds(pending: Sequence[int], done_in_flight: int, workers: int, per_worker: float) -> float:
+def _overhead(gaps: Sequence[tuple[float, int]], rate: float) -> float:
+    """Mean seconds of a gap not spent on the frames of the report that ended it."""
+    if not gaps:
+        return 0.0
+    return max(0.0, sum(seconds - frames / rate for seconds, frames in gaps) / len(gaps))
+
+
+def finish_seconds(pending: Sequence[int], done_in_flight: int, workers: int, per_worker: float,
+                   overhead: float = 0.0) -> float:
     """Seconds until ``workers`` workers, each taking the next pending segment when free, finish them all.
 
-    The first ``workers`` segments are in flight and share ``done_in_flight`` frames evenly; the
-    progress reports do not say which worker made which frame.
+    The first ``workers`` segments are in flight and share ``done_in_flight`` frames evenly (the
+    reports do not say which worker made which frame); each segment not yet begun also costs ``overhead``.
     """
+    if not pending:
+        return 0.0
     flying = list(pending[:workers])
-    share = done_in_flight / len(flying) if flying else 0.0
+    share = done_in_flight / len(flying)
     busy = [max(0.0, count - share) / per_worker for count in flying] + [0.0] * (workers - len(flying))
     for count in pending[workers:]:
         free = busy.index(min(busy))
-        busy[free] += count / per_worker
+        busy[free] += overhead + count / per_worker
     return max(busy)
+
+
+def _piece_rate(f: _File) -> float | None:
+    """Frames per second from piece to piece over the last half of the file's pieces, at least W+1 of them
+    (W workers finish W pieces close together: the interval must span a whole round)."""
+    if len(f.pieces) < f.workers + 1:
+        return None
+    at, frames = f.pieces[-1]
+    k = len(f.pieces) - 1 - f.workers
+    while k > 0 and f.pieces[k - 1][1] >= frames / 2:
+        k -= 1
+    then, before = f.pieces[k]
+    return (frames - before) / (at - then) if at > then else None
 
 
 class JobProgress:
