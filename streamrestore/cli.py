@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-import time
 import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -244,31 +243,31 @@ def _run_image(args: argparse.Namespace, prepared) -> int:
 
 
 def _run_video(args: argparse.Namespace, prepared) -> int:
-    from tqdm import tqdm
+    from .jobs.progress import JobProgress
 
-    bar: list[tqdm] = []
+    bar: list[JobProgress] = []
     drawing: list[bool] = []
-    started: list[float] = []
+    announced: list[bool] = []
 
     def on_start(reader) -> None:
         info = reader.info
         if not args.quiet:
             print(f"{args.input}: {info.width}×{info.height} {info.pix_fmt}, {info.color.describe()}", file=sys.stderr)
             drawing.append(True)
-        bar.append(tqdm(total=info.frame_count, unit="frame", disable=args.quiet, file=sys.stderr,
-                        dynamic_ncols=True, desc="restoring"))
-        started.append(time.perf_counter())
+        # The job display: its ETA is the steady rate's (start-up and the first batch are not frame work).
+        bar.append(JobProgress(info.frame_count, quiet=args.quiet, join=False))
 
     def on_frames(count: int) -> None:
         if not bar:
             return
-        bar[0].update(count)
-        if not args.quiet and len(started) == 1 and bar[0].total:
-            # After the first batch, say how long the whole run will take, once, before most of it.
-            started.append(time.perf_counter())
-            per_frame = (started[1] - started[0]) / bar[0].n
-            tqdm.write(f"expected: about {_duration(per_frame * bar[0].total)} for {bar[0].total} frames "
-                       f"({per_frame:.2f} s/frame so far)", file=sys.stderr)
+        bar[0].frames(count)
+        left = bar[0].estimate.eta()
+        if not args.quiet and not announced and left is not None:
+            # Once the steady rate is known (the second batch), say how long the rest will take, once.
+            announced.append(True)
+            per_frame = 1 / bar[0].estimate.rate()
+            bar[0].write(f"expected: about {_duration(left)} more for {bar[0].estimate.total - bar[0].estimate.restored}"
+                         f" frames left ({per_frame:.2f} s/frame at the steady rate)")
 
     def on_notice(message: str) -> None:
         print(f"streamrestore: {message}", file=sys.stderr)

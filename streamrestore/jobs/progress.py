@@ -79,6 +79,8 @@ class Estimate:
     """Frame counts of the files after the current one."""
     _segment_rate: float | None = None
     """Frames per second from piece to piece (several workers), once known."""
+    joins: bool = True
+    """Whether files end with a join (a job) or not (one stream)."""
 
     def plan_files(self, frames: Sequence[int]) -> None:
         """Frame counts of the files still to do, in order (a many-file job); the first becomes current on begin_file."""
@@ -164,7 +166,7 @@ class Estimate:
     def eta(self) -> float | None:
         """Seconds until the job is done (joins included); None until a rate is known."""
         rate = self.rate()
-        if rate is None:
+        if rate is None or self.total <= 0:  # an input that announces no frame count: no estimate
             return None
         now = self.clock()
         seconds = 0.0
@@ -200,6 +202,8 @@ class Estimate:
         return finish_seconds(pending, f.restored - f.in_pieces, f.workers, per_worker)
 
     def _join(self, frames: int) -> float:
+        if not self.joins:
+            return 0.0
         if self._joins:
             return sum(s for s, _ in self._joins) / max(1, sum(n for _, n in self._joins)) * frames
         return JOIN_SECONDS + JOIN_SECONDS_PER_FRAME * frames
@@ -250,11 +254,13 @@ class JobProgress:
     before each file and ``end_file`` after it.
     """
 
-    def __init__(self, total: int, done: int = 0, files: int = 1, quiet: bool = False, stream: Any = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, total: int | None, done: int = 0, files: int = 1, quiet: bool = False, stream: Any = None,
+                 clock: Callable[[], float] = time.monotonic, join: bool = True) -> None:
+        """``total`` frames (None: unknown, no ETA), ``done`` of them before (kept pieces); ``join``: files end
+        with a join (a job), not for one stream."""
         from tqdm import tqdm
 
-        self.estimate = Estimate(total - done, clock)
+        self.estimate = Estimate((total or 0) - done, clock, joins=join)
         self.files, self.files_done = files, 0
         self.segments, self.segments_done = 0, 0
         estimate = self.estimate
@@ -270,18 +276,18 @@ class JobProgress:
 
         self._bar = _Bar(total=total, initial=done, unit="frame", disable=quiet, file=stream or sys.stderr,
                          dynamic_ncols=True, desc=self._describe(),
-                         bar_format="{desc}{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
+                         bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} "
                                     "[{elapsed}<{job_eta}, {job_rate}]")
 
     def begin_file(self, job: Any = None, frames: int = 1) -> None:
         """Before a file: its ``Job`` (planned; pending segments and workers are read from it), or None for an image."""
         if job is None:
-            self._bar.total += self.estimate.begin_file(frames)
+            self._grow(self.estimate.begin_file(frames))
             return
         manifest = job.plan()
         pending = {s.index: s.count for s in manifest.segments if s.index not in manifest.pieces}
         self.segments, self.segments_done = len(manifest.segments), len(manifest.segments) - len(pending)
-        self._bar.total += self.estimate.begin_file(sum(pending.values()), pending, planned_workers(job, len(pending)))
+        self._grow(self.estimate.begin_file(sum(pending.values()), pending, planned_workers(job, len(pending))))
         self._redraw()
 
     def frames(self, count: int) -> None:
@@ -311,6 +317,10 @@ class JobProgress:
 
     def close(self) -> None:
         self._bar.close()
+
+    def _grow(self, frames: int) -> None:
+        if frames and self._bar.total is not None:
+            self._bar.total += frames
 
     def _describe(self) -> str:
         parts = [f"{self.segments_done}/{self.segments} segments"] if self.segments else []
