@@ -124,11 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="list the pretrained models known by name (sr2=NAME, model=NAME)")
     models.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
-    demo = commands.add_parser("demo", help="the web page for single images (pip install 'streamrestore[demo]')")
-    demo.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0: all)")
-    demo.add_argument("--port", type=int, default=7860, help="port (default 7860)")
-    demo.add_argument("--max-pixels", type=int, help="largest image, and result, in pixels (default 32000000)")
-    demo.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    from .demo.settings import add_arguments as add_demo_arguments
+
+    demo = commands.add_parser("demo", help="the web page for photos and videos (pip install 'streamrestore[demo]')")
+    add_demo_arguments(demo)
     demo.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
     train = commands.add_parser("train", help="train a small network on clean images (synthetic degradations)")
@@ -245,6 +244,8 @@ def _run_image(args: argparse.Namespace, prepared) -> int:
 def _run_video(args: argparse.Namespace, prepared) -> int:
     from .jobs.progress import JobProgress
 
+    from .durations import format_duration
+
     bar: list[JobProgress] = []
     drawing: list[bool] = []
     announced: list[bool] = []
@@ -266,8 +267,9 @@ def _run_video(args: argparse.Namespace, prepared) -> int:
             # Once the steady rate is known (the second batch), say how long the rest will take, once.
             announced.append(True)
             per_frame = 1 / bar[0].estimate.rate()
-            bar[0].write(f"expected: about {_duration(left)} more for {bar[0].estimate.total - bar[0].estimate.restored}"
-                         f" frames left ({per_frame:.2f} s/frame at the steady rate)")
+            bar[0].write(f"expected: about {format_duration(left)} more for "
+                         f"{bar[0].estimate.total - bar[0].estimate.restored} frames left "
+                         f"({per_frame:.2f} s/frame at the steady rate)")
 
     def on_notice(message: str) -> None:
         print(f"streamrestore: {message}", file=sys.stderr)
@@ -304,14 +306,6 @@ def _max_pixels(args: argparse.Namespace) -> int:
     if args.max_pixels < 0:
         raise ConfigError(f"--max-pixels must be 0 (no check) or more, got {args.max_pixels}")
     return args.max_pixels
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def list_stages() -> str:
@@ -368,17 +362,10 @@ def run_demo(args: argparse.Namespace) -> int:
 
     if importlib.util.find_spec("gradio") is None:
         raise StreamRestoreError("the web demo needs Gradio: pip install 'streamrestore[demo]'")
-    from dataclasses import replace
-
     from .demo.app import serve
-    from .demo.logic import DemoSettings
+    from .demo.settings import settings_from_args
 
-    settings = DemoSettings(device=args.device)
-    if args.max_pixels is not None:
-        if args.max_pixels < 1:
-            raise ConfigError(f"--max-pixels must be at least 1, got {args.max_pixels}")
-        settings = replace(settings, max_pixels=args.max_pixels)
-    return serve(args.host, args.port, settings)
+    return serve(args.host, args.port, settings_from_args(args))
 
 
 def run_train(args: argparse.Namespace) -> int:

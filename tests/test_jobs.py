@@ -268,6 +268,26 @@ def test_not_enough_disk_is_refused_before_any_work(tmp_path, monkeypatch):
     assert not list(job_dir.glob("piece-*")) and not (tmp_path / "out.mkv").exists()
 
 
+def test_an_output_on_a_full_filesystem_of_its_own_is_refused_before_any_work(tmp_path, monkeypatch):
+    import shutil
+
+    from streamrestore.errors import DiskFullError
+    from streamrestore.jobs import job as jobs_job
+
+    src = _source(tmp_path / "clip.mkv", 8, subtitles=False)
+    (tmp_path / "job").mkdir()
+    (tmp_path / "small").mkdir()
+    output = tmp_path / "small" / "out.mkv"
+    # The job directory has room; the output's folder is another filesystem with 1000 bytes free.
+    monkeypatch.setattr(jobs_job, "filesystem_of", lambda folder: hash(Path(folder).name == "small"))
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage",
+                        lambda path: real(path)._replace(free=1000) if Path(path).name == "small" else real(path))
+    with pytest.raises(DiskFullError, match=r"^the output needs about .* free space or choose another -o$"):
+        _job(src, output, "unsharp", job_dir=str(tmp_path / "job")).run()
+    assert not list((tmp_path / "job").glob("piece-*")) and not output.exists()
+
+
 def test_segments_run_by_the_callers_own_scheduler_are_joined(tmp_path):
     from streamrestore.jobs.segment import run_segment
 

@@ -9,6 +9,7 @@ and `streamrestore run` are compared the way a user would, with ffprobe and pack
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from functools import lru_cache
 import shutil
@@ -19,6 +20,7 @@ import pytest
 
 from support.media import (AudioTrack, SubtitleTrack, ffmpeg, make_clip, packet_hashes, packets, panned_frames,
                            probe, video_times)
+from streamrestore.errors import OutputError
 from streamrestore.media.extras import ContainerExtras, cut_chapters, in_range, timecode_after
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,
@@ -165,6 +167,59 @@ def test_range_keeps_chapters_cut_to_it_and_the_timecode_of_its_first_frame(clip
     assert packet_hashes(cut)[_indices(cut, "cover")[0]] == packet_hashes(src)[_indices(src, "cover")[0]]
     if kind == "mkv":
         assert _attachments(cut) == [("font.ttf", "font/ttf", clips["font"].read_bytes())]
+
+
+# -- an output that cannot hold them ---------------------------------------------------------------
+@pytest.mark.parametrize(("kind", "ext", "words"), [("mkv", ".mp4", "cannot carry subtitle stream #2 (ssa)"),
+                                                   ("mp4", ".mov", "cannot carry the cover art")])
+def test_an_output_that_cannot_hold_the_source_is_refused_before_any_segment(clips, tmp_path, cli, kind, ext, words):
+    job_dir = tmp_path / "job"
+    ran = cli("run", clips[kind], "--chain", "identity", "-o", tmp_path / f"run{ext}")
+
+    refused = cli("job", clips[kind], "--chain", "identity", "-o", tmp_path / f"job{ext}", "--job", job_dir)
+
+    assert refused.code == ran.code == OutputError.exit_code
+    assert refused.lines[-1] == ran.lines[-1] and words in ran.lines[-1]  # the same message (after the progress bar)
+    assert not job_dir.exists(), "refused before the job directory (and any segment) was made"
+    assert not [name for name in os.listdir(tmp_path) if "streamrestore-" in name], "no temporary output left"
+
+
+# -- data streams ----------------------------------------------------------------------------------
+def _klv_clip(path: Path) -> Path:
+    """MPEG-TS: H.264 (a keyframe every 6 frames) and a KLV telemetry packet beside every frame."""
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=RATE, options={"preset": "ultrafast", "g": "6"})
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        data = out.add_data_stream("klv")
+        out.start_encoding()
+        for index in range(FRAMES):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 7 * index, np.uint8), format="rgb24")
+            frame = frame.reformat(format="yuv420p")
+            frame.pts, frame.time_base = index, Fraction(1, RATE)
+            out.mux(video.encode(frame))
+            packet = av.Packet(bytes([6, 14, 43, 52, 2, 11, 1, 1, 14, 1, 3, 1, 1, 0, 0, 0, index]))
+            packet.stream, packet.time_base = data, Fraction(1, 90000)
+            packet.pts = packet.dts = index * 90000 // RATE
+            out.mux(packet)
+        out.mux(video.encode(None))
+    return path
+
+
+def test_data_stream_copied_by_the_job_and_cut_with_a_range(tmp_path, cli):
+    src = _klv_clip(tmp_path / "klv.ts")
+    run, job, cut = tmp_path / "run.ts", tmp_path / "job.ts", tmp_path / "cut.ts"
+    _restore(cli, "run", src, run)
+
+    _restore(cli, "job", src, job)
+    _restore(cli, "job", src, cut, "--start", 0.5, "--duration", 0.5)
+
+    source = packets(src)[1]
+    assert packets(job)[1] == packets(run)[1] and [p.sha256 for p in packets(job)[1]] == [p.sha256 for p in source]
+    start = video_times(src)[12]
+    assert [(p.pts, p.sha256) for p in packets(cut)[1]] == [(p.pts - start, p.sha256) for p in source[12:24]]
 
 
 # -- the rules, on their own -----------------------------------------------------------------------

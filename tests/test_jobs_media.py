@@ -64,6 +64,7 @@ def probe(path: Path, entries: str = "field_order,avg_frame_rate,width,height,pi
     ("unsharp", "auto", 24, "progressive"),  # bwdif at field rate: two frames per source frame
     ("tdenoise:search=5:template=3", "auto", 24, "progressive"),  # a temporal chain over the deinterlaced frames
     ("unsharp", "keep", 12, "tt"),  # each field its own picture, woven back, coded interlaced
+    ("identity", "auto", 12, "tt"),  # nothing changes the pixels: woven frames written interlaced
 ])
 def test_interlaced_job_equals_run(interlaced, tmp_path, chain, mode, frames, field_order):
     whole, joined, report = both(interlaced, tmp_path, chain, RunSettings(interlaced=mode))

@@ -39,7 +39,7 @@ from ..media.reader import MediaReader, Span
 from ..media.writer import EncodeSettings
 from ..restore import OutputSettings, PreparedChain, RunSettings, encode_settings, output_video
 from . import manifest as manifests
-from .join import Window, join_pieces
+from .join import Window, check_output, join_pieces
 from .plan import DEFAULT_SEGMENT_SECONDS, Segment, SourceIndex, frame_range, index_source, make_plan
 from .segment import PieceResult, SegmentTask, file_digest, first_device, remember_chain
 
@@ -112,11 +112,14 @@ def default_job_dir(output: str) -> Path:
 
 class Job:
     def __init__(self, source: str, output: str | None = None, chain: str = "",
-                 options: JobOptions = JobOptions()) -> None:
+                 options: JobOptions = JobOptions(), prepared: PreparedChain | None = None) -> None:
+        """``prepared``: ``chain`` already built with ``options.run`` (a server's shared chain, its weights
+        read once), used by a one-worker run instead of building it again."""
         self.source = source
         self.output = output or default_output_path(source)
         self.chain_text = chain
         self.options = options
+        self._prepared = prepared
         self.job_dir = Path(options.job_dir) if options.job_dir else default_job_dir(self.output)
         self.manifest: manifests.Manifest | None = None
         self._built: PreparedChain | None = None
@@ -137,7 +140,7 @@ class Job:
 
             raise InputNotFoundError(f"input not found: {self.source!r}")
         opts = self.options
-        self._built = PreparedChain(self.chain_text, first_device(opts.run))
+        self._built = self._prepared or PreparedChain(self.chain_text, first_device(opts.run))
         chain_plan = self._built.plan
         wanted = encode_settings(chain_plan.output, opts.output)
         runner = self._built.runner()
@@ -249,6 +252,7 @@ class Job:
                               stream_format=opts.output.format)
         if target.is_stdout:
             raise OutputError("a job writes a file; give -o PATH (not -)")
+        check_output(self.source, target.temporary, target.format, self.video, self.encode, target.container_options)
         manifests.ensure_folder(self.job_dir)
         self._verify_pieces(manifest)
         self._clean_partials()
@@ -330,17 +334,23 @@ class Job:
             leftover.unlink(missing_ok=True)
 
     def _check_space(self, tasks: list[SegmentTask]) -> None:
-        """Pieces still to write plus the joined output must fit; say so before any work."""
+        """Pieces still to write plus the joined output must fit; say so before any work.
+
+        The pieces go to the job directory and the output beside its final name: on one filesystem both
+        must fit together, on two each must fit on its own.
+        """
         frames = sum(t.segment.count for t in tasks)
         total = sum(s.count for s in self.plan().segments)
         per_frame = estimate_frame_bytes(self._source_info, self.scale, self.encode.codec, self.source,
                                          len(self._index.pts))
         per_frame *= float(self.fields.rate / (2 if self.fields.field_split else 1))  # frames per source frame
-        needed = int(per_frame * (frames + total))
-        free = shutil.disk_usage(self.job_dir).free
-        if needed > free:
-            raise DiskFullError(f"the job needs about {needed / 1e9:.1f} GB and {str(self.job_dir)!r} has "
-                                f"{free / 1e9:.1f} GB free; free space or choose --job DIR elsewhere")
+        pieces, joined = int(per_frame * frames), int(per_frame * total)
+        output_folder = Path(os.path.abspath(self.output)).parent
+        if filesystem_of(output_folder) == filesystem_of(self.job_dir):
+            _check_free(self.job_dir, pieces + joined, "the job", "choose --job DIR elsewhere")
+        else:
+            _check_free(self.job_dir, pieces, "the job's pieces", "choose --job DIR elsewhere")
+            _check_free(output_folder, joined, "the output", "choose another -o")
 
     def _window(self) -> Window | None:
         if self._range is None:
@@ -351,6 +361,21 @@ class Job:
         start_pts = self._index.pts[first]
         end_time = self._index.pts[end] * tb if end < len(self._index.pts) else None
         return Window(Fraction(start_pts) * tb, end_time)
+
+
+def filesystem_of(folder: Path) -> int:
+    return os.stat(folder).st_dev
+
+
+def _check_free(folder: Path, needed: int, what: str, remedy: str) -> None:
+    free = shutil.disk_usage(folder).free
+    if needed > free:
+        raise DiskFullError(f"{what} needs about {_size(needed)} and {str(folder)!r} has {_size(free)} free; "
+                            f"free space or {remedy}")
+
+
+def _size(count: int) -> str:
+    return f"{count / 1e9:.1f} GB" if count >= 1e9 else f"{count / 1e6:.0f} MB"
 
 
 def reproducible(settings: EncodeSettings) -> EncodeSettings:

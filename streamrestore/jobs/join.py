@@ -18,6 +18,7 @@ chapters cut to it, the timecode of its first frame).
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Iterator
@@ -75,6 +76,25 @@ def join_pieces(source: str, pieces: list[str], frame_pts: list[list[int]], targ
     finally:
         reader.close()
     return written
+
+
+def check_output(source: str, target: str, container_format: str | None, video: OutputVideo,
+                 settings: EncodeSettings, container_options: dict[str, str] | None = None) -> None:
+    """Open ``target`` as ``run`` would (the pieces' encoder, the source's streams and extras), then remove it.
+
+    An output that cannot hold a stream or an extra of the source (ASS subtitles or fonts in MP4,
+    cover art in MOV...) is refused before any segment is restored, with ``run``'s message, rather
+    than at the join, hours later.
+    """
+    reader = MediaReader(source)
+    try:
+        MediaWriter.for_source(target, container_format, video, settings, reader.describe(), container_options).abort()
+    finally:
+        reader.close()
+        try:
+            os.unlink(target)
+        except FileNotFoundError:
+            pass
 
 
 def _in_window(described: SourceDescription, reader: MediaReader, window: Window) -> SourceDescription:
