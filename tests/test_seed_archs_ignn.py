@@ -127,3 +127,5 @@ def test_runs_through_the_chain_on_an_odd_frame(checkpoint) -> None:
     expected = earlier.direct(net, image_to_tensor(image), 3)
     assert np.abs(out.astype(int) - expected).max() <= 1
     assert out.std() > 1
+    # Smaller than the 12 px the patch search needs at ×4: padded to it and cropped back.
+    assert restore_image(earlier.photo(7, 9), f"model:model={path}").shape == (28, 36, 3)

@@ -159,7 +159,8 @@ def reference_graph(sd: dict, x: torch.Tensor, features: torch.Tensor, s: int, k
         h = F.relu(_conv(sd, "gcn.knn_downsample.0.0", hr[n : n + 1], stride=s))
         h = F.relu(_conv(sd, "gcn.knn_downsample.1.0", h))
         lr.append(_conv(sd, "gcn.knn_downsample.2.0", h))
-    weight_lr = torch.softmax(torch.cat([weightnet("weightnet_lr", F.avg_pool2d(diffs[n : n + 1], s)) for n in range(k)]), 0)
+    pooled = F.avg_pool2d(diffs, s)
+    weight_lr = torch.softmax(torch.cat([weightnet("weightnet_lr", pooled[n : n + 1]) for n in range(k)]), 0)
     weight_hr = torch.softmax(torch.cat([weightnet("weightnet_hr", diffs[n : n + 1]) for n in range(k)]), 0)
     return (torch.cat(lr) * weight_lr).sum(0, keepdim=True), (hr * weight_hr).sum(0, keepdim=True)
 

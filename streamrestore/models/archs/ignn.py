@@ -145,7 +145,7 @@ def _patches(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int, int], 
 
 
 def _fold(patches: torch.Tensor, padding: tuple[int, int, int, int], height: int, width: int, s: int) -> torch.Tensor:
-    """Overlapping 3s×3s patches (B×(C·9s²)×L) averaged into a B×C×(s·height)×(s·width) map (col2im / counts)."""
+    """Overlapping 3s×3s patches (B×(C·9s²)×L) averaged (col2im / counts) into B×C×(s·height)×(s·width)."""
     top, bottom, left, right = (p * s for p in padding)
     size = (height * s + top + bottom, width * s + left + right)
     ones = torch.ones_like(patches[:1, : (PATCH * s) ** 2])
