@@ -82,11 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="list the pretrained models known by name (sr2=NAME, model=NAME)")
     models.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
-    demo = commands.add_parser("demo", help="the web page for single images (pip install 'streamrestore[demo]')")
-    demo.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0: all)")
-    demo.add_argument("--port", type=int, default=7860, help="port (default 7860)")
-    demo.add_argument("--max-pixels", type=int, help="largest image, and result, in pixels (default 32000000)")
-    demo.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    from .demo.settings import add_arguments as add_demo_arguments
+
+    demo = commands.add_parser("demo", help="the web page for photos and videos (pip install 'streamrestore[demo]')")
+    add_demo_arguments(demo)
     demo.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
     train = commands.add_parser("train", help="train a small network on clean images (synthetic degradations)")
@@ -198,6 +197,7 @@ def _run_image(args: argparse.Namespace, prepared) -> int:
 def _run_video(args: argparse.Namespace, prepared) -> int:
     from tqdm import tqdm
 
+    from .durations import format_duration
     from .restore import OutputSettings
 
     bar: list[tqdm] = []
@@ -221,7 +221,7 @@ def _run_video(args: argparse.Namespace, prepared) -> int:
             # After the first batch, say how long the whole run will take, once, before most of it.
             started.append(time.perf_counter())
             per_frame = (started[1] - started[0]) / bar[0].n
-            tqdm.write(f"expected: about {_duration(per_frame * bar[0].total)} for {bar[0].total} frames "
+            tqdm.write(f"expected: about {format_duration(per_frame * bar[0].total)} for {bar[0].total} frames "
                        f"({per_frame:.2f} s/frame so far)", file=sys.stderr)
 
     def on_notice(message: str) -> None:
@@ -261,14 +261,6 @@ def _max_pixels(args: argparse.Namespace) -> int:
     if args.max_pixels < 0:
         raise ConfigError(f"--max-pixels must be 0 (no check) or more, got {args.max_pixels}")
     return args.max_pixels
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def list_stages() -> str:
@@ -325,17 +317,10 @@ def run_demo(args: argparse.Namespace) -> int:
 
     if importlib.util.find_spec("gradio") is None:
         raise StreamRestoreError("the web demo needs Gradio: pip install 'streamrestore[demo]'")
-    from dataclasses import replace
-
     from .demo.app import serve
-    from .demo.logic import DemoSettings
+    from .demo.settings import settings_from_args
 
-    settings = DemoSettings(device=args.device)
-    if args.max_pixels is not None:
-        if args.max_pixels < 1:
-            raise ConfigError(f"--max-pixels must be at least 1, got {args.max_pixels}")
-        settings = replace(settings, max_pixels=args.max_pixels)
-    return serve(args.host, args.port, settings)
+    return serve(args.host, args.port, settings_from_args(args))
 
 
 def run_train(args: argparse.Namespace) -> int:
