@@ -1,12 +1,15 @@
-"""The web demo: one photo in, a chain of stages, before/after compared at the same zoom, a lossless PNG out.
+"""The web demo: a photo or a video in, a chain of stages, before/after at the same zoom, the result out.
 
     streamrestore demo [--host 127.0.0.1] [--port 7860] [--max-pixels 32000000] [--device auto]
+                       [--max-upload-mb 2048] [--max-video-seconds 3600] [--preview-seconds 4]
+                       [--preview-pixels 2100000]
     python demo/app.py [the same options]
 
 A thin Gradio page over ``streamrestore.demo.logic.DemoSession``, which calls ``restore_image`` as the CLI
 does. Nothing leaves the machine: Gradio's analytics are off, the Hub client is offline, no weights are
 downloaded, and every temporary file lives in one directory that is deleted when the server stops.
-The page's API (``/restore``: image, chain, checkpoint, content) serves ``gradio_client`` too.
+The page's API (``/restore``: image, chain, checkpoint, content) serves ``gradio_client`` too. The caps
+and their flags are in ``demo/settings.py``.
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ from typing import TYPE_CHECKING, Sequence
 
 from streamrestore.demo.logic import (
     CHECKPOINT_SUFFIXES, CLEANUP, IMAGE_SUFFIXES, NETWORK, RESIZE_STAGE, SHARPEN, Controls, DemoSession,
-    DemoSettings, chain_from_controls, option_control, safe_name,
+    chain_from_controls, option_control, safe_name,
 )  # fmt: skip
 
+from streamrestore.demo.settings import DemoSettings
 from streamrestore.demo.video import VIDEO_SUFFIXES, VideoSession
 from streamrestore.errors import StreamRestoreError
 from streamrestore.presets import available_presets
@@ -35,7 +39,6 @@ if TYPE_CHECKING:
 OFFLINE_ENV = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
                "STREAMRESTORE_OFFLINE": "1"}
 NO_PRESET = "(none)"
-MAX_UPLOAD = "2gb"
 
 
 def build(session: DemoSession) -> gr.Blocks:
@@ -261,7 +264,8 @@ def start(host: str = "127.0.0.1", port: int = 7860, settings: DemoSettings | No
         page.queue(max_size=64)
         try:
             page.launch(server_name=host, server_port=port, prevent_thread_lock=True, show_error=True, quiet=quiet,
-                        max_file_size=MAX_UPLOAD, allowed_paths=[str(workdir)], footer_links=["api"])  # fmt: skip
+                        max_file_size=session.settings.max_upload_bytes, allowed_paths=[str(workdir)],
+                        footer_links=["api"])  # fmt: skip
         except OSError as error:  # the port is taken, the address is not ours
             raise StreamRestoreError(f"cannot serve on {host}:{port}: {error}") from error
     except BaseException:

@@ -30,8 +30,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from streamrestore.errors import ConfigError, MediaError, StreamRestoreError, WeightsError
-from streamrestore.engine.budget import plan_frames
+from streamrestore.demo.settings import DemoSettings
+from streamrestore.errors import ConfigError, MediaError, StreamRestoreError, TooLargeError, WeightsError
 from streamrestore.engine.placement import cuda_available, place
 from streamrestore.media.images import IMAGE_SUFFIXES as LIBRARY_IMAGE_SUFFIXES
 from streamrestore.media.images import read_image, write_image
@@ -45,27 +45,6 @@ from streamrestore.stage import Capabilities, Option
 IMAGE_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "MPO": "JPEG", "WEBP": "WebP", "TIFF": "TIFF"}
 IMAGE_SUFFIXES = tuple(s for s in LIBRARY_IMAGE_SUFFIXES if s != ".bmp")  # the library's, less BMP (see IMAGE_FORMATS)
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors")
-
-
-@dataclass(frozen=True)
-class DemoSettings:
-    max_pixels: int = 32_000_000
-    """Largest input, and largest result, in pixels; beyond it a request is refused before any work."""
-    tile: int = 512
-    """Stages that can be tiled run in tiles of at most this many input pixels a side (unless the chain sets
-    ``tile=``): the run's ``--tile``."""
-    device: str | None = None
-    """As the CLI's --device: None/auto, cpu, cuda, cuda:N."""
-    cached_chains: int = 8
-    """Prepared chains (with their loaded networks) kept for later requests (least recently used dropped first)."""
-    keep_files_s: float = 3600.0
-    """Results and uploaded checkpoints older than this are deleted from the work directory."""
-    max_video_seconds: float = 3600.0
-    """Longest video accepted (the page previews a few seconds of it and estimates the whole run)."""
-    preview_seconds: float = 4.0
-    """Longest preview restored from a video."""
-    preview_pixels: int = 2_100_000
-    """Largest preview frame, in pixels of the result (a 1080p frame is 2.07 MP)."""
 
 
 # -- the image ---------------------------------------------------------------------------------------
@@ -324,10 +303,11 @@ class DemoSession:
             try:
                 prepared, loading = self.chains.get(_bind(plan, ckpt), content, registry, self.run)
                 shown, models = self._describe(plan, prepared, loading)
-                self._check_result_size(upload, prepared)
                 started = time.perf_counter()
-                restored = prepared.restore_array(upload.pixels)
+                restored = prepared.restore_array(upload.pixels)  # checks the frames' size first (engine.budget)
                 seconds = time.perf_counter() - started
+            except TooLargeError as error:
+                raise TooLargeError(on_page(error, "choose a smaller scale or image")) from error
             except StreamRestoreError as error:
                 # Name the upload, not the server's copy of it.
                 message = str(error).replace(str(ckpt.path), ckpt.name) if ckpt else str(error)
@@ -375,17 +355,6 @@ class DemoSession:
                 models.append(f"{ref} reused" if loading is None else f"{ref} loaded in {loading:.2f} s")
         return ChainPlan(shown), models
 
-    def _check_result_size(self, upload: Upload, prepared: PreparedChain) -> None:
-        height, width = upload.pixels.shape[:2]
-        plan = plan_frames(prepared.stages, height, width)  # padding and a network's own scale counted, not only the result
-        cap = self.settings.max_pixels
-        if plan.width * plan.height > cap:
-            raise MediaError(f"the result would be {plan.width}×{plan.height} ({plan.width * plan.height / 1e6:.1f} "
-                             f"MP); this server makes at most {cap / 1e6:g} MP; choose a smaller scale or image")
-        if plan.working_pixels > cap:
-            raise MediaError(f"this chain works on frames of {plan.working_pixels / 1e6:.1f} MP (padding counted); "
-                             f"this server allows at most {cap / 1e6:g} MP; choose a smaller border, scale or image")
-
     def _write(self, upload: Upload, restored: np.ndarray, chain: str, seconds: float, device: str,
                models: list[str]) -> Result:  # fmt: skip
         folder = self._result_folder()
@@ -426,6 +395,12 @@ def _bind(plan: ChainPlan, ckpt: Checkpoint | None) -> ChainPlan:
         return plan
     return ChainPlan([replace(r, settings={**r.settings, "model": str(ckpt.path)})
                       if str(r.settings.get("model")) == ckpt.name else r for r in plan.stages], plan.output)  # fmt: skip
+
+
+def on_page(error: TooLargeError, advice: str) -> str:
+    """The engine's size refusal (``engine.budget.check_frames``, the one check) with the page's advice in place
+    of the CLI's: a visitor cannot pass ``--max-pixels``."""
+    return f"{str(error).split('; ')[0]}; {advice}"
 
 
 def _describe_device(prepared: PreparedChain) -> str:

@@ -2,7 +2,10 @@
 
 Frames are picked with decord (random access by frame index, built for this) when it is installed and can
 decode the clip faithfully; PyAV (seek to the keyframe before, decode forward) serves what decord cannot:
-sources above 8 bits (decord returns them reduced, wrongly), containers or codecs it fails to open. The
+sources above 8 bits (decord returns them reduced, wrongly), interlaced sources (its RGB conversion differs
+from PyAV's by up to 111/255 on them), codecs whose decoding is not bit-exact by their standard (MPEG-4
+Part 2 in AVI, MPEG-2, MJPEG: decord's own FFmpeg rounds its IDCT differently, 1/255 here and there), and
+containers or codecs it fails to open. The
 picked frame is RGB as PyAV's ``to_ndarray(format="rgb24")`` gives it (``rgb48le`` above 8 bits, so a 10-bit
 source is restored at its precision), the frame shown at time t being the last one at or before t.
 """
@@ -17,9 +20,16 @@ from pathlib import Path
 import av
 import numpy as np
 
-from streamrestore.errors import MediaError, NoVideoStreamError
+from streamrestore.durations import format_duration
+from streamrestore.errors import MediaError, NoVideoStreamError, TooLargeError
+from streamrestore.media.interlace import FIELD_PROGRESSIVE, FIELD_UNKNOWN
+from streamrestore.restore import OutputSettings, RunSettings
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mkv", ".mov", ".ts", ".m2ts", ".mts", ".avi", ".webm")
+DECORD_CODECS = frozenset({"h264", "hevc", "vp8", "vp9", "av1"})
+"""Codecs whose standard fixes the decoded pixels exactly, so decord's FFmpeg and PyAV's give the same frame."""
+PREVIEW_ENCODER = {"codec": "libx264", "pix_fmt": "yuv420p", "crf": 18.0}
+"""What the browser plays: ``streamrestore job … --codec libx264 --pix-fmt yuv420p --crf 18``."""
 
 
 @dataclass(frozen=True)
@@ -35,11 +45,12 @@ class VideoUpload:
     pix_fmt: str
     bits: int
     has_audio: bool
+    interlaced: bool = False  # the stream's field order, or the first frame's flag, says so
 
     def describe(self) -> str:
-        return (f"{self.name}: {self.width}×{self.height} {self.codec} {self.pix_fmt} ({self.bits}-bit), "
-                f"{self.duration:.2f} s at {self.rate:.3g} fps, {self.frames} frames"
-                f"{', audio' if self.has_audio else ''}")
+        return (f"{self.name}: {self.width}×{self.height} {self.codec} {self.pix_fmt} ({self.bits}-bit"
+                f"{', interlaced' if self.interlaced else ''}), {self.duration:.2f} s at {self.rate:.3g} fps, "
+                f"{self.frames} frames{', audio' if self.has_audio else ''}")
 
 
 def check_video(path: str | Path, name: str, max_pixels: int, max_seconds: float) -> VideoUpload:
@@ -67,19 +78,20 @@ def check_video(path: str | Path, name: str, max_pixels: int, max_seconds: float
         else:
             duration = 0.0
         if duration > max_seconds:
-            raise MediaError(f"{name} lasts {_duration(duration)}; this server takes clips up to "
-                             f"{_duration(max_seconds)}")  # fmt: skip
+            raise MediaError(f"{name} lasts {format_duration(duration)}; this server takes clips up to "
+                             f"{format_duration(max_seconds)}")  # fmt: skip
         first = next((f for f in container.decode(stream)), None)
         if first is None:
             raise MediaError(f"{name} is damaged: no frame could be decoded")
         bits = max(c.bits for c in first.format.components)
+        interlaced = first.interlaced_frame or context.field_order not in (FIELD_UNKNOWN, FIELD_PROGRESSIVE)
     except av.error.FFmpegError as error:
         raise MediaError(f"{name} is damaged: {error}") from None
     finally:
         container.close()
     frames = stream.frames or max(1, round(duration * rate))
     return VideoUpload(Path(path), name, width, height, duration, rate, frames, context.name, first.format.name,
-                       bits, bool(container.streams.audio))  # fmt: skip
+                       bits, bool(container.streams.audio), bool(interlaced))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -104,7 +116,8 @@ class FramePicker:
     def pick(self, upload: VideoUpload, t: float) -> PickedFrame:
         started = time.perf_counter()
         with self._lock:
-            reader = self._decord(upload) if self.use_decord and upload.bits <= 8 else None
+            faithful = upload.bits <= 8 and not upload.interlaced and upload.codec in DECORD_CODECS
+            reader = self._decord(upload) if self.use_decord and faithful else None
             if reader is not None:
                 index = max(0, int(np.searchsorted(self._times, t + 1e-6, side="right")) - 1)
                 pixels = reader[index].asnumpy()
@@ -176,31 +189,49 @@ class Compared:
 
 
 @dataclass(frozen=True)
+class Estimate:
+    """A whole-file run's time from a preview: steady seconds per frame × frames, plus the fixed costs.
+
+    A run pays some costs once: planning (the packet index), reading the weights, the first batch's
+    warm-up (a batch of one frame while the batch size is measured, ``engine.placement.BatchSizer``) and
+    the join. Dividing the whole preview by its frames spread them over every frame of the file, which is
+    how an earlier estimate came out 1.6× the real run. Here the rate is the preview's from its first frame
+    out to its last, and what that rate does not account for is the fixed part.
+    """
+
+    seconds: float
+    per_frame: float
+    fixed: float
+
+    @classmethod
+    def measure(cls, started: float, finished: float, written: list[float], frames: float) -> Estimate:
+        """``written``: the clock at each frame the preview wrote, between ``started`` and ``finished``;
+        ``frames``: the whole run's frames out."""
+        total = finished - started
+        steady = (written[-1] - written[0]) / (len(written) - 1) if len(written) > 1 else total
+        fixed = max(0.0, total - steady * len(written))
+        return cls(fixed + steady * frames, steady, fixed)
+
+
+@dataclass(frozen=True)
 class Preview:
-    before: Path  # the source's range, H.264 for the browser
+    before: Path  # the source's range, H.264 for the browser (the range restored with the empty chain)
     after: Path  # the restored range, H.264
     start: float
     frames: int
-    seconds: float  # restoring the range took
-    estimate: float  # seconds for the whole file at the same speed
+    seconds: float  # the range restore took, all of it (planning, loading, warm-up, join)
+    estimate: Estimate  # the whole file's run, from the preview's measured speed
     size: tuple[int, int]
     device: str
-    chain: str
+    chain: str  # as it ran: `streamrestore job IN --chain CHAIN --start S --duration D` gives the same frames
 
     def summary(self, upload: VideoUpload) -> str:
         width, height = self.size
-        speed = self.frames / self.seconds if self.seconds else 0.0
+        e = self.estimate
         return (f"{self.frames} frames from {self.start:.2f} s → **{width}×{height}** in **{self.seconds:.2f} s** "
-                f"({speed:.2f} fps) on **{self.device}**, chain `{self.chain or '(none)'}`  \n"
-                f"whole file ({upload.frames} frames) at this speed: **about {_duration(self.estimate)}**")
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
+                f"on **{self.device}**, chain `{self.chain or '(none)'}`  \n"
+                f"whole file ({upload.frames} frames) at this speed: **about {format_duration(e.seconds)}** "
+                f"({e.per_frame:.3f} s/frame after the first batch, plus {e.fixed:.1f} s to start and finish)")
 
 
 class VideoSession:
@@ -251,11 +282,15 @@ class VideoSession:
 
     def preview(self, path: str | Path, t: float, chain: str, seconds: float, content: str = "photo",
                 progress=lambda fraction: None) -> tuple[VideoUpload, Preview]:  # fmt: skip
-        """Restore up to ``preview_seconds`` around ``t`` (starting at most half of it before), as H.264 MP4s."""
-        from streamrestore.demo.logic import _describe_device, format_chain
-        from streamrestore.excerpt import restore_range
-        from streamrestore.presets import parse_chain
-        from streamrestore.restore import OutputSettings
+        """Restore up to ``preview_seconds`` around ``t`` (starting at most half of it before), as H.264 MP4s.
+
+        Both clips are the library's range restore (``streamrestore.jobs``, as ``streamrestore job --start
+        --duration``): "before" with the empty chain, "after" with the chain as it runs here (its tiles
+        written out), so the command line with that chain and ``PREVIEW_ENCODER`` gives the same frames.
+        """
+        from streamrestore.demo.logic import _describe_device, format_chain, on_page
+        from streamrestore.engine.budget import check_frames
+        from streamrestore.jobs import Job
 
         s = self.session.settings
         upload = self.inspect(path)
@@ -266,32 +301,44 @@ class VideoSession:
         plan = self.session._plan(chain, None)
         registry = self.session.registry(content)
         folder = self.session._result_folder()
-        output = OutputSettings(codec="libx264", pix_fmt="yuv420p", crf=18, overwrite=True)
-        total = max(1, round(seconds * upload.rate))
+        stem = Path(upload.name).stem
+        before, after = folder / f"{stem}.original.mp4", folder / f"{stem}.preview.mp4"
         with self.session._run_lock:
             prepared, loading = self.session.chains.get(plan, content, registry, self.session.run)
             ran, _ = self.session._describe(plan, prepared, loading)  # the tile each element runs in
-            identity, _ = self.session.chains.get(parse_chain(""), content, registry, self.session.run)
-            width, height = upload.width * prepared.scale, upload.height * prepared.scale
-            if width * height > s.preview_pixels:
-                raise MediaError(f"the preview would be {width}×{height} ({width * height / 1e6:.1f} MP); this "
-                                 f"server previews at most {s.preview_pixels / 1e6:g} MP a frame; choose a "
-                                 "smaller scale")  # fmt: skip
-            stem = Path(upload.name).stem
-            before = folder / f"{stem}.original.mp4"
-            restore_range(identity, upload.path, before, start, seconds, output)
-            done = [0]
+            try:
+                check_frames(prepared.stages, upload.height, upload.width, s.preview_pixels)
+            except TooLargeError as error:
+                raise TooLargeError(f"preview: {on_page(error, 'choose a smaller scale')}") from error
+            options = preview_options(prepared.run, start, seconds)
+            Job(str(upload.path), str(before), "", options).run()
+            written: list[float] = []
+            started = time.perf_counter()  # planning counts: a whole-file run plans too
+            progress(0.0)
+            # The shared chain (its weights read once for every request), as `chain` with `prepared.run`.
+            job = Job(str(upload.path), str(after), format_chain(plan), options, prepared)
+            expected = max(1, job.status().frames)
 
             def count(frames: int) -> None:
-                done[0] += frames
-                progress(min(1.0, done[0] / total))
+                written.extend([time.perf_counter()] * frames)
+                progress(min(1.0, len(written) / expected))
 
-            after = folder / f"{stem}.preview.mp4"
-            report = restore_range(prepared, upload.path, after, start, seconds, output, on_frames=count)
+            report = job.run(on_frames=count)
+            finished = time.perf_counter()
             device = _describe_device(prepared)
-        per_frame = report.seconds / max(1, report.source_frames or report.frames)
-        return upload, Preview(before, after, start, report.frames, report.seconds, per_frame * upload.frames,
-                               (report.width, report.height), device, format_chain(ran))  # fmt: skip
+        with av.open(str(after)) as output:
+            size = (output.streams.video[0].width, output.streams.video[0].height)
+        # Frames out per frame in: 2 where an interlaced source is restored at field rate.
+        estimate = Estimate.measure(started, finished, written or [finished], upload.frames * report.frames / expected)
+        return upload, Preview(before, after, start, report.frames, finished - started, estimate, size, device,
+                               format_chain(ran))  # fmt: skip
+
+
+def preview_options(run: RunSettings, start: float, seconds: float):
+    """The preview's range and encoder settings as a ``JobOptions`` (one worker: a preview is one segment)."""
+    from streamrestore.jobs import JobOptions
+
+    return JobOptions(run=run, output=OutputSettings(**PREVIEW_ENCODER), workers=1, start=start, duration=seconds)
 
 
 def _read(path: Path) -> np.ndarray:

@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -34,7 +34,8 @@ import torch
 from spandrel.architectures.Compact import Compact
 
 from streamrestore.demo.app import start, stop
-from streamrestore.demo.logic import DemoSession, DemoSettings, make_registry
+from streamrestore.demo.logic import DemoSession, make_registry
+from streamrestore.demo.settings import DemoSettings
 from streamrestore.restore import RunSettings, read_image, restore_image
 
 CHROMIUM = "/usr/bin/chromium"
@@ -293,7 +294,8 @@ BAD_REQUESTS = {
     "corrupt image": (corrupt_png, "denoise", None, "corrupt.png is damaged"),
     "truncated jpeg": (truncated_jpeg, "denoise", None, "cut.jpg is damaged"),
     "huge image": (huge_png, "denoise", None, "huge.png is 1400×1100 (1.5 MP); this server takes at most 1.5 MP"),
-    "huge result": (None, "resize:scale=4", None, "the result would be 1804×1200"),
+    "huge result": (None, "resize:scale=4", None, "the output would be 451×300 → 1804×1200 (2.2 MP), over the cap "
+                    "of 1.5 MP a frame; choose a smaller scale or image"),
     "not a checkpoint": (None, "sr2=weights.pth", random_bytes("weights.pth"), "cannot load weights.pth as a model"),
     "checkpoint suffix": (None, "sr2=notes.txt", random_bytes("notes.txt"), "Invalid file type"),  # Gradio's check
     "server path": (None, "sr2=/etc/hostname", None, "loads no file from the server"),
@@ -362,7 +364,7 @@ def test_padding_counts_in_the_pixel_cap(client, small, tiny_model, tmp_path):
     image = write_rgb(tmp_path / "cat.png", np.ascontiguousarray(small[:150, :200]))
     with pytest.raises(AppError) as raised:
         restore_via_api(client, image, "sr2=tiny_x2.pth:border=256", tiny_model)
-    assert "this chain works on frames of 1.9 MP (padding counted)" in str(raised.value)
+    assert "200×150 → 400×300: the chain works on frames of 1.9 MP (padding counted)" in str(raised.value)
 
 
 # -- one model, shared ----------------------------------------------------------------------------------
@@ -463,10 +465,13 @@ def test_content_chooses_the_aliases_networks(client, small, tmp_path):
 
 # -- the command line -------------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_streamrestore_demo_serves_and_cleans_up_on_sigterm(tmp_path):
+def test_streamrestore_demo_serves_and_cleans_up_on_sigterm(tmp_path, tmp_path_factory, clip):
+    from gradio_client import Client, handle_file
+
     port = free_port()
     env = {**os.environ, "TMPDIR": str(tmp_path)}
-    command = [str(Path(sys.executable).with_name("streamrestore")), "demo", "--port", str(port)]
+    command = [str(Path(sys.executable).with_name("streamrestore")), "demo", "--port", str(port),
+               "--max-upload-mb", "0.01"]  # fmt: skip
     server = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
@@ -480,6 +485,12 @@ def test_streamrestore_demo_serves_and_cleans_up_on_sigterm(tmp_path):
                 assert time.monotonic() < deadline, "the demo did not start within 60 s"
                 time.sleep(0.3)
         assert [p.name for p in tmp_path.iterdir()][0].startswith("streamrestore-demo-")
+        # The flag's cap: a 10 kB upload limit turns the clip away before it is stored.
+        assert clip.stat().st_size > 10_000
+        api = Client(f"http://127.0.0.1:{port}/", verbose=False, analytics_enabled=False,
+                     download_files=str(tmp_path_factory.mktemp("refused")))  # fmt: skip
+        with pytest.raises(Exception, match="exceeds the maximum file size of 10000 bytes"):
+            api.predict(handle_file(str(clip)), api_name="/open_video")
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=30) == 0, server.stdout.read().decode(errors="replace")
     finally:
@@ -487,6 +498,40 @@ def test_streamrestore_demo_serves_and_cleans_up_on_sigterm(tmp_path):
             server.kill()
             server.wait()
     assert not list(tmp_path.iterdir()), "the demo left temporary files behind"
+
+
+def test_launcher_flags_set_the_caps(tmp_path):
+    from streamrestore.cli import build_parser
+    from streamrestore.demo.settings import settings_from_args
+    from streamrestore.demo.video import VideoSession
+    from streamrestore.errors import ConfigError, MediaError, TooLargeError
+    from support.media import make_clip, panned_frames
+
+    def settings(*flags: str) -> DemoSettings:
+        return settings_from_args(build_parser().parse_args(["demo", *flags]))
+
+    assert settings() == DemoSettings()
+    chosen = settings("--preview-seconds", "1", "--preview-pixels", "10000", "--max-video-seconds", "3",
+                      "--max-upload-mb", "0.5", "--max-pixels", "90000", "--device", "cpu")  # fmt: skip
+    assert chosen == DemoSettings(preview_seconds=1.0, preview_pixels=10_000, max_video_seconds=3.0,
+                                  max_upload_mb=0.5, max_pixels=90_000, device="cpu")  # fmt: skip
+    assert chosen.max_upload_bytes == 500_000
+    with pytest.raises(ConfigError, match="--preview-seconds must be above 0, got 0"):
+        settings("--preview-seconds", "0")
+    # Each cap acts on a 4 s clip of 96×64.
+    clip = make_clip(tmp_path / "four.mp4", panned_frames(4 * CLIP_RATE, 96, 64), rate=CLIP_RATE).path
+    session = DemoSession(chosen, tmp_path / "work")
+    try:
+        videos = VideoSession(session)
+        with pytest.raises(MediaError, match="four.mp4 lasts 4 s; this server takes clips up to 3 s"):
+            videos.inspect(clip)
+        session.settings = replace(chosen, max_video_seconds=60)
+        _, preview = videos.preview(clip, 2.0, "", 4.0)  # asked for 4 s, given --preview-seconds
+        assert preview.frames == CLIP_RATE
+        with pytest.raises(TooLargeError, match=r"preview: the output would be 96×64 → 192×128"):
+            videos.preview(clip, 2.0, "resize:scale=2", 1.0)
+    finally:
+        session.close()
 
 
 # -- video: pick a frame, compare two chains, preview a range -------------------------------------------
@@ -574,21 +619,105 @@ def test_api_compare_matches_restore_image(client, clip):
     assert "picked by decord" in summary and "/frame on **cpu float32**" in summary
 
 
-def test_api_preview_matches_the_library_range_restore(client, clip, tmp_path):
-    from streamrestore.excerpt import restore_range
-    from streamrestore.restore import OutputSettings, PreparedChain
+def cli_range_restore(clip: Path, output: Path, chain: str, start: float, duration: float) -> Path:
+    """``streamrestore job CLIP --chain CHAIN --start S --duration D`` with the preview's encoder settings, in a
+    subprocess: the command a user would type to get the preview's frames for the whole range."""
+    from streamrestore.demo.video import PREVIEW_ENCODER
+    from support.cli import run_command
+
+    encoder = [f"--{key.replace('_', '-')}={value}" for key, value in PREVIEW_ENCODER.items()]
+    done = run_command("job", clip, "--chain", chain, "-o", output, "--start", start, "--duration", duration,
+                       "--device", "cpu", *encoder, "-q")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return output
+
+
+def test_api_preview_is_the_cli_range_restore(client, clip, tmp_path):
+    from streamrestore.demo.video import preview_options
+    from streamrestore.jobs import restore_range
+    from support.cli import decode
 
     video_api(client, "open_video", clip)
     before, after, info, download = video_api(client, "preview", clip, 2.9, "B", "nlm", "sharpen", 2.0, "photo")
     assert "48 frames from 1.00 s" in info and "whole file (72 frames) at this speed: **about" in info
     ran = info.split("chain `")[1].split("`")[0]
-    expected = tmp_path / "library.mp4"
-    restore_range(PreparedChain(ran, RunSettings(device="cpu")), clip, expected, 1.0, 2.0,
-                  OutputSettings(codec="libx264", pix_fmt="yuv420p", crf=18))  # fmt: skip
-    got, want, source = decoded(download), decoded(expected), decoded(before)
-    assert len(got) == len(want) == len(source) == 48
-    assert min(psnr(a, b) for a, b in zip(got, want)) > 30
-    assert psnr(source[0], pyav_rgb(clip, 1.0)) > 30  # "before" is the same range of the source
+    got, want = decoded(download), decoded(cli_range_restore(clip, tmp_path / "cli.mp4", ran, 1.0, 2.0))
+    assert len(got) == 48 and all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
+    # "Before" is the same range through the same machinery with the empty chain: the source's frames 24–71.
+    identity = tmp_path / "identity.mp4"
+    restore_range(str(clip), str(identity), "", start=1.0, duration=2.0,
+                  options=preview_options(RunSettings(device="cpu"), 1.0, 2.0))
+    assert all(np.array_equal(a, b) for a, b in zip(decoded(before), decoded(identity), strict=True))
+    assert min(psnr(a, b) for a, b in zip(decoded(before), decoded(clip)[24:72], strict=True)) > 30
+    assert abs(decode(Path(download)).audio_samples / 48000 - 2.0) < 0.05  # the range's audio comes along
+
+
+# The kinds of upload the page names: (file name, make_clip options, the reader that must serve it). decord
+# serves 8-bit progressive video in codecs whose decoding is exact by their standard; PyAV the rest.
+UPLOADS = {
+    "MP4": ("clip.mp4", {}, "decord"),
+    "MKV": ("clip.mkv", {}, "decord"),
+    "MOV": ("clip.mov", {}, "decord"),
+    "TS": ("clip.ts", {}, "decord"),
+    "AVI": ("clip.avi", {"codec": "mpeg4", "time_base": Fraction(1, CLIP_RATE)}, "PyAV"),  # Xvid/DivX-style
+    "WebM": ("clip.webm", {"codec": "libvpx-vp9", "audio": "libopus"}, "decord"),
+    "10-bit": ("deep.mkv", {"pix_fmt": "yuv420p10le"}, "PyAV"),
+    "interlaced": ("woven.mkv", {"interlace": True}, "PyAV"),
+}
+
+
+def upload_clip(folder: Path, name: str, options: dict) -> Path:
+    """A 1 s clip of a panned photo, 96×64; interlaced: two frames woven into one by FFmpeg's ``interlace``."""
+    from support.media import AudioTrack, make_clip, panned_frames
+
+    options = dict(options)
+    pictures = panned_frames(CLIP_RATE, 96, 64)
+    if options.get("pix_fmt", "").endswith("10le"):
+        pictures = [p.astype(np.uint16) * 257 + np.uint16(40) for p in pictures]  # 16 bits, not 8 shifted
+    audio = options.pop("audio", "aac")
+    if options.pop("interlace", False):
+        progressive = make_clip(folder / "progressive.mp4", pictures, rate=CLIP_RATE).path
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", progressive, "-vf", "interlace", "-c:v", "libx264",
+                        "-flags", "+ilme+ildct", "-top", "1", "-preset", "ultrafast", str(folder / name)],
+                       check=True, timeout=60)  # fmt: skip
+        return folder / name
+    tone = [AudioTrack(codec=audio, seconds=1.0)]
+    return Path(make_clip(folder / name, pictures, rate=CLIP_RATE, audio=tone, **options).path)
+
+
+@pytest.mark.parametrize("kind", list(UPLOADS))
+def test_every_kind_of_upload_picks_pyavs_frame_and_previews(kind, tmp_path):
+    from streamrestore.demo.video import VideoSession
+
+    name, options, reader = UPLOADS[kind]
+    clip = upload_clip(tmp_path, name, options)
+    session = DemoSession(DemoSettings(device="cpu", tile=TILE), tmp_path / "work")
+    videos = VideoSession(session)
+    try:
+        for t in (0.0, 0.3, 0.95):
+            upload, frame, _ = videos.pick(clip, t)
+            expected = pyav_rgb(clip, t, "rgb48le" if upload.bits > 8 else "rgb24")
+            assert frame.backend == reader and np.array_equal(frame.pixels, expected), t
+        assert ("10-bit" in upload.describe()) == (kind == "10-bit")
+        assert ("interlaced" in upload.describe()) == (kind == "interlaced")
+        _, preview = videos.preview(clip, 0.5, "sharpen", 0.5)
+        assert len(decoded(preview.before)) == round(upload.rate / 2) and preview.frames == len(decoded(preview.after))
+        if kind != "interlaced":  # an interlaced source may be restored at field rate (the jobs' --interlaced)
+            assert preview.frames == round(upload.rate / 2)
+    finally:
+        session.close()
+
+
+def test_the_estimate_counts_fixed_costs_once():
+    """4 s to plan, load and warm up before the first frame, 0.5 s a frame after it, 1 s to join: a 1000-frame
+    file takes 4 + 1000 × 0.5 + 1 - 0.5 s (the first frame's own half second is in the 4), not 1000 × the
+    preview's 14.5 s / 20 frames = 725 s."""
+    from streamrestore.demo.video import Estimate
+
+    written = [4.0 + 0.5 * k for k in range(20)]
+    estimate = Estimate.measure(0.0, written[-1] + 1.0, written, 1000)
+    assert estimate.per_frame == pytest.approx(0.5) and estimate.fixed == pytest.approx(4.5)
+    assert estimate.seconds == pytest.approx(504.5)
 
 
 def long_clip(tmp_path: Path) -> Path:
@@ -639,7 +768,8 @@ def test_preview_caps_pixels(client, clip):
     from gradio_client.exceptions import AppError
 
     video_api(client, "open_video", clip)
-    with pytest.raises(AppError, match=r"the preview would be 640×480 \(0.3 MP\); this server previews at most 0.2 MP"):
+    refused = r"preview: the output would be 160×120 → 640×480 \(0.3 MP\), over the cap of 0.2 MP a frame; choose"
+    with pytest.raises(AppError, match=refused):
         video_api(client, "preview", clip, 1.0, "A", "resize:scale=4:method=bicubic", "", 1.0, "photo")
 
 
@@ -648,9 +778,6 @@ def test_browser_picks_compares_and_previews_a_video(server, clip, tmp_path):
     if not Path(CHROMIUM).exists():
         pytest.fail("the browser test needs Debian's chromium: apt-get install chromium")
     from playwright.sync_api import expect, sync_playwright
-
-    from streamrestore.excerpt import restore_range
-    from streamrestore.restore import OutputSettings, PreparedChain
 
     blocked: list[str] = []
 
@@ -720,14 +847,9 @@ def test_browser_picks_compares_and_previews_a_video(server, clip, tmp_path):
     assert saved.name == "pan.preview.mp4"
     assert "48 frames from 0.50 s" in preview_text and "cpu" in preview_text
     ran = preview_text.split("chain ")[1].split()[0].strip("`")
-    expected = tmp_path / "library.mp4"
-    restore_range(PreparedChain(ran, RunSettings(device="cpu")), clip, expected, 0.5, 2.0,
-                  OutputSettings(codec="libx264", pix_fmt="yuv420p", crf=18))  # fmt: skip
-    got, want = decoded(saved), decoded(expected)
-    # Two libx264 runs of the library's writer on the same frames differ a little (not bit-exact; ffmpeg's
-    # own CLI is): the frames are compared as the same pictures within coding noise, per frame.
-    assert len(got) == len(want) == 48
-    assert min(psnr(a, b) for a, b in zip(got, want)) > 30
+    # The downloaded preview decodes to exactly the frames `streamrestore job --start 0.5 --duration 2` gives.
+    got, want = decoded(saved), decoded(cli_range_restore(clip, tmp_path / "cli.mp4", ran, 0.5, 2.0))
+    assert len(got) == 48 and all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
     assert not blocked, f"the page asked for something beyond the server: {blocked}"
     if os.environ.get("STREAMRESTORE_DEMO_VIDEO_SCREENSHOT"):
         save_screenshot(shot, Path(os.environ["STREAMRESTORE_DEMO_VIDEO_SCREENSHOT"]))

@@ -16,7 +16,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from ..errors import ConfigError, InputNotFoundError, StreamRestoreError
 from .job import Job, JobOptions
@@ -71,15 +71,21 @@ def expand_inputs(spec: str) -> list[tuple[str, str]]:
 
 def restore_many(spec: str, output_folder: str, chain: str, options: JobOptions = JobOptions(),
                  on_frames: Callable[[int], None] = lambda count: None,
-                 on_file: Callable[[FileOutcome], None] = lambda outcome: None) -> list[FileOutcome]:
-    """Restore every file ``spec`` names into ``output_folder`` (mirrored tree); never stops at a failure."""
+                 on_file: Callable[[FileOutcome], None] = lambda outcome: None,
+                 on_start: Callable[[str, Job | None], None] = lambda source, job: None,
+                 on_piece: Callable[[Any], None] = lambda result: None) -> list[FileOutcome]:
+    """Restore every file ``spec`` names into ``output_folder`` (mirrored tree); never stops at a failure.
+
+    For a progress display: ``on_start(source, job)`` before a file is restored (``job`` is None for
+    an image), then its ``on_frames`` and ``on_piece`` reports, then ``on_file`` (also for a file
+    skipped or failed)."""
     files = outside(expand_inputs(spec), output_folder)
     out_root = Path(output_folder)
     if out_root.exists() and not out_root.is_dir():
         raise ConfigError(f"-o {output_folder!r} must be a folder when the input names several files")
     out_root.mkdir(parents=True, exist_ok=True)
     with manifests.locked(out_root, "the output folder", LOCK):
-        return _restore_all(files, out_root, chain, options, on_frames, on_file)
+        return _restore_all(files, out_root, chain, options, on_frames, on_file, on_start, on_piece)
 
 
 def outside(files: list[tuple[str, str]], output_folder: str) -> list[tuple[str, str]]:
@@ -90,7 +96,8 @@ def outside(files: list[tuple[str, str]], output_folder: str) -> list[tuple[str,
 
 
 def _restore_all(files: list[tuple[str, str]], out_root: Path, chain: str, options: JobOptions,
-                 on_frames: Callable[[int], None], on_file: Callable[[FileOutcome], None]) -> list[FileOutcome]:
+                 on_frames: Callable[[int], None], on_file: Callable[[FileOutcome], None],
+                 on_start: Callable[[str, Job | None], None], on_piece: Callable[[Any], None]) -> list[FileOutcome]:
     from ..media.images import IMAGE_SUFFIXES
 
     ledger = _Ledger(out_root / LEDGER)
@@ -107,7 +114,7 @@ def _restore_all(files: list[tuple[str, str]], out_root: Path, chain: str, optio
                 outcome = FileOutcome(source, str(target), "skipped")
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)
-                frames = _restore_one(source, str(target), chain, options, is_image, on_frames)
+                frames = _restore_one(source, str(target), chain, options, is_image, on_frames, on_start, on_piece)
                 ledger.record(relative, key, target)
                 outcome = FileOutcome(source, str(target), "done", frames, time.perf_counter() - started)
         except StreamRestoreError as error:
@@ -122,8 +129,10 @@ def _restore_all(files: list[tuple[str, str]], out_root: Path, chain: str, optio
 
 
 def _restore_one(source: str, target: str, chain: str, options: JobOptions, is_image: bool,
-                 on_frames: Callable[[int], None]) -> int:
+                 on_frames: Callable[[int], None], on_start: Callable[[str, Job | None], None],
+                 on_piece: Callable[[Any], None]) -> int:
     if is_image:
+        on_start(source, None)
         from ..restore import PreparedChain
 
         from .segment import first_device
@@ -135,7 +144,8 @@ def _restore_one(source: str, target: str, chain: str, options: JobOptions, is_i
     # something else is replaced.
     job = Job(source, target, chain, dataclasses.replace(options, job_dir=None,
                                                          output=dataclasses.replace(options.output, overwrite=True)))
-    return job.run(on_frames=on_frames).frames
+    on_start(source, job)
+    return job.run(on_frames=on_frames, on_piece=on_piece).frames
 
 
 def _key(source: str, chain: str, options: JobOptions) -> str:

@@ -112,11 +112,14 @@ def default_job_dir(output: str) -> Path:
 
 class Job:
     def __init__(self, source: str, output: str | None = None, chain: str = "",
-                 options: JobOptions = JobOptions()) -> None:
+                 options: JobOptions = JobOptions(), prepared: PreparedChain | None = None) -> None:
+        """``prepared``: ``chain`` already built with ``options.run`` (a server's shared chain, its weights
+        read once), used by a one-worker run instead of building it again."""
         self.source = source
         self.output = output or default_output_path(source)
         self.chain_text = chain
         self.options = options
+        self._prepared = prepared
         self.job_dir = Path(options.job_dir) if options.job_dir else default_job_dir(self.output)
         self.manifest: manifests.Manifest | None = None
         self._built: PreparedChain | None = None
@@ -138,7 +141,7 @@ class Job:
 
             raise InputNotFoundError(f"input not found: {self.source!r}")
         opts = self.options
-        self._built = PreparedChain(self.chain_text, first_device(opts.run))
+        self._built = self._prepared or PreparedChain(self.chain_text, first_device(opts.run))
         chain_plan = self._built.plan
         wanted = encode_settings(chain_plan.output, opts.output)
         runner = self._built.runner()
