@@ -14,13 +14,15 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-import time
 import traceback
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from . import __version__
 from .errors import ConfigError, Interrupted, StreamRestoreError
+
+if TYPE_CHECKING:
+    from .restore import OutputSettings, RunSettings
 
 INTERNAL_ERROR = 70
 MAX_MESSAGE = 500  # characters of an error line
@@ -31,50 +33,90 @@ CHAIN_HELP = (
 )
 
 
+def add_restore_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments ``run`` and ``job`` share: the chain, the output and how frames are computed and encoded.
+
+    ``settings_from_args`` turns them into ``RunSettings`` and ``OutputSettings``, for both commands."""
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--chain", help=CHAIN_HELP)
+    what.add_argument("--config", metavar="YAML", help="a preset file (see configs/), or a bundled preset's name")
+    parser.add_argument("-o", "--output", help="output path ('-' for standard output); default NAME.restored.EXT "
+                        "beside the input; a folder when the input names several files")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    parser.add_argument("--codec", help="video encoder (default: follows the source: HEVC -> libx265, ProRes -> "
+                        "prores_ks, FFV1 -> ffv1, anything else -> libx264; also libsvtav1, …)")
+    parser.add_argument("--crf", type=float, help="constant quality for x264/x265/AV1 (default 18; lower is better)")
+    parser.add_argument("--preset", help="encoder speed preset (x264/x265 default: medium)")
+    parser.add_argument("--pix-fmt", help="output pixel format (default: the source's chroma layout and bit depth)")
+    parser.add_argument("--encoder-threads", type=int, help="encoder threads (per worker in a job; default 0 = "
+                        "automatic)")
+    parser.add_argument("--format", help="output container: for -o - mpegts (default), matroska or mp4 (fragmented); "
+                        "for a file, default from its name")
+    parser.add_argument("--device", help="auto (default), cpu, cuda or cuda:N; a job also takes a list, "
+                        "cuda:0,cuda:1 (one worker per device)")
+    parser.add_argument("--content", choices=("photo", "anime"), default="photo",
+                        help="which pretrained models the aliases (sr2, sr4, jpeg, …) use (default photo)")
+    parser.add_argument("--interlaced", choices=("auto", "deinterlace", "keep", "progressive"), default="auto",
+                        help="interlaced input: auto (default) deinterlaces with bwdif at field rate before stages "
+                        "that change pixels; deinterlace: always; keep: process each field, output stays interlaced; "
+                        "progressive: the input is progressive whatever its tags and idet say")
+    parser.add_argument("--batch", type=int, help="frames per batch through the stages (default: planned from the "
+                        "free GPU memory, or about a megapixel of input per batch on the CPU)")
+    parser.add_argument("--precision", choices=("auto", "float32", "float16", "bfloat16"), default="auto",
+                        help="compute precision of neural stages (auto: fp16/bf16 on CUDA where the model allows, "
+                        "float32 on the CPU; bfloat16 on a CPU with AVX512-BF16 is ~1.6× faster, within 9/255)")
+    parser.add_argument("--max-pixels", type=int, default=None, metavar="N",
+                        help="refuse a chain whose output, or any frame it works on, is over N pixels, or that needs "
+                        "more memory than is available (default 268435456 = 16384×16384; 0: no check)")
+    parser.add_argument("--tile", type=int, default=0, help="cut frames into tiles of at most N input pixels a side "
+                        "for the stages that can be tiled (default 0: whole frames, tiled only after running out of "
+                        "memory)")
+    parser.add_argument("--cpu-threads", type=int, help="torch threads (default: every core; in a job, cores / "
+                        "workers per worker)")
+    parser.add_argument("--strict", action="store_true", help="fail on damaged frames instead of repairing them")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress display or summary")
+    parser.add_argument("--debug", action="store_true", help="show a traceback on errors")
+
+
+def settings_from_args(args: argparse.Namespace) -> tuple[RunSettings, OutputSettings]:
+    """``add_restore_arguments``'s values as the library's settings (the one conversion, for run and job)."""
+    from .restore import OutputSettings, RunSettings
+
+    run = RunSettings(device=args.device, precision=None if args.precision == "auto" else args.precision,
+                      batch_size=args.batch, cpu_threads=args.cpu_threads, tile=args.tile, content=args.content,
+                      strict=args.strict, timeout=getattr(args, "timeout", 15.0), max_pixels=_max_pixels(args),
+                      interlaced=args.interlaced)
+    output = OutputSettings(codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt,
+                            encoder_threads=args.encoder_threads, format=args.format, overwrite=args.overwrite,
+                            encoder_log=args.debug)
+    return run, output
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamrestore", description="Restore and remaster video files and streams.")
     parser.add_argument("--version", action="version", version=f"streamrestore {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="restore a video, stream or image")
-    run.add_argument("input", help="video/image file, '-' for standard input, or a tcp/udp/rtsp/http URL")
-    what = run.add_mutually_exclusive_group(required=True)
-    what.add_argument("--chain", help=CHAIN_HELP)
-    what.add_argument("--config", metavar="YAML", help="a preset file (see configs/), or a bundled preset's name")
-    run.add_argument("-o", "--output", help="output path ('-' for standard output); default NAME.restored.EXT beside the input")
-    run.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    run.add_argument("--codec", help="video encoder (default: follows the source: HEVC -> libx265, ProRes -> prores_ks, "
-                     "FFV1 -> ffv1, anything else -> libx264; also libsvtav1, …)")
-    run.add_argument("--crf", type=float, help="constant quality for x264/x265/AV1 (default 18; lower is better)")
-    run.add_argument("--preset", help="encoder speed preset (x264/x265 default: medium)")
-    run.add_argument("--pix-fmt", help="output pixel format (default: the source's chroma layout and bit depth)")
-    run.add_argument("--encoder-threads", type=int, help="encoder threads (default 0 = automatic)")
-    run.add_argument("--format", help="container for -o - (mpegts default, matroska, mp4 = fragmented)")
-    run.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
-    run.add_argument("--content", choices=("photo", "anime"), default="photo",
-                     help="which pretrained models the aliases (sr2, sr4, jpeg, …) use (default photo)")
-    run.add_argument("--interlaced", choices=("auto", "deinterlace", "keep", "progressive"), default="auto",
-                     help="interlaced input: auto (default) deinterlaces with bwdif at field rate before stages "
-                     "that change pixels; deinterlace: always; keep: process each field, output stays interlaced; "
-                     "progressive: the input is progressive whatever its tags and idet say")
-    run.add_argument("--batch", type=int, help="frames per batch through the stages (default: planned from the "
-                     "free GPU memory, or about a megapixel of input per batch on the CPU)")
-    run.add_argument("--precision", choices=("auto", "float32", "float16", "bfloat16"), default="auto",
-                     help="compute precision of neural stages (auto: fp16/bf16 on CUDA where the model allows, "
-                     "float32 on the CPU; bfloat16 on a CPU with AVX512-BF16 is ~1.6× faster, within 9/255)")
-    run.add_argument("--max-pixels", type=int, default=None, metavar="N",
-                     help="refuse a chain whose output, or any frame it works on, is over N pixels, or that needs "
-                          "more memory than is available (default 268435456 = 16384×16384; 0: no check)")
-    run.add_argument("--tile", type=int, default=0, help="cut frames into tiles of at most N input pixels a side for "
-                     "the stages that can be tiled (default 0: whole frames, tiled only after running out of memory)")
-    run.add_argument("--strict", action="store_true", help="fail on damaged frames instead of repairing them")
+    run = commands.add_parser(
+        "run", help="restore a video, stream or image; with a job option, or several files, as a resumable job",
+        description="Restore a video, stream or image. With any job option (--segment-seconds, --workers, --job, "
+        "--restart, --keep-job, --start/--duration/--frames, --ray), or a folder, glob or .txt list as input, the "
+        "work is a job of segments that resumes when the same command is run again (as `streamrestore job`).")
+    run.add_argument("input", help="video/image file, '-' for standard input, a tcp/udp/rtsp/http URL, or (a job) a "
+                     "folder (recursive), a glob in quotes or a .txt list of paths")
+    add_restore_arguments(run)
     run.add_argument("--timeout", type=float, default=15.0, help="seconds to wait on a network input (default 15)")
-    run.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
-    run.add_argument("--debug", action="store_true", help="show a traceback on errors")
+    from .jobs.cli import add_job_arguments
 
-    from .jobs.cli import add_job_parser
+    add_job_arguments(run.add_argument_group("job options (any of them runs the input as a job)"))
 
-    add_job_parser(commands, CHAIN_HELP)
+    job = commands.add_parser(
+        "job", help="restore a file (or a folder, glob or list of files) as a resumable job of segments",
+        description="Restore as segments in a job directory: rerun the same command to resume after a crash. "
+        "The same as `streamrestore run` with a job option.")
+    job.add_argument("input", help="a video file, a folder (recursive), a glob in quotes, or a .txt list of paths")
+    add_restore_arguments(job)
+    add_job_arguments(job.add_argument_group("job options"))
 
     stages = commands.add_parser("stages", help="list the available stages, aliases and presets")
     stages.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
@@ -132,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_demo(args)
         if args.command == "train":
             return run_train(args)
-        if args.command == "job":
+        if args.command == "job" or (args.command == "run" and _is_job(args)):
             from .jobs.cli import run_job_command
 
             return run_job_command(args)
@@ -150,6 +192,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"streamrestore: internal error: {type(error).__name__}: {reason} (run with --debug for details)",
               file=sys.stderr)
         return INTERNAL_ERROR
+
+
+def _is_job(args: argparse.Namespace) -> bool:
+    """Whether ``run`` was asked for a job: a job option, or an input naming several files."""
+    from .jobs.cli import asks_for_job
+
+    return asks_for_job(args)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -175,11 +224,9 @@ def run_command(args: argparse.Namespace) -> int:
 
         if args.config not in available_presets():
             raise ConfigError(f"--config {args.config!r}: no such preset (bundled: {', '.join(available_presets())})")
-    from .restore import PreparedChain, RunSettings
+    from .restore import PreparedChain
 
-    run = RunSettings(device=args.device, precision=args.precision, batch_size=args.batch, tile=args.tile,
-                      content=args.content, strict=args.strict, timeout=args.timeout,
-                      max_pixels=_max_pixels(args), interlaced=args.interlaced)  # fmt: skip
+    run, _ = settings_from_args(args)
     if is_image_path(args.input):
         return _run_image(args, PreparedChain(chain, run))
     return _run_video(args, PreparedChain(chain, run))
@@ -195,42 +242,40 @@ def _run_image(args: argparse.Namespace, prepared) -> int:
 
 
 def _run_video(args: argparse.Namespace, prepared) -> int:
-    from tqdm import tqdm
+    from .jobs.progress import JobProgress
 
     from .durations import format_duration
-    from .restore import OutputSettings
 
-    bar: list[tqdm] = []
+    bar: list[JobProgress] = []
     drawing: list[bool] = []
-    started: list[float] = []
+    announced: list[bool] = []
 
     def on_start(reader) -> None:
         info = reader.info
         if not args.quiet:
             print(f"{args.input}: {info.width}×{info.height} {info.pix_fmt}, {info.color.describe()}", file=sys.stderr)
             drawing.append(True)
-        bar.append(tqdm(total=info.frame_count, unit="frame", disable=args.quiet, file=sys.stderr,
-                        dynamic_ncols=True, desc="restoring"))
-        started.append(time.perf_counter())
+        # The job display: its ETA is the steady rate's (start-up and the first batch are not frame work).
+        bar.append(JobProgress(info.frame_count, quiet=args.quiet, join=False))
 
     def on_frames(count: int) -> None:
         if not bar:
             return
-        bar[0].update(count)
-        if not args.quiet and len(started) == 1 and bar[0].total:
-            # After the first batch, say how long the whole run will take, once, before most of it.
-            started.append(time.perf_counter())
-            per_frame = (started[1] - started[0]) / bar[0].n
-            tqdm.write(f"expected: about {format_duration(per_frame * bar[0].total)} for {bar[0].total} frames "
-                       f"({per_frame:.2f} s/frame so far)", file=sys.stderr)
+        bar[0].frames(count)
+        left = bar[0].estimate.eta()
+        if not args.quiet and not announced and left is not None:
+            # Once the steady rate is known (the second batch), say how long the rest will take, once.
+            announced.append(True)
+            per_frame = 1 / bar[0].estimate.rate()
+            bar[0].write(f"expected: about {format_duration(left)} more for "
+                         f"{bar[0].estimate.total - bar[0].estimate.restored} frames left "
+                         f"({per_frame:.2f} s/frame at the steady rate)")
 
     def on_notice(message: str) -> None:
         print(f"streamrestore: {message}", file=sys.stderr)
 
     try:
-        output = OutputSettings(codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt,
-                                encoder_threads=args.encoder_threads, format=args.format, overwrite=args.overwrite,
-                                encoder_log=args.debug)
+        _, output = settings_from_args(args)
         report = prepared.restore_video(args.input, args.output, output, on_start=on_start, on_frames=on_frames,
                                         on_notice=on_notice)
     finally:

@@ -25,14 +25,18 @@ from support.cli import assert_one_line, copy_to, decode, leftovers, sha256, sta
 # == 4. progress ===================================================================================
 def test_progress_bar_shows_rate_and_total(stream_clips, cli):
     outcome = cli("run", stream_clips["mp4"], "--chain", "identity", "-o", stream_clips["mp4"].parent / "progress.mkv",
-                  "--preset", "ultrafast")
+                  "--preset", "ultrafast", "--batch", "4", "--overwrite")
     assert outcome.code == 0, outcome.stderr
-    assert "frame/s" in outcome.stderr
-    assert "/24 [" in outcome.stderr  # tqdm: "n/total [elapsed..."
+    assert " fps]" in outcome.stderr
+    assert "/24 [" in outcome.stderr  # "n/total [elapsed<ETA, rate]"
     assert "restoring" in outcome.stderr and "wrote " in outcome.stderr
-    # The expected duration is announced once, after the first batch, on a line of its own.
+    # The expected duration is announced once, when the steady rate is known (the second batch: the first
+    # one pays for start-up), on a line of its own.
     expected = [line for line in outcome.stderr.replace("\r", "\n").splitlines() if line.startswith("expected: ")]
-    assert len(expected) == 1 and " for 24 frames (" in expected[0] and "s/frame so far)" in expected[0]
+    assert len(expected) == 1, outcome.stderr
+    left = re.fullmatch(r"expected: about \d+ s more for (\d+) frames left \(\d+\.\d\d s/frame at the steady rate\)",
+                        expected[0])
+    assert left is not None and 0 < int(left[1]) < 24, expected[0]
 
 
 def test_quiet_prints_nothing(stream_clips, cli, tmp_path):

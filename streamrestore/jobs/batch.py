@@ -16,15 +16,18 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from ..errors import ConfigError, InputNotFoundError, StreamRestoreError
 from .job import Job, JobOptions
+from . import manifest as manifests
 from .manifest import input_identity
 
 VIDEO_SUFFIXES = {".mkv", ".mp4", ".mov", ".m4v", ".avi", ".ts", ".m2ts", ".mts", ".webm", ".mpg", ".mpeg",
                   ".vob", ".flv", ".wmv", ".3gp", ".ogv", ".dv", ".mxf", ".nut", ".y4m"}
 LEDGER = ".streamrestore-done.json"
+LOCK = ".streamrestore-lock"
+"""Held in the output folder while files are restored into it: two runs would race on the ledger and the files."""
 
 
 @dataclass(frozen=True)
@@ -68,15 +71,35 @@ def expand_inputs(spec: str) -> list[tuple[str, str]]:
 
 def restore_many(spec: str, output_folder: str, chain: str, options: JobOptions = JobOptions(),
                  on_frames: Callable[[int], None] = lambda count: None,
-                 on_file: Callable[[FileOutcome], None] = lambda outcome: None) -> list[FileOutcome]:
-    """Restore every file ``spec`` names into ``output_folder`` (mirrored tree); never stops at a failure."""
-    from ..media.images import IMAGE_SUFFIXES
+                 on_file: Callable[[FileOutcome], None] = lambda outcome: None,
+                 on_start: Callable[[str, Job | None], None] = lambda source, job: None,
+                 on_piece: Callable[[Any], None] = lambda result: None) -> list[FileOutcome]:
+    """Restore every file ``spec`` names into ``output_folder`` (mirrored tree); never stops at a failure.
 
-    files = expand_inputs(spec)
+    For a progress display: ``on_start(source, job)`` before a file is restored (``job`` is None for
+    an image), then its ``on_frames`` and ``on_piece`` reports, then ``on_file`` (also for a file
+    skipped or failed)."""
+    files = outside(expand_inputs(spec), output_folder)
     out_root = Path(output_folder)
     if out_root.exists() and not out_root.is_dir():
         raise ConfigError(f"-o {output_folder!r} must be a folder when the input names several files")
     out_root.mkdir(parents=True, exist_ok=True)
+    with manifests.locked(out_root, "the output folder", LOCK):
+        return _restore_all(files, out_root, chain, options, on_frames, on_file, on_start, on_piece)
+
+
+def outside(files: list[tuple[str, str]], output_folder: str) -> list[tuple[str, str]]:
+    """The files not in ``output_folder``: an output folder inside the input tree holds the earlier runs'
+    outputs, which a rerun would otherwise restore again into a folder one level deeper."""
+    root = os.path.realpath(output_folder)
+    return [(p, r) for p, r in files if os.path.commonpath([os.path.realpath(p), root]) != root]
+
+
+def _restore_all(files: list[tuple[str, str]], out_root: Path, chain: str, options: JobOptions,
+                 on_frames: Callable[[int], None], on_file: Callable[[FileOutcome], None],
+                 on_start: Callable[[str, Job | None], None], on_piece: Callable[[Any], None]) -> list[FileOutcome]:
+    from ..media.images import IMAGE_SUFFIXES
+
     ledger = _Ledger(out_root / LEDGER)
     outcomes = []
     for source, relative in files:
@@ -84,12 +107,14 @@ def restore_many(spec: str, output_folder: str, chain: str, options: JobOptions 
         target = out_root / (Path(relative).with_suffix(".png") if is_image else Path(relative))
         started = time.perf_counter()
         try:
+            if not os.path.isfile(source):  # a list may name files that are not there
+                raise InputNotFoundError(f"input not found: {source!r}")
             key = _key(source, chain, options)
             if ledger.finished(relative, key, target):
                 outcome = FileOutcome(source, str(target), "skipped")
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)
-                frames = _restore_one(source, str(target), chain, options, is_image, on_frames)
+                frames = _restore_one(source, str(target), chain, options, is_image, on_frames, on_start, on_piece)
                 ledger.record(relative, key, target)
                 outcome = FileOutcome(source, str(target), "done", frames, time.perf_counter() - started)
         except StreamRestoreError as error:
@@ -104,8 +129,10 @@ def restore_many(spec: str, output_folder: str, chain: str, options: JobOptions 
 
 
 def _restore_one(source: str, target: str, chain: str, options: JobOptions, is_image: bool,
-                 on_frames: Callable[[int], None]) -> int:
+                 on_frames: Callable[[int], None], on_start: Callable[[str, Job | None], None],
+                 on_piece: Callable[[Any], None]) -> int:
     if is_image:
+        on_start(source, None)
         from ..restore import PreparedChain
 
         from .segment import first_device
@@ -117,7 +144,8 @@ def _restore_one(source: str, target: str, chain: str, options: JobOptions, is_i
     # something else is replaced.
     job = Job(source, target, chain, dataclasses.replace(options, job_dir=None,
                                                          output=dataclasses.replace(options.output, overwrite=True)))
-    return job.run(on_frames=on_frames).frames
+    on_start(source, job)
+    return job.run(on_frames=on_frames, on_piece=on_piece).frames
 
 
 def _key(source: str, chain: str, options: JobOptions) -> str:
@@ -159,7 +187,7 @@ def pending(files: list[tuple[str, str]], output_folder: str, chain: str,
     root = Path(output_folder)
     ledger = _Ledger(root / LEDGER)
     left = []
-    for source, relative in files:
+    for source, relative in outside(files, output_folder):
         image = Path(source).suffix.lower() in IMAGE_SUFFIXES
         target = root / (Path(relative).with_suffix(".png") if image else Path(relative))
         try:

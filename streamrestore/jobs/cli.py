@@ -1,98 +1,104 @@
-"""The ``streamrestore job`` command: argument parsing and the one progress display; the work is in ``jobs``."""
+"""Jobs on the command line: the job options, whether ``run`` was asked for a job, and running one (``run``/``job``)."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, SomeFilesFailed
 from . import DEFAULT_SEGMENT_SECONDS
 
+if TYPE_CHECKING:
+    from .job import JobOptions
 
-def add_job_parser(commands: Any, chain_help: str) -> None:
-    job = commands.add_parser(
-        "job", help="restore a file (or a folder, glob or list of files) as a resumable job of segments",
-        description="Restore as segments in a job directory: rerun the same command to resume after a crash.")
-    job.add_argument("input", help="a video file, a folder (recursive), a glob in quotes, or a .txt list of paths")
-    what = job.add_mutually_exclusive_group(required=True)
-    what.add_argument("--chain", help=chain_help)
-    what.add_argument("--config", metavar="YAML", help="a preset file, or a bundled preset's name")
-    job.add_argument("-o", "--output", help="output file (default NAME.restored.EXT); a folder for several inputs")
-    job.add_argument("--segment-seconds", type=float, default=DEFAULT_SEGMENT_SECONDS,
-                     help=f"segment length, cut at the next keyframe (default {DEFAULT_SEGMENT_SECONDS:g})")
-    job.add_argument("--workers", type=int, help="segments restored at once, each in its own process (default: "
-                     "one per GPU; on the CPU one per 4 cores)")
-    job.add_argument("--job", metavar="DIR", dest="job_dir", help="job directory (default: hidden, beside the output)")
-    job.add_argument("--restart", action="store_true", help="discard the job directory's pieces and start over")
-    job.add_argument("--keep-job", action="store_true", help="keep the job directory after a successful join")
-    job.add_argument("--start", type=float, help="restore from this time (seconds from the first frame)")
-    job.add_argument("--duration", type=float, help="restore this many seconds")
-    job.add_argument("--frames", help="restore frames A:B (presentation order, B exclusive)")
-    job.add_argument("--ray", metavar="auto|ADDRESS", help="run segments on a Ray cluster (pip install "
-                     "'streamrestore[ray]'); the job directory must be on storage every node sees")
-    job.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    job.add_argument("--codec", help="video encoder (libx264 default, libx265, ffv1, libsvtav1, …)")
-    job.add_argument("--crf", type=float, help="constant quality for x264/x265/AV1 (default 18)")
-    job.add_argument("--preset", help="encoder speed preset (x264/x265 default: medium)")
-    job.add_argument("--pix-fmt", help="output pixel format (default: the source's)")
-    job.add_argument("--encoder-threads", type=int, help="encoder threads per worker (default 0 = automatic)")
-    job.add_argument("--format", help="container of the output (default: from its name)")
-    job.add_argument("--device", help="auto (default), cpu, cuda, cuda:N, or cuda:0,cuda:1 (one per worker)")
-    job.add_argument("--content", choices=("photo", "anime"), default="photo", help="which models the aliases use")
-    job.add_argument("--interlaced", choices=("auto", "deinterlace", "keep", "progressive"), default="auto",
-                     help="interlaced input, as for `streamrestore run` (auto: bwdif at field rate before stages "
-                     "that change pixels; keep: process each field, output stays interlaced)")
-    job.add_argument("--batch", type=int, help="frames per batch through the stages")
-    job.add_argument("--precision", choices=("auto", "float32", "float16", "bfloat16"), default="auto")
-    job.add_argument("--tile", type=int, default=0, help="tile side in input pixels for tileable stages (default 0)")
-    job.add_argument("--max-pixels", type=int, default=None, metavar="N",
-                     help="refuse a chain whose frames are over N pixels (default 268435456; 0: no check)")
-    job.add_argument("--cpu-threads", type=int, help="torch threads per worker (default: cores / workers)")
-    job.add_argument("--strict", action="store_true", help="fail on damaged frames instead of repairing them")
-    job.add_argument("-q", "--quiet", action="store_true", help="no progress display or summary")
-    job.add_argument("--debug", action="store_true", help="show a traceback on errors")
+
+def add_job_arguments(group: Any) -> None:
+    """The job's own options (``run`` and ``job`` both take them; given to ``run``, any of them makes it a job)."""
+    group.add_argument("--segment-seconds", type=float,
+                       help=f"segment length, cut at the next keyframe (default {DEFAULT_SEGMENT_SECONDS:g})")
+    group.add_argument("--workers", type=int, help="segments restored at once, each in its own process (default: "
+                       "one per GPU; on the CPU one per 4 cores)")
+    group.add_argument("--job", metavar="DIR", dest="job_dir", help="job directory (default: hidden, beside the "
+                       "output)")
+    group.add_argument("--restart", action="store_true", help="discard the job directory's pieces and start over")
+    group.add_argument("--keep-job", action="store_true", help="keep the job directory after a successful join")
+    group.add_argument("--start", type=float, help="restore from this time (seconds from the first frame)")
+    group.add_argument("--duration", type=float, help="restore this many seconds")
+    group.add_argument("--frames", help="restore frames A:B (presentation order, B exclusive)")
+    group.add_argument("--ray", metavar="auto|ADDRESS", help="run segments on a Ray cluster (pip install "
+                       "'streamrestore[ray]'); the job directory must be on storage every node sees")
+
+
+JOB_VALUES = ("segment_seconds", "workers", "job_dir", "start", "duration", "frames", "ray")
+JOB_SWITCHES = ("restart", "keep_job")
+
+
+def asks_for_job(args: argparse.Namespace) -> bool:
+    """Whether ``run``'s arguments ask for a job: a job option given, or an input naming several files."""
+    from ..media.reader import is_network_url
+    from .batch import is_many
+
+    if any(getattr(args, name) is not None for name in JOB_VALUES) or any(getattr(args, n) for n in JOB_SWITCHES):
+        return True
+    return args.input != "-" and not is_network_url(args.input) and is_many(args.input)
+
+
+def job_options(args: argparse.Namespace) -> JobOptions:
+    """The job's options from ``run``'s or ``job``'s arguments (the frame and encoder settings through the one
+    conversion both commands use)."""
+    from ..cli import settings_from_args
+    from .job import JobOptions
+
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
+    run, output = settings_from_args(args)
+    # Pieces are encoded in workers without an encoder log, and --debug must not change the settings that a
+    # many-file job's ledger compares (a rerun with --debug would redo finished files).
+    output = dataclasses.replace(output, encoder_log=False)
+    return JobOptions(run, output, workers=args.workers, job_dir=args.job_dir, restart=args.restart,
+                      segment_seconds=DEFAULT_SEGMENT_SECONDS if args.segment_seconds is None else args.segment_seconds,
+                      keep_job=args.keep_job, start=args.start, duration=args.duration,
+                      frames=_frames(args.frames) if args.frames else None, ray=args.ray)
 
 
 def run_job_command(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    from ..media.reader import is_network_url
+    from .batch import count_frames, expand_inputs, is_many, outside, pending, restore_many
+    from .job import Job
+    from .progress import JobProgress
 
-    from ..cli import _max_pixels
-    from ..restore import OutputSettings, RunSettings
-    from .batch import count_frames, expand_inputs, is_many, pending, restore_many
-    from .job import Job, JobOptions
-
+    # A job reads a file it can seek in and writes files it can resume; one line says what is wrong.
+    if args.input == "-" or is_network_url(args.input):
+        raise ConfigError(f"a job needs a file, folder, glob or list as input, not {args.input!r} (stdin or network: "
+                          "drop the job options)")
+    if args.output == "-":
+        raise ConfigError("a job writes files: give -o PATH, not -o - (standard output: drop the job options)")
     chain = args.config if args.config else args.chain
-    frames = _frames(args.frames) if args.frames else None
-    if args.workers is not None and args.workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
-    run = RunSettings(device=args.device, precision=None if args.precision == "auto" else args.precision,
-                      batch_size=args.batch, cpu_threads=args.cpu_threads, tile=args.tile, content=args.content,
-                      strict=args.strict, max_pixels=_max_pixels(args), interlaced=args.interlaced)
-    output = OutputSettings(codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt,
-                            encoder_threads=args.encoder_threads, format=args.format, overwrite=args.overwrite)
-    options = JobOptions(run, output, segment_seconds=args.segment_seconds, workers=args.workers,
-                         job_dir=args.job_dir, restart=args.restart, keep_job=args.keep_job, start=args.start,
-                         duration=args.duration, frames=frames, ray=args.ray)
+    options = job_options(args)
     if is_many(args.input):
         if not args.output:
             raise ConfigError("several input files need -o FOLDER")
-        files = expand_inputs(args.input)
-        # Frames of the files still to do only: finished ones are skipped and must not inflate the rate.
-        bar = tqdm(total=count_frames(pending(files, args.output, chain, options)), unit="frame", disable=args.quiet, file=sys.stderr,
-                   dynamic_ncols=True, desc=f"0/{len(files)} files")
-        done: list[Any] = []
+        files = outside(expand_inputs(args.input), args.output)  # an output folder in the tree holds no inputs
+        # Frames of the files still to do only: finished ones are skipped and never counted.
+        counts = [count_frames([f]) for f in pending(files, args.output, chain, options)]
+        progress = JobProgress(sum(counts), files=len(files), quiet=args.quiet)
+        progress.estimate.plan_files(counts)
 
         def on_file(outcome: Any) -> None:
-            done.append(outcome)
-            bar.set_description(f"{len(done)}/{len(files)} files")
+            if outcome.status == "skipped":
+                progress.skip_file()
+                return
+            progress.end_file(outcome.status == "done")
             if outcome.status == "failed":
-                bar.write(f"streamrestore: {outcome.source}: {outcome.message}", file=sys.stderr)
+                progress.write(f"streamrestore: {outcome.source}: {outcome.message}")
 
         try:
-            outcomes = restore_many(args.input, args.output, chain, options, bar.update, on_file)
+            outcomes = restore_many(args.input, args.output, chain, options, progress.frames, on_file,
+                                    lambda source, job: progress.begin_file(job), progress.piece)
         finally:
-            bar.close()
+            progress.close()
         if not args.quiet:
             print(summary_table(outcomes), file=sys.stderr)
         failed = [o for o in outcomes if o.status == "failed"]
@@ -104,21 +110,15 @@ def run_job_command(args: argparse.Namespace) -> int:
     status = job.status()
     if job.fields.notice and not args.quiet:
         print(f"streamrestore: {job.fields.notice}", file=sys.stderr)
-    bar = tqdm(total=status.frames, initial=status.frames_done, unit="frame", disable=args.quiet, file=sys.stderr,
-               dynamic_ncols=True, desc=f"{status.segments_done}/{status.segments} segments")
+    progress = JobProgress(status.frames, status.frames_done, quiet=args.quiet)
     if status.segments_done and not args.quiet:
-        bar.write(f"resuming {status.job_dir}: {status.segments_done} of {status.segments} segments done",
-                  file=sys.stderr)
-    pieces = [status.segments_done]
-
-    def on_piece(result: Any) -> None:
-        pieces[0] += 1
-        bar.set_description(f"{pieces[0]}/{status.segments} segments")
-
+        progress.write(f"resuming {status.job_dir}: {status.segments_done} of {status.segments} segments done")
     try:
-        report = job.run(on_frames=bar.update, on_piece=on_piece)
+        progress.begin_file(job)
+        report = job.run(on_frames=progress.frames, on_piece=progress.piece)
+        progress.end_file()
     finally:
-        bar.close()
+        progress.close()
     if not args.quiet:
         fps = report.frames / report.seconds if report.seconds else 0.0
         print(f"wrote {report.output}: {report.frames} frames in {report.segments} segments "

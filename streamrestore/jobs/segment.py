@@ -121,6 +121,7 @@ def run_segment(task: SegmentTask, on_frames: Callable[[int], None] = lambda cou
             if task.run.strict and reader.damaged_frames:
                 raise CorruptInputError(f"{reader.damaged_frames} damaged frame(s) in segment {seg.index} (--strict)")
             writer.close()
+            own.report()
             expected = seg.count * task.fields.rate / (2 if task.fields.field_split else 1)
             if expected.denominator == 1 and writer.frames_written != expected:  # IVTC: decimate decides
                 raise MediaError(f"segment {seg.index}: wrote {writer.frames_written} of {expected} frames")
@@ -217,6 +218,7 @@ class _OwnFrames:
         self._woven = fields.field_split
         self._pts: list[int] = []
         self._done = Fraction(0)
+        self._reported = 0
 
     def copy_packet(self, packet: av.Packet) -> None:
         pass  # audio and subtitles are copied once, from the source, by the join
@@ -227,10 +229,18 @@ class _OwnFrames:
             return
         self._writer.write_frame(rgb, pts, alpha)
         self._pts.append(pts)
-        before = int(self._done)
         self._done += 1 / self._per_source
-        if int(self._done) > before:
-            self._on_frames(int(self._done) - before)
+        # Count what came out of the encoder, not what went in: x264 holds ~40 frames in its lookahead,
+        # so counting inputs reports each segment's first 40 frames at once and nothing during its flush.
+        encoded = self._writer.frames_encoded * (2 if self._woven else 1) / self._per_source
+        self.report(min(self._done, encoded))
+
+    def report(self, done: Fraction | None = None) -> None:
+        """Report source frames done up to ``done`` (default: all written; after the encoder's flush)."""
+        whole = int(self._done if done is None else done)
+        if whole > self._reported:
+            self._on_frames(whole - self._reported)
+            self._reported = whole
 
     def written_pts(self) -> tuple[int, ...]:
         """The encoded frames' pts: a woven frame has its first field's."""

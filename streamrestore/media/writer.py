@@ -171,6 +171,8 @@ class MediaWriter:
         self._label = label or target
         self._filters: dict[int, BitStreamFilterContext] = {}
         self.frames_written = 0
+        self.frames_encoded = 0
+        """Video packets out of the encoder: frames really done (an encoder holds tens of frames in its lookahead)."""
         self.warnings: list[str] = []
         """What the output cannot keep of the source (said once, never silently dropped)."""
         try:
@@ -327,6 +329,7 @@ class MediaWriter:
         except av.error.FFmpegError as error:
             raise _output_error(self._label, error) from None
         self._mux(packets)
+        self.frames_encoded += len(packets)
         if frame is not None:
             self.frames_written += 1
 

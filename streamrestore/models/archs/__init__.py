@@ -9,13 +9,14 @@ from __future__ import annotations
 
 def our_architectures() -> list:
     """``ArchSupport`` entries for UpConv7, CUNet and the seed SR networks (EDSR, RDN, SRResNet, ESPCN, SRCNN,
-    VDSR, WDSR, LapSRN, DRRN, DRCN, SAN). Each detects only its own exact key layout."""
+    VDSR, WDSR, LapSRN, DRRN, DRCN, SAN, IGNN). Each detects only its own exact key layout."""
     from spandrel import ArchSupport
 
     from .cunet import CUNetArch
     from .drcn import DRCNArch
     from .drrn import DRRNArch
     from .edsr import EDSRArch
+    from .ignn import IGNNArch
     from .espcn import ESPCNArch
     from .lapsrn import LapSRNArch
     from .rdn import RDNArch
@@ -32,5 +33,5 @@ def our_architectures() -> list:
         ArchSupport.from_architecture(CUNetArch(), before=("RealCUGAN",)),
         *(ArchSupport.from_architecture(arch()) for arch in (EDSRArch, RDNArch, SRResNetArch, ESPCNArch,
                                                              SRCNNArch, VDSRArch, WDSRArch, LapSRNArch, DRRNArch,
-                                                             DRCNArch, SANArch)),
+                                                             DRCNArch, SANArch, IGNNArch)),
     ]
