@@ -277,3 +277,22 @@ def test_an_input_that_grows_during_the_run_is_not_joined(finished, tmp_path):
     with pytest.raises(JobMismatchError, match=r"^the input changed since the job started \(size, mtime_ns"):
         job.run()
     assert not (tmp_path / "out.mkv").exists() and len(list((tmp_path / "job").glob("piece-*.nut"))) == 3
+
+
+def test_killed_after_the_outputs_rename_the_same_command_finishes(finished, tmp_path):
+    # Was: the output was in place but the job directory not yet removed; the same command then stopped with
+    # "output exists; use --overwrite" (exit 10) and the pieces stayed on disk for good.
+    job_dir = tmp_path / "job"
+    _job(finished[0], tmp_path / "out.mkv", job_dir, keep_job=True).run()  # the state such a kill leaves
+    joined = (tmp_path / "out.mkv").read_bytes()
+
+    report = _job(finished[0], tmp_path / "out.mkv", job_dir).run()
+
+    assert report.frames == FRAMES and report.resumed_segments == 3 and not job_dir.exists()
+    assert (tmp_path / "out.mkv").read_bytes() == joined
+    # An output changed since (or another file under that name) is not taken for the job's: the usual refusal.
+    _job(finished[0], tmp_path / "out2.mkv", job_dir, keep_job=True).run()
+    with open(tmp_path / "out2.mkv", "ab") as changed:
+        changed.write(b"\0")
+    with pytest.raises(OutputError, match="exists; use --overwrite"):
+        _job(finished[0], tmp_path / "out2.mkv", job_dir).run()
