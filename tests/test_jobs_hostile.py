@@ -12,6 +12,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -296,3 +297,45 @@ def test_killed_after_the_outputs_rename_the_same_command_finishes(finished, tmp
         changed.write(b"\0")
     with pytest.raises(OutputError, match="exists; use --overwrite"):
         _job(finished[0], tmp_path / "out2.mkv", job_dir).run()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux's")
+def test_workers_end_when_the_driver_is_killed(tmp_path):
+    # Was: after `kill -9` of a `--workers 2` driver its worker processes finished the segments queued to them,
+    # then waited forever (seen 40 s later, idle, each holding its chain; on a GPU, its memory).
+    driver = subprocess.Popen([sys.executable, "-c", """
+import multiprocessing, os, time
+from concurrent.futures import ProcessPoolExecutor
+from streamrestore.jobs import local
+context = multiprocessing.get_context("spawn")
+pool = ProcessPoolExecutor(2, mp_context=context, initializer=local._start_worker,
+                           initargs=(context.Queue(), [], context.Value("i", 0), os.getpid()))
+started = [pool.submit(os.getpid) for _ in range(2)]
+print(*{f.result() for f in started}, *pool._processes, flush=True)
+for _ in range(4):
+    pool.submit(time.sleep, 60)
+time.sleep(60)
+"""], stdout=subprocess.PIPE, text=True)
+    workers: set[int] = set()
+    try:
+        workers |= {int(pid) for pid in driver.stdout.readline().split()}
+        assert workers and all(_alive(pid) for pid in workers)
+        driver.kill()
+        driver.wait()
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(pid) for pid in workers)
+    finally:
+        driver.kill()
+        for pid in workers:
+            if _alive(pid):  # only when the test failed: leave no process behind
+                os.kill(pid, signal.SIGKILL)
