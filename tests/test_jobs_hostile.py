@@ -339,3 +339,11 @@ time.sleep(60)
         for pid in workers:
             if _alive(pid):  # only when the test failed: leave no process behind
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_job_dir_equal_to_the_output_is_refused_before_any_work(finished, tmp_path):
+    # Was: every segment restored, then "cannot move the finished output" (exit 10), and the rerun found the
+    # output's name taken by the job directory.
+    with pytest.raises(ConfigError, match="--job and -o name the same path"):
+        _job(finished[0], tmp_path / "out.mkv", tmp_path / "out.mkv").run()
+    assert not (tmp_path / "out.mkv").exists()

@@ -190,6 +190,8 @@ class Job:
             "segment_seconds": opts.segment_seconds, "span": list(self._range) if self._range else None,
         }
         source = manifests.input_identity(self.source)
+        if os.path.abspath(self.job_dir) == os.path.abspath(self.output):
+            raise ConfigError(f"--job and -o name the same path {self.output!r}; the job directory holds the pieces")
         if self.job_dir.exists() and not self.job_dir.is_dir():
             raise OutputError(f"the job directory {str(self.job_dir)!r} is not a directory; choose another --job")
         found = None
