@@ -347,3 +347,26 @@ def test_job_dir_equal_to_the_output_is_refused_before_any_work(finished, tmp_pa
     with pytest.raises(ConfigError, match="--job and -o name the same path"):
         _job(finished[0], tmp_path / "out.mkv", tmp_path / "out.mkv").run()
     assert not (tmp_path / "out.mkv").exists()
+
+
+@pytest.mark.parametrize("ledger", ["[]", '{"a.mkv": 5}', "[" * 100_000])
+def test_an_edited_ledger_means_the_files_are_done_again(finished, tmp_path, ledger):
+    # Was: AttributeError from the ledger ('list' object has no attribute 'get'): exit 70 before any file.
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    shutil.copy(finished[0], tree / "a.mkv")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".streamrestore-done.json").write_text(ledger)
+    outcomes = restore_many(str(tree), str(out), "unsharp", JobOptions(output=OutputSettings(codec="ffv1"),
+                                                                      segment_seconds=SEGMENT))
+    assert [o.status for o in outcomes] == ["done"]
+    assert all(np.array_equal(a, b) for a, b in zip(_pixels(out / "a.mkv"), finished[2], strict=True))
+
+
+def test_a_folder_without_media_is_not_found(tmp_path):
+    # Was: exit 0 with an empty summary, where a glob or a list matching nothing is exit 3.
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    (tmp_path / "empty" / "notes.txt").write_text("no media here")
+    with pytest.raises(InputNotFoundError, match="no media files in"):
+        restore_many(str(tmp_path / "empty"), str(tmp_path / "out"), "unsharp")

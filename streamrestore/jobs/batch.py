@@ -56,6 +56,8 @@ def expand_inputs(spec: str) -> list[tuple[str, str]]:
         root = Path(spec)
         found = [p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in wanted
                  and not any(part.startswith(".") for part in p.relative_to(root).parts)]
+        if not found:
+            raise InputNotFoundError(f"no media files in {spec!r}")
         return sorted((str(p), str(p.relative_to(root))) for p in found)
     if spec.endswith(".txt") and os.path.isfile(spec):
         lines = [line.strip() for line in Path(spec).read_text(encoding="utf-8").splitlines()]
@@ -160,9 +162,11 @@ class _Ledger:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            self.entries = json.loads(path.read_text(encoding="utf-8"))
-        except (FileNotFoundError, ValueError):
-            self.entries = {}
+            entries = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):  # none yet, or not one: every file is done again
+            entries = {}
+        # Anyone may have edited it: an entry that is not what record() writes is not a finished file.
+        self.entries = {k: v for k, v in entries.items() if isinstance(v, dict)} if isinstance(entries, dict) else {}
 
     def finished(self, relative: str, key: str, target: Path) -> bool:
         entry = self.entries.get(relative)
