@@ -370,3 +370,42 @@ def test_a_folder_without_media_is_not_found(tmp_path):
     (tmp_path / "empty" / "notes.txt").write_text("no media here")
     with pytest.raises(InputNotFoundError, match="no media files in"):
         restore_many(str(tmp_path / "empty"), str(tmp_path / "out"), "unsharp")
+
+
+def test_output_folder_that_is_the_input_folder_is_refused(finished, tmp_path):
+    # Each output would be its own input: every file failed as "the input" (exit 15 after planning each).
+    # Now a bad option, before any work; a folder above the tree is fine (the outputs land beside it).
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    shutil.copy(finished[0], tree / "a.mkv")
+    with pytest.raises(ConfigError, match=r"is the input folder: each output would replace its input"):
+        restore_many(str(tree), str(tree), "unsharp")
+    assert sorted(p.name for p in tree.iterdir()) == ["a.mkv"]
+    options = JobOptions(output=OutputSettings(codec="ffv1"), segment_seconds=SEGMENT)
+    assert [o.status for o in restore_many(str(tree), str(tmp_path), "unsharp", options)] == ["done"]
+    assert len(video_frames(tmp_path / "a.mkv")) == FRAMES
+
+
+def test_disk_full_during_the_join_keeps_the_pieces_and_leaves_no_temporary(finished, tmp_path, monkeypatch):
+    from streamrestore.errors import DiskFullError
+    from streamrestore.jobs import join
+
+    real, calls = join._JoinWriter.mux_video, []
+
+    def filling(self, packet):
+        calls.append(1)
+        if len(calls) == 5:
+            raise DiskFullError(f"disk full while writing {self.container.name!r}")
+        real(self, packet)
+
+    monkeypatch.setattr(join._JoinWriter, "mux_video", filling)
+    job_dir = tmp_path / "job"
+    with pytest.raises(DiskFullError, match="^disk full while writing"):
+        _job(finished[0], tmp_path / "out.mkv", job_dir).run()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["job"]  # no output, no temporary beside it
+    monkeypatch.setattr(join._JoinWriter, "mux_video", real)
+
+    report = _job(finished[0], tmp_path / "out.mkv", job_dir).run()  # space freed: the same command
+
+    assert report.resumed_segments == 3 and not job_dir.exists()
+    assert all(np.array_equal(a, b) for a, b in zip(_pixels(tmp_path / "out.mkv"), finished[2], strict=True))

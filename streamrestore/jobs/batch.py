@@ -91,10 +91,20 @@ def restore_many(spec: str, output_folder: str, chain: str, options: JobOptions 
 
 
 def outside(files: list[tuple[str, str]], output_folder: str) -> list[tuple[str, str]]:
-    """The files not in ``output_folder``: an output folder inside the input tree holds the earlier runs'
-    outputs, which a rerun would otherwise restore again into a folder one level deeper."""
-    root = os.path.realpath(output_folder)
-    return [(p, r) for p, r in files if os.path.commonpath([os.path.realpath(p), root]) != root]
+    """The inputs, less the earlier runs' outputs when ``output_folder`` is inside the input tree (a rerun would
+    restore them again into a folder one level deeper). The tree's own root as output folder is refused: each
+    output would be written over its input."""
+    if not files:
+        return files
+    path, relative = files[0]
+    root = os.path.realpath(Path(os.path.abspath(path)).parents[len(Path(relative).parts) - 1])
+    out = os.path.realpath(output_folder)
+    if out == root:
+        raise ConfigError(f"-o {output_folder!r} is the input folder: each output would replace its input; "
+                          "choose another folder")
+    if os.path.commonpath([out, root]) != root:
+        return files  # outside the tree: nothing in it is an output
+    return [(p, r) for p, r in files if os.path.commonpath([os.path.realpath(p), out]) != out]
 
 
 def _restore_all(files: list[tuple[str, str]], out_root: Path, chain: str, options: JobOptions,
