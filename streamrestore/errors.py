@@ -104,6 +104,12 @@ class JobMismatchError(ConfigError):
     exit_code = 14
 
 
+class JobBusyError(StreamRestoreError):
+    """Another process is running the same job: its job directory (or a folder's output) is locked."""
+
+    exit_code = 17
+
+
 class SomeFilesFailed(StreamRestoreError):
     """A run over many files finished, but at least one file failed (the summary names them)."""
 

@@ -20,11 +20,14 @@ from typing import Any, Callable
 
 from ..errors import ConfigError, InputNotFoundError, StreamRestoreError
 from .job import Job, JobOptions
+from . import manifest as manifests
 from .manifest import input_identity
 
 VIDEO_SUFFIXES = {".mkv", ".mp4", ".mov", ".m4v", ".avi", ".ts", ".m2ts", ".mts", ".webm", ".mpg", ".mpeg",
                   ".vob", ".flv", ".wmv", ".3gp", ".ogv", ".dv", ".mxf", ".nut", ".y4m"}
 LEDGER = ".streamrestore-done.json"
+LOCK = ".streamrestore-lock"
+"""Held in the output folder while files are restored into it: two runs would race on the ledger and the files."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,8 @@ def expand_inputs(spec: str) -> list[tuple[str, str]]:
         root = Path(spec)
         found = [p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in wanted
                  and not any(part.startswith(".") for part in p.relative_to(root).parts)]
+        if not found:
+            raise InputNotFoundError(f"no media files in {spec!r}")
         return sorted((str(p), str(p.relative_to(root))) for p in found)
     if spec.endswith(".txt") and os.path.isfile(spec):
         lines = [line.strip() for line in Path(spec).read_text(encoding="utf-8").splitlines()]
@@ -76,13 +81,27 @@ def restore_many(spec: str, output_folder: str, chain: str, options: JobOptions 
     For a progress display: ``on_start(source, job)`` before a file is restored (``job`` is None for
     an image), then its ``on_frames`` and ``on_piece`` reports, then ``on_file`` (also for a file
     skipped or failed)."""
-    from ..media.images import IMAGE_SUFFIXES
-
-    files = expand_inputs(spec)
+    files = outside(expand_inputs(spec), output_folder)
     out_root = Path(output_folder)
     if out_root.exists() and not out_root.is_dir():
         raise ConfigError(f"-o {output_folder!r} must be a folder when the input names several files")
     out_root.mkdir(parents=True, exist_ok=True)
+    with manifests.locked(out_root, "the output folder", LOCK):
+        return _restore_all(files, out_root, chain, options, on_frames, on_file, on_start, on_piece)
+
+
+def outside(files: list[tuple[str, str]], output_folder: str) -> list[tuple[str, str]]:
+    """The files not in ``output_folder``: an output folder inside the input tree holds the earlier runs'
+    outputs, which a rerun would otherwise restore again into a folder one level deeper."""
+    root = os.path.realpath(output_folder)
+    return [(p, r) for p, r in files if os.path.commonpath([os.path.realpath(p), root]) != root]
+
+
+def _restore_all(files: list[tuple[str, str]], out_root: Path, chain: str, options: JobOptions,
+                 on_frames: Callable[[int], None], on_file: Callable[[FileOutcome], None],
+                 on_start: Callable[[str, Job | None], None], on_piece: Callable[[Any], None]) -> list[FileOutcome]:
+    from ..media.images import IMAGE_SUFFIXES
+
     ledger = _Ledger(out_root / LEDGER)
     outcomes = []
     for source, relative in files:
@@ -90,6 +109,8 @@ def restore_many(spec: str, output_folder: str, chain: str, options: JobOptions 
         target = out_root / (Path(relative).with_suffix(".png") if is_image else Path(relative))
         started = time.perf_counter()
         try:
+            if not os.path.isfile(source):  # a list may name files that are not there
+                raise InputNotFoundError(f"input not found: {source!r}")
             key = _key(source, chain, options)
             if ledger.finished(relative, key, target):
                 outcome = FileOutcome(source, str(target), "skipped")
@@ -141,9 +162,11 @@ class _Ledger:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            self.entries = json.loads(path.read_text(encoding="utf-8"))
-        except (FileNotFoundError, ValueError):
-            self.entries = {}
+            entries = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):  # none yet, or not one: every file is done again
+            entries = {}
+        # Anyone may have edited it: an entry that is not what record() writes is not a finished file.
+        self.entries = {k: v for k, v in entries.items() if isinstance(v, dict)} if isinstance(entries, dict) else {}
 
     def finished(self, relative: str, key: str, target: Path) -> bool:
         entry = self.entries.get(relative)
@@ -168,7 +191,7 @@ def pending(files: list[tuple[str, str]], output_folder: str, chain: str,
     root = Path(output_folder)
     ledger = _Ledger(root / LEDGER)
     left = []
-    for source, relative in files:
+    for source, relative in outside(files, output_folder):
         image = Path(source).suffix.lower() in IMAGE_SUFFIXES
         target = root / (Path(relative).with_suffix(".png") if image else Path(relative))
         try:

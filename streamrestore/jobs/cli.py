@@ -65,7 +65,7 @@ def job_options(args: argparse.Namespace) -> JobOptions:
 
 def run_job_command(args: argparse.Namespace) -> int:
     from ..media.reader import is_network_url
-    from .batch import count_frames, expand_inputs, is_many, pending, restore_many
+    from .batch import count_frames, expand_inputs, is_many, outside, pending, restore_many
     from .job import Job
     from .progress import JobProgress
 
@@ -75,12 +75,16 @@ def run_job_command(args: argparse.Namespace) -> int:
                           "drop the job options)")
     if args.output == "-":
         raise ConfigError("a job writes files: give -o PATH, not -o - (standard output: drop the job options)")
+    from ..media.images import is_image_path
+
+    if is_image_path(args.input):
+        raise ConfigError(f"{args.input!r} is an image: a job restores videos (drop the job options)")
     chain = args.config if args.config else args.chain
     options = job_options(args)
     if is_many(args.input):
         if not args.output:
             raise ConfigError("several input files need -o FOLDER")
-        files = expand_inputs(args.input)
+        files = outside(expand_inputs(args.input), args.output)  # an output folder in the tree holds no inputs
         # Frames of the files still to do only: finished ones are skipped and never counted.
         counts = [count_frames([f]) for f in pending(files, args.output, chain, options)]
         progress = JobProgress(sum(counts), files=len(files), quiet=args.quiet)

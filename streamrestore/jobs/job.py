@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..engine.budget import check_frames
-from ..errors import ConfigError, DiskFullError, OutputError
+from ..errors import ConfigError, DiskFullError, JobMismatchError, OutputError
 from ..media import encoder
 from ..media.output import OutputTarget, default_output_path
 from ..media.interlace import NO_FIELDS, FieldPlan
@@ -129,6 +129,7 @@ class Job:
         """What is done with the fields, decided once for the whole file (``PreparedChain.plan_fields``)."""
         self._resumed = 0
         self._redone = 0
+        self._fresh = False
 
     # -- plan ------------------------------------------------------------------------------------
     def plan(self) -> manifests.Manifest:
@@ -189,16 +190,26 @@ class Job:
             "segment_seconds": opts.segment_seconds, "span": list(self._range) if self._range else None,
         }
         source = manifests.input_identity(self.source)
+        if os.path.abspath(self.job_dir) == os.path.abspath(self.output):
+            raise ConfigError(f"--job and -o name the same path {self.output!r}; the job directory holds the pieces")
+        if self.job_dir.exists() and not self.job_dir.is_dir():
+            raise OutputError(f"the job directory {str(self.job_dir)!r} is not a directory; choose another --job")
         found = None
         if self.job_dir.exists() and not opts.restart:
             found = manifests.load(self.job_dir)
         if found is not None:
             found.check(source, settings)
+            # The plan follows from the input and the settings just checked; one that differs was edited (or
+            # is from a version that plans otherwise): its pieces would join into other frames than asked for.
+            if found.segments != segments:
+                raise JobMismatchError(f"the job directory's plan ({len(found.segments)} segments) is not this "
+                                       f"input's ({len(segments)} segments); use --restart to start over")
             self.manifest = found
         else:
-            if opts.restart and self.job_dir.exists():
-                shutil.rmtree(self.job_dir)
             self.manifest = manifests.Manifest(source, settings, segments)
+        # A new manifest (none yet, or --restart): pieces already in the folder are not its own. run() removes
+        # them under the job directory's lock (a run still using them would hold it), or tasks() does.
+        self._fresh = found is None
         return self.manifest
 
     def status(self) -> JobStatus:
@@ -215,6 +226,7 @@ class Job:
         manifest = self.plan()
         assert self._index is not None
         manifests.ensure_folder(self.job_dir)
+        self._forget_old_pieces()
         pending = []
         for seg in manifest.segments:
             if seg.index in manifest.pieces:
@@ -224,6 +236,12 @@ class Job:
                                        seg, self._segment_span(seg), self.chain_text, self.options.run,
                                        self.encode, self.fields, self._primer() if seg.context_first > 0 else None))
         return pending
+
+    def _forget_old_pieces(self) -> None:
+        """A new manifest (none yet, or ``restart``): files of an earlier job in the folder are not its pieces."""
+        if self._fresh:
+            manifests.clear(self.job_dir)
+            self._fresh = False
 
     def _segment_span(self, seg: Segment) -> Span:
         """The frames a segment decodes; with a field filter, the outer ones are fed to the filter only."""
@@ -248,14 +266,27 @@ class Job:
         started = time.perf_counter()
         manifest = self.plan()
         opts = self.options
+        joined = manifest.joined
+        if joined is not None and _output_identity(self.output) == {"bytes": joined["bytes"], "mtime_ns": joined["mtime_ns"]}:
+            return self._already_joined(manifest, started)
         target = OutputTarget(self.output, self.source, overwrite=opts.output.overwrite,
                               stream_format=opts.output.format)
         if target.is_stdout:
             raise OutputError("a job writes a file; give -o PATH (not -)")
         check_output(self.source, target.temporary, target.format, self.video, self.encode, target.container_options)
+        if opts.workers is not None and opts.workers < 1:
+            raise ConfigError(f"--workers must be at least 1, got {opts.workers}")
         manifests.ensure_folder(self.job_dir)
+        with manifests.locked(self.job_dir, "the job directory"):
+            return self._run_locked(manifest, target, started, on_frames, on_piece)
+
+    def _run_locked(self, manifest: manifests.Manifest, target: OutputTarget, started: float,
+                    on_frames: Callable[[int], None], on_piece: Callable[[PieceResult], None]) -> JobReport:
+        opts = self.options
+        self._forget_old_pieces()
         self._verify_pieces(manifest)
-        self._clean_partials()
+        for leftover in manifests.leftovers(self.job_dir):
+            manifests.discard(leftover)
         manifests.save(self.job_dir, manifest)
         tasks = self.tasks()
         self._check_space(tasks)
@@ -285,6 +316,9 @@ class Job:
                 from .local import run_in_processes
 
                 run_in_processes(tasks, workers, finished, on_frames)
+        # A file still being written (a recording, a copy in progress) must not be joined with the audio of a
+        # longer file than the pieces were planned from: the next run refuses it anyway (exit 14).
+        manifest.check(manifests.input_identity(self.source), manifest.settings)
         pieces = [str(self.piece_path(s.index)) for s in manifest.segments]
         # A field filter retimes the frames: each piece lists its own; otherwise they are the source's.
         frame_pts = [manifest.pieces[s.index].get("pts") or list(self._index.pts[s.first: s.first + s.count])
@@ -292,14 +326,25 @@ class Job:
         try:
             frames = join_pieces(self.source, pieces, frame_pts, target.temporary, target.format,
                                  target.container_options, self._window(), video=self.video)
+            manifest.joined = {**_output_identity(target.temporary), "frames": frames}  # a rename keeps both
+            manifests.save(self.job_dir, manifest)
             target.commit()
         except BaseException:
             target.abort()
             raise
         if not opts.keep_job:
-            shutil.rmtree(self.job_dir, ignore_errors=True)
+            manifests.remove(self.job_dir)  # only the job's own files: --job may name a folder with others in it
         return JobReport(self.output, frames, len(manifest.segments), self._resumed, self._redone,
                          sum(r.damaged_frames for r in results), time.perf_counter() - started, workers, results)
+
+    def _already_joined(self, manifest: manifests.Manifest, started: float) -> JobReport:
+        """The output this job joined is in place (a run was killed after its rename): only tidy up."""
+        with manifests.locked(self.job_dir, "the job directory"):
+            if not self.options.keep_job:
+                manifests.remove(self.job_dir)
+        self._resumed = len(manifest.pieces)
+        return JobReport(self.output, manifest.joined["frames"], len(manifest.segments), self._resumed, 0, 0,
+                         time.perf_counter() - started, 0)
 
     def record(self, result: PieceResult) -> None:
         """List a finished piece in the manifest (for a caller that ran ``tasks()`` on its own scheduler)."""
@@ -321,17 +366,17 @@ class Job:
         """Keep the listed pieces whose checksum matches; forget the others (they are redone)."""
         for index, piece in list(manifest.pieces.items()):
             path = self.piece_path(index)
-            ok = path.is_file() and path.stat().st_size == piece["bytes"] and file_digest(str(path))[0] == piece["sha256"]
+            pts = piece.get("pts")
+            ok = (index < len(manifest.segments) and path.is_file() and not path.is_symlink()
+                  and path.stat().st_size == piece["bytes"] and (pts is None or len(pts) == piece["frames"])
+                  and file_digest(str(path))[0] == piece["sha256"])
             if ok:
                 self._resumed += 1
             else:
                 del manifest.pieces[index]
-                self._redone += 1
-                path.unlink(missing_ok=True)
-
-    def _clean_partials(self) -> None:
-        for leftover in self.job_dir.glob("*.partial"):
-            leftover.unlink(missing_ok=True)
+                if index < len(manifest.segments):  # an index beyond the plan was never a piece of it
+                    self._redone += 1
+                manifests.discard(path)
 
     def _check_space(self, tasks: list[SegmentTask]) -> None:
         """Pieces still to write plus the joined output must fit; say so before any work.
@@ -361,6 +406,14 @@ class Job:
         start_pts = self._index.pts[first]
         end_time = self._index.pts[end] * tb if end < len(self._index.pts) else None
         return Window(Fraction(start_pts) * tb, end_time)
+
+
+def _output_identity(path: str) -> dict | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
 def filesystem_of(folder: Path) -> int:

@@ -10,18 +10,25 @@ it was completely written and renamed into place.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import fcntl
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
-from ..errors import JobMismatchError, OutputError
+from ..errors import JobBusyError, JobMismatchError, OutputError
 from .plan import Segment
 
 VERSION = 1
 NAME = "manifest.json"
 _EDGE = 1 << 20
+_LARGEST = 256 << 20
+"""A manifest is a few kB per segment (a field-rate plan lists each frame's pts: ~2 MB for two hours)."""
 
 
 def input_identity(path: str) -> dict:
@@ -46,6 +53,9 @@ class Manifest:
     segments: list[Segment]
     pieces: dict[int, dict] = field(default_factory=dict)
     """Finished pieces by segment index: ``{"sha256", "bytes", "frames"}``."""
+    joined: dict | None = None
+    """The joined output's ``{"bytes", "mtime_ns", "frames"}``, written just before it is renamed into place: a
+    run killed after that rename but before the job directory was removed is finished, not redone."""
 
     @property
     def fingerprint(self) -> str:
@@ -54,15 +64,26 @@ class Manifest:
     def to_json(self) -> dict:
         return {"version": VERSION, "source": self.source, "settings": self.settings,
                 "segments": [s.to_json() for s in self.segments],
-                "pieces": {str(k): v for k, v in sorted(self.pieces.items())}}
+                "pieces": {str(k): v for k, v in sorted(self.pieces.items())}, "joined": self.joined}
 
     @classmethod
-    def from_json(cls, data: dict) -> Manifest:
+    def from_json(cls, data: object) -> Manifest:
+        """Read a manifest, checking every field's type: the job directory is a file anyone may have edited."""
+        if not isinstance(data, dict):
+            raise TypeError("not an object")
         if data.get("version") != VERSION:
-            raise JobMismatchError(f"the job directory was written by another version (manifest {data.get('version')}); "
+            raise JobMismatchError(f"the job directory was written by another version (manifest {str(data.get('version'))[:20]}); "
                                    "use --restart")
-        return cls(data["source"], data["settings"], [Segment.from_json(s) for s in data["segments"]],
-                   {int(k): v for k, v in data["pieces"].items()})
+        source, settings, segments, pieces = data["source"], data["settings"], data["segments"], data["pieces"]
+        if not (isinstance(source, dict) and isinstance(settings, dict) and isinstance(segments, list)
+                and isinstance(pieces, dict)):
+            raise TypeError("wrong types")
+        joined = data.get("joined")
+        if joined is not None and not (isinstance(joined, dict) and set(joined) == {"bytes", "mtime_ns", "frames"}
+                                       and all(type(v) is int for v in joined.values())):
+            raise TypeError("not an output")
+        return cls(source, settings, [_segment(s) for s in segments],
+                   {_index(k): _piece(v) for k, v in pieces.items()}, joined)
 
     def check(self, source: dict, settings: dict) -> None:
         """Refuse to resume a job for another input or other settings (one line, which one)."""
@@ -76,16 +97,48 @@ class Manifest:
                                    "use --restart to start over, or the same options to resume")
 
 
+def _segment(data: object) -> Segment:
+    if not isinstance(data, dict) or set(data) != {f.name for f in dataclasses.fields(Segment)}:
+        raise TypeError("not a segment")
+    if not all(type(v) is int or (k == "end_pts" and v is None) for k, v in data.items()):
+        raise TypeError("not a segment")
+    return Segment(**data)
+
+
+def _index(key: str) -> int:
+    if not key.isdigit():  # piece names are made from this number: no sign, no path
+        raise ValueError(key)
+    return int(key)
+
+
+def _piece(data: object) -> dict:
+    if (not isinstance(data, dict) or not isinstance(data.get("sha256"), str)
+            or not all(type(data.get(k)) is int for k in ("bytes", "frames"))):
+        raise TypeError("not a piece")
+    pts = data.get("pts")
+    if pts is not None and not (isinstance(pts, list) and all(type(p) is int for p in pts)):
+        raise TypeError("not a piece")
+    return data
+
+
 def load(folder: Path) -> Manifest | None:
     path = folder / NAME
     try:
+        if path.stat().st_size > _LARGEST:
+            raise ValueError("too large")
         text = path.read_text(encoding="utf-8")
+        return Manifest.from_json(json.loads(text))
     except FileNotFoundError:
         return None
-    try:
-        return Manifest.from_json(json.loads(text))
-    except (ValueError, KeyError, TypeError):
+    except OSError as error:  # a folder named manifest.json, no permission
+        raise JobMismatchError(f"cannot read {str(path)!r} ({error.strerror}); use --restart") from None
+    except (ValueError, KeyError, TypeError, RecursionError):  # RecursionError: "[[[[…" nested too deep
         raise JobMismatchError(f"{str(path)!r} is not a streamrestore manifest; use --restart") from None
+
+
+def leftovers(folder: Path) -> list[Path]:
+    """Temporaries of pieces and manifests that a killed run left (under the lock no other run is writing them)."""
+    return [*folder.glob("*.partial"), *folder.glob(f".{NAME}.*.tmp")]
 
 
 def save(folder: Path, manifest: Manifest) -> None:
@@ -118,3 +171,66 @@ def ensure_folder(folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise OutputError(f"cannot create the job directory {str(folder)!r}: {error.strerror}") from None
+
+
+_OWN = re.compile(r"piece-\d{5,}\.nut(\.\d+\.partial)?|" + re.escape(NAME) + r"|\." + re.escape(NAME) + r"\.\d+\.tmp")
+
+
+def clear(folder: Path) -> None:
+    """Remove what a job wrote in ``folder`` (manifest, pieces, their temporaries) and nothing else.
+
+    ``--job DIR`` may name a folder that holds other files (even ``.``, the input's own folder), so the
+    job never removes a folder's contents wholesale.
+    """
+    for path in folder.iterdir():
+        if _OWN.fullmatch(path.name):
+            discard(path)
+
+
+def remove(folder: Path) -> None:
+    """``clear``, then the lock file and the folder itself if nothing else is in it."""
+    clear(folder)
+    (folder / LOCK).unlink(missing_ok=True)
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # not empty: the user's own files were there
+
+
+def discard(path: Path) -> None:
+    """Remove one file of the job (a symlink is removed, never followed); a folder in its place is an error."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as error:
+        raise OutputError(f"cannot remove {str(path)!r} from the job directory: {error.strerror}") from None
+
+
+LOCK = ".lock"
+
+
+@contextlib.contextmanager
+def locked(folder: Path, what: str, name: str = LOCK) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` (``flock`` on ``folder/name``) or raise ``JobBusyError`` at once.
+
+    Two runs of one job would each delete the other's half-written pieces as leftovers and both write the
+    output; the second stops in one line instead. The lock goes with the process (a ``kill -9`` releases
+    it), and ``flock`` works across the nodes of an NFS mount (Linux emulates it with POSIX locks there).
+    """
+    path = folder / name
+    try:
+        # O_NOFOLLOW: a symlink planted as the lock file is refused, never opened for writing.
+        handle = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as error:
+        raise OutputError(f"cannot create the lock file {str(path)!r}: {error.strerror}") from None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(handle, 32, 0).decode(errors="replace").strip()
+            by = f"process {holder}" if holder.isdigit() else "another process"
+            raise JobBusyError(f"{what} {str(folder)!r} is in use by {by}; wait for it to finish or stop it") from None
+        os.ftruncate(handle, 0)
+        os.pwrite(handle, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(handle)

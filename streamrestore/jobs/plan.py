@@ -110,7 +110,7 @@ def frame_range(index: SourceIndex, start: float | None = None, duration: float 
             raise ConfigError(f"--frames {first}:{end} starts after the last frame ({total} frames)")
         return first, min(end, total)
     begin = 0.0 if start is None else start
-    if begin < 0 or (duration is not None and duration <= 0):
+    if not begin >= 0 or (duration is not None and not duration > 0):  # nan too
         raise ConfigError("--start must be >= 0 and --duration > 0")
     times = [index.seconds(p) for p in index.pts]
     first = bisect.bisect_left(times, begin - 1e-9)
@@ -123,7 +123,7 @@ def frame_range(index: SourceIndex, start: float | None = None, duration: float 
 def make_plan(index: SourceIndex, segment_seconds: float = DEFAULT_SEGMENT_SECONDS, context_before: int = 0,
               context_after: int = 0, span: tuple[int, int] | None = None) -> list[Segment]:
     """Segments of whole GOPs, each at least ``segment_seconds`` long (the last may be shorter)."""
-    if segment_seconds <= 0:
+    if not segment_seconds > 0:  # nan too: every comparison with it is false, so it would plan one segment
         raise ConfigError(f"--segment-seconds must be > 0, got {segment_seconds:g}")
     total = len(index.pts)
     first, end = span if span is not None else (0, total)
