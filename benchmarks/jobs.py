@@ -8,9 +8,11 @@ in this order, each run from a fresh output:
 - one stream: ``restore_video`` (the single-stream path), the baseline;
 - job, 1 worker, for each --segments length;
 - job, 2 workers (same total cores: each worker's x264 and torch get half);
-- resume: the job as a subprocess, SIGKILLed once half its segments are in the manifest, then the
+- resume: the job as a subprocess, SIGKILLed at half the uninterrupted command's wall time, then the
   same command again; total wall time (both runs) vs one uninterrupted job run;
 - --workers-only: just the 1-worker and 2-worker jobs (e.g. a model-bound chain);
+- --resume-only: just the resume comparison (e.g. ``--seconds 120 --segments 30``: the issue's 2-minute
+  720p clip at the default segment length);
 - --quick: just the one stream and a 1-worker job at the first segment length (with --interlaced: a 25i
   clip, testsrc2 woven by FFmpeg's ``interlace`` and coded interlaced, so both deinterlace at field rate);
 - Ray (--ray): a local cluster (2 CPUs) started first, then the job through it, vs 2 local workers.
@@ -61,6 +63,33 @@ def measure(label: str, frames: int, run) -> float:
     return wall
 
 
+def resume_overhead(clip: Path, frames: int, args: argparse.Namespace, segment: float, out, folder: Path) -> None:
+    """A job command killed (SIGKILL) once half its segments are in the manifest, then run again, vs uninterrupted."""
+    target, job_dir = out("resumed.mp4"), folder / "resume-job"
+    command = [sys.executable, "-m", "streamrestore.cli", "job", str(clip), "--chain", args.chain, "-o", target,
+               "--preset", args.preset, "--segment-seconds", str(segment), "--workers", "1",
+               "--job", str(job_dir), "-q"]
+    uninterrupted = measure("job, 1 worker, as a command (uninterrupted)", frames,
+                            lambda: subprocess.run(command, check=True))
+    Path(target).unlink()
+
+    def killed_then_resumed() -> None:
+        # Killed at half the uninterrupted wall time: wherever that lands, usually inside a segment,
+        # whose frames so far are lost (the worst case is a whole segment, --segment-seconds of video).
+        process = subprocess.Popen(command, start_new_session=True)
+        try:
+            process.wait(timeout=uninterrupted / 2)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        pieces = len(json.loads((job_dir / "manifest.json").read_text())["pieces"])
+        print(f"killed after {uninterrupted / 2:.1f} s with {pieces} piece(s) finished", flush=True)
+        subprocess.run(command, check=True)
+
+    resumed = measure("killed at 50 %, then resumed (both runs)", frames, killed_then_resumed)
+    print(f"resume overhead: {resumed / uninterrupted:.2f}× the uninterrupted command's wall time", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--width", type=int, default=1280)
@@ -73,6 +102,8 @@ def main() -> None:
     parser.add_argument("--workers-only", action="store_true",
                         help="only one worker (all cores to torch) vs 2 workers (one torch thread each)")
     parser.add_argument("--quick", action="store_true", help="only one stream vs a 1-worker job")
+    parser.add_argument("--resume-only", action="store_true",
+                        help="only the uninterrupted command vs the one killed at 50 %% and run again")
     parser.add_argument("--interlaced", action="store_true", help="a 25i clip (both paths deinterlace it)")
     args = parser.parse_args()
     print(f"load average at start: {os.getloadavg()}", flush=True)
@@ -98,6 +129,10 @@ def main() -> None:
                 lambda: job("w2.mp4", workers=2, segment_seconds=first_segment).run())
         print(f"load average at end: {os.getloadavg()}", flush=True)
         return
+    if args.resume_only:
+        resume_overhead(clip, frames, args, float(args.segments.split(",")[0]), out, folder)
+        print(f"load average at end: {os.getloadavg()}", flush=True)
+        return
     alone = measure("one stream (restore_video)", frames,
                     lambda: restore_video(str(clip), out("one.mp4"), args.chain, output=OutputSettings(preset=args.preset)))
     first_segment = float(args.segments.split(",")[0])
@@ -113,30 +148,7 @@ def main() -> None:
     one = measure(f"job, 2 workers, {first_segment:g} s segments", frames,
                   lambda: job("w2.mp4", workers=2, segment_seconds=first_segment).run())
 
-    # Resume: a subprocess killed when half the segments are done, then the same command again.
-    target, job_dir = out("resumed.mp4"), folder / "resume-job"
-    command = [sys.executable, "-m", "streamrestore.cli", "job", str(clip), "--chain", args.chain, "-o", target,
-               "--preset", args.preset, "--segment-seconds", str(first_segment), "--workers", "1",
-               "--job", str(job_dir), "-q"]
-    uninterrupted = measure("job, 1 worker, as a command (uninterrupted)", frames,
-                            lambda: subprocess.run(command, check=True))
-    Path(target).unlink()
-
-    def killed_then_resumed() -> None:
-        process = subprocess.Popen(command, start_new_session=True)
-        manifest = job_dir / "manifest.json"
-        while process.poll() is None:
-            if manifest.exists():
-                data = json.loads(manifest.read_text())
-                if len(data["pieces"]) * 2 >= len(data["segments"]):
-                    os.killpg(process.pid, signal.SIGKILL)
-                    break
-            time.sleep(0.05)
-        process.wait()
-        subprocess.run(command, check=True)
-
-    resumed = measure("killed at 50 %, then resumed (both runs)", frames, killed_then_resumed)
-    print(f"resume overhead: {resumed / uninterrupted:.2f}× the uninterrupted command's wall time", flush=True)
+    resume_overhead(clip, frames, args, first_segment, out, folder)
 
     if args.ray:
         import ray

@@ -13,7 +13,10 @@ remaining time at each redraw is known (exit time − redraw time). At the first
 - workers2: the same with ``--workers 2`` (each worker a process that imports torch and builds the chain);
 - resumed: the same command SIGKILLed once half the segments are in the manifest, then rerun (the
   rerun is measured: its kept pieces are not fresh work);
-- folder: a folder of three clips, ``--workers 1`` (per-file planning, chain building and join).
+- folder: a folder of three clips, ``--workers 1`` (per-file planning, chain building and join);
+- stream: ``streamrestore run`` without a job option (one stream) on a small clip through a model
+  (``denoise``: weights load and warm up in the first batch); also the ratio of its one ``expected:``
+  line (before: the whole run's duration from the first batch; after: the time left, from the steady rate).
 
 The machine is shared: each scenario prints the load average, wall seconds and CPU s/frame of the command.
 """
@@ -43,6 +46,14 @@ from make_clip import frame_at, photo_canvas  # noqa: E402
 POINTS = (0.10, 0.25, 0.50, 0.75)
 # "12/240 [00:03<00:41" (tqdm's layout, kept by the job display)
 DRAW = re.compile(r"(\d+)/(\d+) \[([\d:]+)<([\d:]+|\?)")
+# "expected: about 4 min for 48 frames" (the whole run, before) or "expected: about 2 min more for ..." (the rest)
+EXPECTED = re.compile(r"expected: about ([\d.]+ (?:s|min|h)) (more|for)")
+expected: list[tuple[float, float, bool]] = []
+
+
+def seconds_said(text: str) -> float:
+    value, unit = text.split()
+    return float(value) * {"s": 1, "min": 60, "h": 3600}[unit]
 
 
 @dataclass
@@ -94,7 +105,11 @@ def watch(command: list[str], kill_when=None, code: str | None = None) -> tuple[
             *lines, pending = re.split(rb"[\r\n]", pending)
             now = time.perf_counter()
             for line in lines:
-                match = DRAW.search(line.decode("utf-8", "replace"))
+                text = line.decode("utf-8", "replace")
+                said = EXPECTED.match(text)
+                if said:  # `run`'s one-line announcement: (time, seconds, whether it is the time left)
+                    expected.append((now, seconds_said(said[1]), said[2] == "more"))
+                match = DRAW.search(text)
                 if match:
                     eta = None if match[4] == "?" else seconds(match[4])
                     redraws.append(Redraw(now, int(match[1]), int(match[2]), eta))
@@ -122,6 +137,11 @@ def report(name: str, command: list[str], frames: int, code: str | None = None, 
         trace.write_text("".join(f"{r.at - redraws[0].at:.2f} {r.done}/{r.total} {r.eta}\n" for r in redraws)
                          + f"{ended - redraws[0].at:.2f} exit\n")
     started, redraws = redraws[0].at, redraws[1:]
+    said = ""
+    if expected:
+        at, value, is_rest = expected.pop()
+        real = ended - (at if is_rest else redraws[0].at)
+        said = f"  'expected' line {value / real:.2f} ({value:.0f}/{real:.0f} s)"
     if code != 0 or not redraws:
         print(f"{name}: exit code {code}, {len(redraws)} redraws", flush=True)
         return
@@ -146,7 +166,7 @@ def report(name: str, command: list[str], frames: int, code: str | None = None, 
     spread = max(speeds) / max(1e-9, min(speeds))
     print(f"{name:<10} " + "  ".join(f"{cell:>18}" for cell in cells)
           + f"  spread {spread:4.2f}   {wall:5.1f} s (first frame {first_frames:4.1f} s, last frame to exit {last_frames:4.1f} s)  "
-          f"{cpu / frames:.3f} CPU s/frame  load {os.getloadavg()[0]:.2f}", flush=True)
+          f"{cpu / frames:.3f} CPU s/frame  load {os.getloadavg()[0]:.2f}{said}", flush=True)
 
 
 def main() -> None:
@@ -155,7 +175,10 @@ def main() -> None:
     parser.add_argument("--chain", default="unsharp")
     parser.add_argument("--frames", type=int, default=240, help="frames of the single clip (24 fps)")
     parser.add_argument("--folder-frames", default="72,120,96", help="frames of each clip in the folder")
-    parser.add_argument("--only", default="single,workers2,resumed,folder")
+    parser.add_argument("--only", default="single,workers2,resumed,folder,stream")
+    parser.add_argument("--stream-chain", default="denoise", help="chain of the `stream` scenario (one `run` stream, "
+                        "no job: its bar and its 'expected' line)")
+    parser.add_argument("--stream-frames", type=int, default=48, help="frames of the stream scenario's 320×180 clip")
     parser.add_argument("--clips", help="folder to keep the clips in (default: a temporary one)")
     parser.add_argument("--code", metavar="LABEL=DIR", action="append", default=[],
                         help="run each scenario with the streamrestore package in DIR (e.g. `git archive REV "
@@ -213,6 +236,15 @@ def main() -> None:
 
         measure("resumed", lambda: command(clip, out, "--workers", "1", "--job", str(job_dir)), args.frames // 2,
                 killed)
+    if "stream" in wanted:
+        small = work / f"stream-{args.stream_frames}.mp4"
+        if not small.exists():
+            write_clip(small, args.stream_frames, 320, 180)
+        out = work / "stream.mp4"
+        command_line = [sys.executable, "-m", "streamrestore.cli", "run", str(small), "--chain", args.stream_chain,
+                        "-o", str(out)]
+        measure(f"stream ({args.stream_chain}, 320×180)", lambda: command_line, args.stream_frames,
+                lambda code: out.unlink(missing_ok=True))
     if "folder" in wanted:
         out = work / "folder-out"
         frames = sum(int(n) for n in args.folder_frames.split(","))

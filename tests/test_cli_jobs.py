@@ -88,9 +88,13 @@ def test_run_takes_a_folder(cli, tmp_path):
     (("-", "-o", "OUT", "--segment-seconds", "1"), ("'-'",)),
     (("tcp://127.0.0.1:9", "-o", "OUT", "--restart"), ("tcp://127.0.0.1:9",)),
     (("CLIP", "-o", "OUT", "--workers", "0"), ("--workers",)),
+    (("IMAGE", "-o", "OUT", "--workers", "1"), ("image",)),
 ])
 def test_run_refuses_what_a_job_cannot_do(cli, clip, tmp_path, argv, words):
-    values = {"CLIP": clip, "OUT": tmp_path / "out.mkv"}
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "still.png"), np.zeros((8, 8, 3), np.uint8))
+    values = {"CLIP": clip, "OUT": tmp_path / "out.mkv", "IMAGE": tmp_path / "still.png"}
     outcome = cli("run", *(values.get(a, a) for a in argv), "--chain", "unsharp")
 
     assert_one_line(outcome, 2, *words)

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -277,3 +278,134 @@ def test_an_input_that_grows_during_the_run_is_not_joined(finished, tmp_path):
     with pytest.raises(JobMismatchError, match=r"^the input changed since the job started \(size, mtime_ns"):
         job.run()
     assert not (tmp_path / "out.mkv").exists() and len(list((tmp_path / "job").glob("piece-*.nut"))) == 3
+
+
+def test_killed_after_the_outputs_rename_the_same_command_finishes(finished, tmp_path):
+    # Was: the output was in place but the job directory not yet removed; the same command then stopped with
+    # "output exists; use --overwrite" (exit 10) and the pieces stayed on disk for good.
+    job_dir = tmp_path / "job"
+    _job(finished[0], tmp_path / "out.mkv", job_dir, keep_job=True).run()  # the state such a kill leaves
+    joined = (tmp_path / "out.mkv").read_bytes()
+
+    report = _job(finished[0], tmp_path / "out.mkv", job_dir).run()
+
+    assert report.frames == FRAMES and report.resumed_segments == 3 and not job_dir.exists()
+    assert (tmp_path / "out.mkv").read_bytes() == joined
+    # An output changed since (or another file under that name) is not taken for the job's: the usual refusal.
+    _job(finished[0], tmp_path / "out2.mkv", job_dir, keep_job=True).run()
+    with open(tmp_path / "out2.mkv", "ab") as changed:
+        changed.write(b"\0")
+    with pytest.raises(OutputError, match="exists; use --overwrite"):
+        _job(finished[0], tmp_path / "out2.mkv", job_dir).run()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux's")
+def test_workers_end_when_the_driver_is_killed(tmp_path):
+    # Was: after `kill -9` of a `--workers 2` driver its worker processes finished the segments queued to them,
+    # then waited forever (seen 40 s later, idle, each holding its chain; on a GPU, its memory).
+    driver = subprocess.Popen([sys.executable, "-c", """
+import multiprocessing, os, time
+from concurrent.futures import ProcessPoolExecutor
+from streamrestore.jobs import local
+context = multiprocessing.get_context("spawn")
+pool = ProcessPoolExecutor(2, mp_context=context, initializer=local._start_worker,
+                           initargs=(context.Queue(), [], context.Value("i", 0), os.getpid()))
+started = [pool.submit(os.getpid) for _ in range(2)]
+print(*{f.result() for f in started}, *pool._processes, flush=True)
+for _ in range(4):
+    pool.submit(time.sleep, 60)
+time.sleep(60)
+"""], stdout=subprocess.PIPE, text=True)
+    workers: set[int] = set()
+    try:
+        workers |= {int(pid) for pid in driver.stdout.readline().split()}
+        assert workers and all(_alive(pid) for pid in workers)
+        driver.kill()
+        driver.wait()
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(pid) for pid in workers)
+    finally:
+        driver.kill()
+        for pid in workers:
+            if _alive(pid):  # only when the test failed: leave no process behind
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_job_dir_equal_to_the_output_is_refused_before_any_work(finished, tmp_path):
+    # Was: every segment restored, then "cannot move the finished output" (exit 10), and the rerun found the
+    # output's name taken by the job directory.
+    with pytest.raises(ConfigError, match="--job and -o name the same path"):
+        _job(finished[0], tmp_path / "out.mkv", tmp_path / "out.mkv").run()
+    assert not (tmp_path / "out.mkv").exists()
+
+
+@pytest.mark.parametrize("ledger", ["[]", '{"a.mkv": 5}', "[" * 100_000])
+def test_an_edited_ledger_means_the_files_are_done_again(finished, tmp_path, ledger):
+    # Was: AttributeError from the ledger ('list' object has no attribute 'get'): exit 70 before any file.
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    shutil.copy(finished[0], tree / "a.mkv")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".streamrestore-done.json").write_text(ledger)
+    outcomes = restore_many(str(tree), str(out), "unsharp", JobOptions(output=OutputSettings(codec="ffv1"),
+                                                                      segment_seconds=SEGMENT))
+    assert [o.status for o in outcomes] == ["done"]
+    assert all(np.array_equal(a, b) for a, b in zip(_pixels(out / "a.mkv"), finished[2], strict=True))
+
+
+def test_a_folder_without_media_is_not_found(tmp_path):
+    # Was: exit 0 with an empty summary, where a glob or a list matching nothing is exit 3.
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    (tmp_path / "empty" / "notes.txt").write_text("no media here")
+    with pytest.raises(InputNotFoundError, match="no media files in"):
+        restore_many(str(tmp_path / "empty"), str(tmp_path / "out"), "unsharp")
+
+
+def test_output_folder_that_is_the_input_folder_is_refused(finished, tmp_path):
+    # Each output would be its own input: every file failed as "the input" (exit 15 after planning each).
+    # Now a bad option, before any work; a folder above the tree is fine (the outputs land beside it).
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    shutil.copy(finished[0], tree / "a.mkv")
+    with pytest.raises(ConfigError, match=r"is the input folder: each output would replace its input"):
+        restore_many(str(tree), str(tree), "unsharp")
+    assert sorted(p.name for p in tree.iterdir()) == ["a.mkv"]
+    options = JobOptions(output=OutputSettings(codec="ffv1"), segment_seconds=SEGMENT)
+    assert [o.status for o in restore_many(str(tree), str(tmp_path), "unsharp", options)] == ["done"]
+    assert len(video_frames(tmp_path / "a.mkv")) == FRAMES
+
+
+def test_disk_full_during_the_join_keeps_the_pieces_and_leaves_no_temporary(finished, tmp_path, monkeypatch):
+    from streamrestore.errors import DiskFullError
+    from streamrestore.jobs import join
+
+    real, calls = join._JoinWriter.mux_video, []
+
+    def filling(self, packet):
+        calls.append(1)
+        if len(calls) == 5:
+            raise DiskFullError(f"disk full while writing {self.container.name!r}")
+        real(self, packet)
+
+    monkeypatch.setattr(join._JoinWriter, "mux_video", filling)
+    job_dir = tmp_path / "job"
+    with pytest.raises(DiskFullError, match="^disk full while writing"):
+        _job(finished[0], tmp_path / "out.mkv", job_dir).run()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["job"]  # no output, no temporary beside it
+    monkeypatch.setattr(join._JoinWriter, "mux_video", real)
+
+    report = _job(finished[0], tmp_path / "out.mkv", job_dir).run()  # space freed: the same command
+
+    assert report.resumed_segments == 3 and not job_dir.exists()
+    assert all(np.array_equal(a, b) for a, b in zip(_pixels(tmp_path / "out.mkv"), finished[2], strict=True))

@@ -165,6 +165,24 @@ def test_workers_tail_is_list_scheduled() -> None:
     assert estimate.eta() == pytest.approx(10 + 1.0 + 0.15)
 
 
+def test_frames_in_flight_are_shared_by_how_long_each_segment_has_run() -> None:
+    # 2 workers at 1 frame/s each, segments of 5, 10, 10, 10 frames: worker A takes segment 2 at 5 s,
+    # worker B segment 3 at 10 s; the job ends at 20 s. At 12 s the 9 frames in flight are A's 7 and B's 2.
+    clock = Clock()
+    estimate = Estimate(35, clock)
+    estimate.begin_file(35, {0: 5, 1: 10, 2: 10, 3: 10}, workers=2)
+    finished = {5: (0, 5), 10: (1, 10), 15: (2, 10), 20: (3, 10)}
+    join = 1.0 + 0.005 * 35
+    for second in range(1, 21):
+        clock.now = second
+        estimate.frames(2 if second <= 15 else 1)  # from 15 s on, A has nothing left to take
+        if second in finished:
+            estimate.piece(*finished[second])
+        if second >= 2:
+            # Within 0.4 s: the first two segments count as taken at the first report (1 s), not at 0 s.
+            assert clock.now + estimate.eta() == pytest.approx(20 + join, abs=0.4), second
+
+
 def test_display_draws_eta_and_counts() -> None:
     clock = Clock()
     stream = io.StringIO()

@@ -1,11 +1,13 @@
 """Archive jobs: a file restored as segments that can be resumed, run in parallel and spread over a Ray cluster.
 
 ``Job`` (plan / run / resume / status) is the library API; ``restore_range`` restores a time or frame
-range; ``restore_many`` restores a folder, glob or list of files. The CLI's ``job`` command calls these.
+range; ``restore_many`` restores a folder, glob or list of files. The CLI (``run`` with a job option, or
+``job``) calls these.
 
 Modules: plan (keyframe segments), segment (one segment → one piece), join (pieces → output by
 remuxing), manifest (the job directory's state), job (the API), local and ray_runner (where tasks
-run), batch (many files), cli (the ``job`` command). The names below are imported on first use, so
+run), batch (many files), progress (the one progress display and its ETA), cli (the job options and
+running a job from the command line). The names below are imported on first use, so
 ``streamrestore --help`` does not pay for torch.
 """
 

@@ -56,6 +56,8 @@ def expand_inputs(spec: str) -> list[tuple[str, str]]:
         root = Path(spec)
         found = [p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in wanted
                  and not any(part.startswith(".") for part in p.relative_to(root).parts)]
+        if not found:
+            raise InputNotFoundError(f"no media files in {spec!r}")
         return sorted((str(p), str(p.relative_to(root))) for p in found)
     if spec.endswith(".txt") and os.path.isfile(spec):
         lines = [line.strip() for line in Path(spec).read_text(encoding="utf-8").splitlines()]
@@ -89,10 +91,20 @@ def restore_many(spec: str, output_folder: str, chain: str, options: JobOptions 
 
 
 def outside(files: list[tuple[str, str]], output_folder: str) -> list[tuple[str, str]]:
-    """The files not in ``output_folder``: an output folder inside the input tree holds the earlier runs'
-    outputs, which a rerun would otherwise restore again into a folder one level deeper."""
-    root = os.path.realpath(output_folder)
-    return [(p, r) for p, r in files if os.path.commonpath([os.path.realpath(p), root]) != root]
+    """The inputs, less the earlier runs' outputs when ``output_folder`` is inside the input tree (a rerun would
+    restore them again into a folder one level deeper). The tree's own root as output folder is refused: each
+    output would be written over its input."""
+    if not files:
+        return files
+    path, relative = files[0]
+    root = os.path.realpath(Path(os.path.abspath(path)).parents[len(Path(relative).parts) - 1])
+    out = os.path.realpath(output_folder)
+    if out == root:
+        raise ConfigError(f"-o {output_folder!r} is the input folder: each output would replace its input; "
+                          "choose another folder")
+    if os.path.commonpath([out, root]) != root:
+        return files  # outside the tree: nothing in it is an output
+    return [(p, r) for p, r in files if os.path.commonpath([os.path.realpath(p), out]) != out]
 
 
 def _restore_all(files: list[tuple[str, str]], out_root: Path, chain: str, options: JobOptions,
@@ -160,9 +172,11 @@ class _Ledger:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            self.entries = json.loads(path.read_text(encoding="utf-8"))
-        except (FileNotFoundError, ValueError):
-            self.entries = {}
+            entries = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):  # none yet, or not one: every file is done again
+            entries = {}
+        # Anyone may have edited it: an entry that is not what record() writes is not a finished file.
+        self.entries = {k: v for k, v in entries.items() if isinstance(v, dict)} if isinstance(entries, dict) else {}
 
     def finished(self, relative: str, key: str, target: Path) -> bool:
         entry = self.entries.get(relative)

@@ -75,6 +75,10 @@ def run_job_command(args: argparse.Namespace) -> int:
                           "drop the job options)")
     if args.output == "-":
         raise ConfigError("a job writes files: give -o PATH, not -o - (standard output: drop the job options)")
+    from ..media.images import is_image_path
+
+    if is_image_path(args.input):
+        raise ConfigError(f"{args.input!r} is an image: a job restores videos (drop the job options)")
     chain = args.config if args.config else args.chain
     options = job_options(args)
     if is_many(args.input):

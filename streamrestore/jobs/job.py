@@ -190,6 +190,8 @@ class Job:
             "segment_seconds": opts.segment_seconds, "span": list(self._range) if self._range else None,
         }
         source = manifests.input_identity(self.source)
+        if os.path.abspath(self.job_dir) == os.path.abspath(self.output):
+            raise ConfigError(f"--job and -o name the same path {self.output!r}; the job directory holds the pieces")
         if self.job_dir.exists() and not self.job_dir.is_dir():
             raise OutputError(f"the job directory {str(self.job_dir)!r} is not a directory; choose another --job")
         found = None
@@ -264,6 +266,9 @@ class Job:
         started = time.perf_counter()
         manifest = self.plan()
         opts = self.options
+        joined = manifest.joined
+        if joined is not None and _output_identity(self.output) == {"bytes": joined["bytes"], "mtime_ns": joined["mtime_ns"]}:
+            return self._already_joined(manifest, started)
         target = OutputTarget(self.output, self.source, overwrite=opts.output.overwrite,
                               stream_format=opts.output.format)
         if target.is_stdout:
@@ -321,6 +326,8 @@ class Job:
         try:
             frames = join_pieces(self.source, pieces, frame_pts, target.temporary, target.format,
                                  target.container_options, self._window(), video=self.video)
+            manifest.joined = {**_output_identity(target.temporary), "frames": frames}  # a rename keeps both
+            manifests.save(self.job_dir, manifest)
             target.commit()
         except BaseException:
             target.abort()
@@ -329,6 +336,15 @@ class Job:
             manifests.remove(self.job_dir)  # only the job's own files: --job may name a folder with others in it
         return JobReport(self.output, frames, len(manifest.segments), self._resumed, self._redone,
                          sum(r.damaged_frames for r in results), time.perf_counter() - started, workers, results)
+
+    def _already_joined(self, manifest: manifests.Manifest, started: float) -> JobReport:
+        """The output this job joined is in place (a run was killed after its rename): only tidy up."""
+        with manifests.locked(self.job_dir, "the job directory"):
+            if not self.options.keep_job:
+                manifests.remove(self.job_dir)
+        self._resumed = len(manifest.pieces)
+        return JobReport(self.output, manifest.joined["frames"], len(manifest.segments), self._resumed, 0, 0,
+                         time.perf_counter() - started, 0)
 
     def record(self, result: PieceResult) -> None:
         """List a finished piece in the manifest (for a caller that ran ``tasks()`` on its own scheduler)."""
@@ -390,6 +406,14 @@ class Job:
         start_pts = self._index.pts[first]
         end_time = self._index.pts[end] * tb if end < len(self._index.pts) else None
         return Window(Fraction(start_pts) * tb, end_time)
+
+
+def _output_identity(path: str) -> dict | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
 def filesystem_of(folder: Path) -> int:

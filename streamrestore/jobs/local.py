@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import os
+import signal
+import sys
 import queue as queues
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Callable
@@ -27,13 +30,26 @@ def run_here(tasks: list[SegmentTask], finished: Callable[[PieceResult], None],
         finished(run_segment(task, on_frames))
 
 
-def _start_worker(progress: multiprocessing.Queue, devices: list[str], counter) -> None:
+def _start_worker(progress: multiprocessing.Queue, devices: list[str], counter, parent: int) -> None:
     global _progress, _device
+    die_with(parent)
     _progress = progress
     if devices:
         with counter.get_lock():
             _device = devices[counter.value % len(devices)]
             counter.value += 1
+
+
+def die_with(parent: int) -> None:
+    """End this worker when the driver ends, even by ``kill -9``: orphaned workers otherwise finish the
+    segments already queued to them and then wait forever, each holding its chain (and GPU memory)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the driver died before the line above took effect
+        os._exit(1)
 
 
 def _work(task: SegmentTask) -> PieceResult:
@@ -57,7 +73,7 @@ def run_in_processes(tasks: list[SegmentTask], workers: int, finished: Callable[
              for t in tasks]
     error: BaseException | None = None
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
-                             initargs=(progress, devices, counter)) as pool:
+                             initargs=(progress, devices, counter, os.getpid())) as pool:
         pending: set[Future] = {pool.submit(_work, task) for task in tasks}
         try:
             while pending:

@@ -53,6 +53,9 @@ class Manifest:
     segments: list[Segment]
     pieces: dict[int, dict] = field(default_factory=dict)
     """Finished pieces by segment index: ``{"sha256", "bytes", "frames"}``."""
+    joined: dict | None = None
+    """The joined output's ``{"bytes", "mtime_ns", "frames"}``, written just before it is renamed into place: a
+    run killed after that rename but before the job directory was removed is finished, not redone."""
 
     @property
     def fingerprint(self) -> str:
@@ -61,7 +64,7 @@ class Manifest:
     def to_json(self) -> dict:
         return {"version": VERSION, "source": self.source, "settings": self.settings,
                 "segments": [s.to_json() for s in self.segments],
-                "pieces": {str(k): v for k, v in sorted(self.pieces.items())}}
+                "pieces": {str(k): v for k, v in sorted(self.pieces.items())}, "joined": self.joined}
 
     @classmethod
     def from_json(cls, data: object) -> Manifest:
@@ -75,8 +78,12 @@ class Manifest:
         if not (isinstance(source, dict) and isinstance(settings, dict) and isinstance(segments, list)
                 and isinstance(pieces, dict)):
             raise TypeError("wrong types")
+        joined = data.get("joined")
+        if joined is not None and not (isinstance(joined, dict) and set(joined) == {"bytes", "mtime_ns", "frames"}
+                                       and all(type(v) is int for v in joined.values())):
+            raise TypeError("not an output")
         return cls(source, settings, [_segment(s) for s in segments],
-                   {_index(k): _piece(v) for k, v in pieces.items()})
+                   {_index(k): _piece(v) for k, v in pieces.items()}, joined)
 
     def check(self, source: dict, settings: dict) -> None:
         """Refuse to resume a job for another input or other settings (one line, which one)."""

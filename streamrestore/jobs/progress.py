@@ -48,6 +48,9 @@ class _File:
     """(time, ``in_pieces``) at each piece finished in this run."""
     between_segments: bool = False
     """One worker: a piece just finished, the next segment has not reported yet."""
+    begun: dict[int, float] = field(default_factory=dict)
+    """Several workers: when each in-flight segment was taken (the file's first report, or the piece that freed
+    its worker), so the frames in flight are shared out by how long each has been running."""
 
 
 @dataclass
@@ -103,6 +106,8 @@ class Estimate:
         assert f is not None
         self.restored += count
         f.restored += count
+        if f.first_frames is None:
+            f.begun = {index: now for index in list(f.segments)[: f.workers]}
         if f.first_frames is None or f.between_segments:
             # A span opens; its first frames were made during the start-up before it: done, not in the rate.
             if f.first_frames is None:
@@ -125,7 +130,11 @@ class Estimate:
         if f is None or f.segments.pop(index, None) is None:
             return
         f.in_pieces += frames
-        f.pieces.append((self.clock(), f.in_pieces))
+        now = self.clock()
+        f.pieces.append((now, f.in_pieces))
+        f.begun.pop(index, None)
+        for waiting in list(f.segments)[: f.workers]:
+            f.begun.setdefault(waiting, now)
         if f.workers == 1:
             self._close_span()
             f.between_segments = bool(f.segments)
@@ -199,7 +208,9 @@ class Estimate:
             return finish_seconds(pending, f.restored - f.in_pieces, 1, rate, overhead)
         measured = _piece_rate(f)
         per_worker = (measured or rate) / f.workers
-        return finish_seconds(pending, f.restored - f.in_pieces, f.workers, per_worker)
+        now = self.clock()
+        running = [now - f.begun.get(index, now) for index in list(f.segments)[: f.workers]]
+        return finish_seconds(pending, f.restored - f.in_pieces, f.workers, per_worker, running=running)
 
     def _join(self, frames: int) -> float:
         if not self.joins:
@@ -217,17 +228,20 @@ def _overhead(gaps: Sequence[tuple[float, int]], rate: float) -> float:
 
 
 def finish_seconds(pending: Sequence[int], done_in_flight: int, workers: int, per_worker: float,
-                   overhead: float = 0.0) -> float:
+                   overhead: float = 0.0, running: Sequence[float] | None = None) -> float:
     """Seconds until ``workers`` workers, each taking the next pending segment when free, finish them all.
 
-    The first ``workers`` segments are in flight and share ``done_in_flight`` frames evenly (the
-    reports do not say which worker made which frame); each segment not yet begun also costs ``overhead``.
+    The first ``workers`` segments are in flight and share ``done_in_flight`` frames (the reports do not say
+    which worker made which frame): in proportion to ``running`` (seconds each has been running), else evenly.
+    Each segment not yet begun also costs ``overhead``.
     """
     if not pending:
         return 0.0
     flying = list(pending[:workers])
-    share = done_in_flight / len(flying)
-    busy = [max(0.0, count - share) / per_worker for count in flying] + [0.0] * (workers - len(flying))
+    weights = list(running or []) if running and sum(running) > 0 else [1.0] * len(flying)
+    shares = [done_in_flight * w / sum(weights) for w in weights]
+    busy = [max(0.0, count - share) / per_worker for count, share in zip(flying, shares)]
+    busy += [0.0] * (workers - len(flying))
     for count in pending[workers:]:
         free = busy.index(min(busy))
         busy[free] += overhead + count / per_worker
