@@ -427,3 +427,18 @@ def test_two_inputs_with_one_output_name_do_not_replace_each_other(tmp_path):
     restored = cv2.imread(str(tmp_path / "out" / "x.png"))[:, :, ::-1]
     chelsea, coffee = photo("chelsea", 64, 48).astype(float), photo("coffee", 64, 48).astype(float)
     assert np.abs(restored - chelsea).mean() < np.abs(restored - coffee).mean()  # the first one's output stays
+
+
+def test_a_mismatch_message_stays_one_short_line_whatever_the_manifest_holds(finished, tmp_path):
+    job_dir = _copy_job(finished, tmp_path)
+    data = json.loads((job_dir / manifests.NAME).read_text())
+    data["settings"]["injected\nsecond line" + "x" * 100_000] = 1
+    (job_dir / manifests.NAME).write_text(json.dumps(data))
+    with pytest.raises(JobMismatchError) as refused:
+        _job(finished[0], tmp_path / "out.mkv", job_dir).plan()
+    assert str(refused.value) == ("the job was started with other settings (unknown ones); use --restart to start "
+                                  "over, or the same options to resume")
+    data["settings"] = {**json.loads((finished[1] / manifests.NAME).read_text())["settings"], "chain": "other"}
+    (job_dir / manifests.NAME).write_text(json.dumps(data))
+    with pytest.raises(JobMismatchError, match=r"other settings \(chain\); use --restart"):
+        _job(finished[0], tmp_path / "out.mkv", job_dir).plan()
