@@ -184,6 +184,7 @@ class ChainCache:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._chains: OrderedDict[tuple[str, str], PreparedChain] = OrderedDict()
+        self._seconds: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
 
     def get(self, plan: ChainPlan, content: str, registry: Registry, run: RunSettings
@@ -202,9 +203,15 @@ class ChainCache:
             prepared = PreparedChain(plan, replace(run, content=content), registry)
             prepared.placements  # noqa: B018 - reads the weights now
             self._chains[key] = prepared
+            self._seconds[key] = time.perf_counter() - started
             while len(self._chains) > self.capacity:
-                self._chains.popitem(last=False)
-            return prepared, time.perf_counter() - started
+                self._seconds.pop(self._chains.popitem(last=False)[0], None)
+            return prepared, self._seconds[key]
+
+    def build_seconds(self, plan: ChainPlan, content: str) -> float:
+        """What building the chain and reading its weights took when it was first asked for (a new run pays it)."""
+        with self._lock:
+            return self._seconds.get((format_chain(plan), content), 0.0)
 
     def files(self) -> set[str]:
         """The weights files the kept chains use."""

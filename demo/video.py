@@ -194,9 +194,10 @@ class Estimate:
 
     A run pays some costs once: planning (the packet index), reading the weights, the first batch's
     warm-up (a batch of one frame while the batch size is measured, ``engine.placement.BatchSizer``) and
-    the join. Dividing the whole preview by its frames spread them over every frame of the file, which is
-    how an earlier estimate came out 1.6× the real run. Here the rate is the preview's from its first frame
-    out to its last, and what that rate does not account for is the fixed part.
+    the join. Dividing the whole preview by its frames spread them over every frame of the file. Here the
+    rate is the preview's from its first frame out to its last; what that rate does not account for, plus
+    the time the server took to read the weights (the preview reuses them; a new run reads them again), is
+    the fixed part.
     """
 
     seconds: float
@@ -204,12 +205,13 @@ class Estimate:
     fixed: float
 
     @classmethod
-    def measure(cls, started: float, finished: float, written: list[float], frames: float) -> Estimate:
+    def measure(cls, started: float, finished: float, written: list[float], frames: float,
+                loading: float = 0.0) -> Estimate:  # fmt: skip
         """``written``: the clock at each frame the preview wrote, between ``started`` and ``finished``;
-        ``frames``: the whole run's frames out."""
+        ``frames``: the whole run's frames out; ``loading``: seconds reading the weights took."""
         total = finished - started
         steady = (written[-1] - written[0]) / (len(written) - 1) if len(written) > 1 else total
-        fixed = max(0.0, total - steady * len(written))
+        fixed = loading + max(0.0, total - steady * len(written))
         return cls(fixed + steady * frames, steady, fixed)
 
 
@@ -329,7 +331,8 @@ class VideoSession:
         with av.open(str(after)) as output:
             size = (output.streams.video[0].width, output.streams.video[0].height)
         # Frames out per frame in: 2 where an interlaced source is restored at field rate.
-        estimate = Estimate.measure(started, finished, written or [finished], upload.frames * report.frames / expected)
+        estimate = Estimate.measure(started, finished, written or [finished], upload.frames * report.frames / expected,
+                                    self.session.chains.build_seconds(plan, content))  # fmt: skip
         return upload, Preview(before, after, start, report.frames, finished - started, estimate, size, device,
                                format_chain(ran))  # fmt: skip
 

@@ -708,6 +708,29 @@ def test_every_kind_of_upload_picks_pyavs_frame_and_previews(kind, tmp_path):
         session.close()
 
 
+@pytest.mark.slow
+def test_compare_and_previews_read_the_network_once(tmp_path, monkeypatch):
+    """The preview's job runs on the server's shared chain: one read of the weights for a compare and two
+    previews with the same network."""
+    from streamrestore.demo.video import VideoSession
+    from streamrestore.models import loader
+
+    loads = []
+    real = loader.load_network
+    monkeypatch.setattr(loader, "load_network", lambda path: loads.append(path) or real(path))
+    clip = upload_clip(tmp_path, "clip.mp4", {})
+    session = DemoSession(DemoSettings(device="cpu", tile=TILE), tmp_path / "work")
+    videos = VideoSession(session)
+    try:
+        videos.compare(clip, 0.5, ["denoise", ""])
+        for t in (0.2, 0.7):
+            _, preview = videos.preview(clip, t, "denoise", 0.25)
+            assert preview.frames == 6
+    finally:
+        session.close()
+    assert len(loads) == 1, loads
+
+
 def test_the_estimate_counts_fixed_costs_once():
     """4 s to plan, load and warm up before the first frame, 0.5 s a frame after it, 1 s to join: a 1000-frame
     file takes 4 + 1000 × 0.5 + 1 - 0.5 s (the first frame's own half second is in the 4), not 1000 × the
@@ -718,6 +741,8 @@ def test_the_estimate_counts_fixed_costs_once():
     estimate = Estimate.measure(0.0, written[-1] + 1.0, written, 1000)
     assert estimate.per_frame == pytest.approx(0.5) and estimate.fixed == pytest.approx(4.5)
     assert estimate.seconds == pytest.approx(504.5)
+    # Reading the weights (2 s when the server first built the chain) is paid again by a new run.
+    assert Estimate.measure(0.0, written[-1] + 1.0, written, 1000, loading=2.0).seconds == pytest.approx(506.5)
 
 
 def long_clip(tmp_path: Path) -> Path:
