@@ -409,3 +409,36 @@ def test_disk_full_during_the_join_keeps_the_pieces_and_leaves_no_temporary(fini
 
     assert report.resumed_segments == 3 and not job_dir.exists()
     assert all(np.array_equal(a, b) for a, b in zip(_pixels(tmp_path / "out.mkv"), finished[2], strict=True))
+
+
+def test_two_inputs_with_one_output_name_do_not_replace_each_other(tmp_path):
+    # Was: x.jpg and x.png were both restored to x.png, the second over the first, and both reported done.
+    import cv2
+
+    from support.media import photo
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    cv2.imwrite(str(tree / "x.jpg"), photo("chelsea", 64, 48)[:, :, ::-1])
+    cv2.imwrite(str(tree / "x.png"), photo("coffee", 64, 48)[:, :, ::-1])
+    outcomes = restore_many(str(tree), str(tmp_path / "out"), "unsharp")
+    assert [(Path(o.source).name, o.status) for o in outcomes] == [("x.jpg", "done"), ("x.png", "failed")]
+    assert outcomes[1].exit_code == 10 and "is " in outcomes[1].message and "rename one of them" in outcomes[1].message
+    restored = cv2.imread(str(tmp_path / "out" / "x.png"))[:, :, ::-1]
+    chelsea, coffee = photo("chelsea", 64, 48).astype(float), photo("coffee", 64, 48).astype(float)
+    assert np.abs(restored - chelsea).mean() < np.abs(restored - coffee).mean()  # the first one's output stays
+
+
+def test_a_mismatch_message_stays_one_short_line_whatever_the_manifest_holds(finished, tmp_path):
+    job_dir = _copy_job(finished, tmp_path)
+    data = json.loads((job_dir / manifests.NAME).read_text())
+    data["settings"]["injected\nsecond line" + "x" * 100_000] = 1
+    (job_dir / manifests.NAME).write_text(json.dumps(data))
+    with pytest.raises(JobMismatchError) as refused:
+        _job(finished[0], tmp_path / "out.mkv", job_dir).plan()
+    assert str(refused.value) == ("the job was started with other settings (unknown ones); use --restart to start "
+                                  "over, or the same options to resume")
+    data["settings"] = {**json.loads((finished[1] / manifests.NAME).read_text())["settings"], "chain": "other"}
+    (job_dir / manifests.NAME).write_text(json.dumps(data))
+    with pytest.raises(JobMismatchError, match=r"other settings \(chain\); use --restart"):
+        _job(finished[0], tmp_path / "out.mkv", job_dir).plan()

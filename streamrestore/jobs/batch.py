@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import ConfigError, InputNotFoundError, StreamRestoreError
+from ..errors import ConfigError, InputNotFoundError, OutputError, StreamRestoreError
 from .job import Job, JobOptions
 from . import manifest as manifests
 from .manifest import input_identity
@@ -114,11 +114,15 @@ def _restore_all(files: list[tuple[str, str]], out_root: Path, chain: str, optio
 
     ledger = _Ledger(out_root / LEDGER)
     outcomes = []
+    claimed: dict[Path, str] = {}
     for source, relative in files:
         is_image = Path(source).suffix.lower() in IMAGE_SUFFIXES
         target = out_root / (Path(relative).with_suffix(".png") if is_image else Path(relative))
         started = time.perf_counter()
         try:
+            # x.jpg and x.png both become x.png: the second would replace the first's output.
+            if claimed.setdefault(target, source) != source:
+                raise OutputError(f"its output {str(target)!r} is {claimed[target]!r}'s too; rename one of them")
             if not os.path.isfile(source):  # a list may name files that are not there
                 raise InputNotFoundError(f"input not found: {source!r}")
             key = _key(source, chain, options)

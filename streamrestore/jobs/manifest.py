@@ -92,7 +92,8 @@ class Manifest:
             raise JobMismatchError(f"the input changed since the job started ({', '.join(changed)}); "
                                    "use --restart to start over")
         if self.settings != settings:
-            changed = sorted(k for k in set(self.settings) | set(settings) if self.settings.get(k) != settings.get(k))
+            # Named from this run's settings only: the manifest's own keys may be anything (a newline, a megabyte).
+            changed = sorted(k for k in settings if self.settings.get(k) != settings.get(k)) or ["unknown ones"]
             raise JobMismatchError(f"the job was started with other settings ({', '.join(changed)}); "
                                    "use --restart to start over, or the same options to resume")
 
