@@ -1,13 +1,14 @@
 """The demo server's caps and device, and the launcher's flags for them (``streamrestore demo --preview-seconds 2``).
 
-Light on purpose (argparse and a dataclass): the CLI builds its parser from ``add_arguments`` without
-importing Gradio, torch or OpenCV.
+Light on purpose (argparse and a dataclass): ``streamrestore demo`` parses its options with
+``parse_arguments`` before Gradio, torch or OpenCV are imported.
 """
 
 from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, replace
+from typing import Sequence
 
 from streamrestore.errors import ConfigError
 
@@ -60,6 +61,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         shown = f"{default:g}" if isinstance(default, float) else str(default)
         parser.add_argument(flag, type=kind, dest=name, metavar="N", help=f"{text} (default {shown})")
     parser.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+
+
+def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
+    """``streamrestore demo``'s options (``--help`` prints them and exits)."""
+    parser = argparse.ArgumentParser(prog="streamrestore demo",
+                                     description="The web page: restore a photo, or pick, compare and preview a video.")
+    add_arguments(parser)
+    parser.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
 
 
 def settings_from_args(args: argparse.Namespace) -> DemoSettings:

@@ -124,11 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="list the pretrained models known by name (sr2=NAME, model=NAME)")
     models.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
-    from .demo.settings import add_arguments as add_demo_arguments
-
-    demo = commands.add_parser("demo", help="the web page for photos and videos (pip install 'streamrestore[demo]')")
-    add_demo_arguments(demo)
-    demo.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    # The demo's options are parsed by the demo itself (``demo.settings``, imported only for that command), so
+    # the other commands never import the demo package.
+    demo = commands.add_parser("demo", add_help=False,
+                               help="the web page for photos and videos (pip install 'streamrestore[demo]'; "
+                                    "`streamrestore demo --help` lists its options)")
+    demo.set_defaults(debug=False)
 
     train = commands.add_parser("train", help="train a small network on clean images (synthetic degradations)")
     train.add_argument("--task", required=True, help="denoise, deblur, jpeg, sr2, sr3, sr4, oldfilm or oldvideo (×1: old-video noise and blocks)")
@@ -161,7 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, demo_argv = parser.parse_known_args(argv)
+    if demo_argv and args.command != "demo":
+        parser.error(f"unrecognized arguments: {' '.join(demo_argv)}")
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         if args.command == "stages":
@@ -171,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(list_known_models())
             return 0
         if args.command == "demo":
-            return run_demo(args)
+            return run_demo(args, demo_argv)
         if args.command == "train":
             return run_train(args)
         if args.command == "job" or (args.command == "run" and _is_job(args)):
@@ -356,16 +360,22 @@ def list_known_models() -> str:
     return "\n".join(lines)
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    """Serve the web demo (demo/, installed as streamrestore.demo) until Ctrl-C."""
+def run_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """Serve the web demo (demo/, installed as streamrestore.demo) until Ctrl-C; ``argv``: its own options."""
     import importlib.util
 
+    try:
+        from .demo.settings import parse_arguments, settings_from_args
+    except ModuleNotFoundError:
+        raise StreamRestoreError("the web demo is not installed with this copy of streamrestore "
+                                 "(pip install 'streamrestore[demo]')") from None
+    options = parse_arguments(argv)  # --help prints the options and exits, Gradio or not
+    args.debug = options.debug
     if importlib.util.find_spec("gradio") is None:
         raise StreamRestoreError("the web demo needs Gradio: pip install 'streamrestore[demo]'")
     from .demo.app import serve
-    from .demo.settings import settings_from_args
 
-    return serve(args.host, args.port, settings_from_args(args))
+    return serve(options.host, options.port, settings_from_args(options))
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -501,14 +501,13 @@ def test_streamrestore_demo_serves_and_cleans_up_on_sigterm(tmp_path, tmp_path_f
 
 
 def test_launcher_flags_set_the_caps(tmp_path):
-    from streamrestore.cli import build_parser
-    from streamrestore.demo.settings import settings_from_args
+    from streamrestore.demo.settings import parse_arguments, settings_from_args
     from streamrestore.demo.video import VideoSession
     from streamrestore.errors import ConfigError, MediaError, TooLargeError
     from support.media import make_clip, panned_frames
 
     def settings(*flags: str) -> DemoSettings:
-        return settings_from_args(build_parser().parse_args(["demo", *flags]))
+        return settings_from_args(parse_arguments(flags))
 
     assert settings() == DemoSettings()
     chosen = settings("--preview-seconds", "1", "--preview-pixels", "10000", "--max-video-seconds", "3",
