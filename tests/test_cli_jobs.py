@@ -66,6 +66,13 @@ def test_running_the_same_command_again_resumes(cli, clip, tmp_path):
     assert "(2 kept from before" in again.stderr
     assert all(np.array_equal(a, b) for a, b in zip(pixels(out), whole, strict=True))
 
+    # Everything kept: the run only joins, and says so instead of a rate over frames it never restored.
+    out.unlink()
+    joined = cli(*command)
+    assert joined.code == 0, joined.stderr
+    assert "(3 kept from before" in joined.stderr and "(all kept: joined only)" in joined.stderr
+    assert all(np.array_equal(a, b) for a, b in zip(pixels(out), whole, strict=True))
+
 
 def test_run_takes_a_folder(cli, tmp_path):
     tree = tmp_path / "tree"

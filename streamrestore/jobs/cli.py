@@ -124,10 +124,12 @@ def run_job_command(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     if not args.quiet:
-        fps = report.frames / report.seconds if report.seconds else 0.0
+        # The rate counts the frames this run restored: pieces kept from before cost only their check.
+        restored = sum(piece.frames for piece in report.pieces)
+        rate = f"{restored / report.seconds:.2f} fps" if restored and report.seconds else "all kept: joined only"
         print(f"wrote {report.output}: {report.frames} frames in {report.segments} segments "
               f"({report.resumed_segments} kept from before, {report.workers} worker(s)), "
-              f"{report.seconds:.1f} s ({fps:.2f} fps)", file=sys.stderr)
+              f"{report.seconds:.1f} s ({rate})", file=sys.stderr)
     return 0
 
 
