@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -161,14 +162,13 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 # -- a real browser ----------------------------------------------------------------------------------------
-@pytest.mark.slow
-def test_browser_restores_and_downloads_what_the_library_gives(server, photo, tmp_path):
+@contextmanager
+def offline_page(server, height: int):
+    """A Chromium page that can reach only the demo server; on leaving, nothing else must have been asked for."""
     if not Path(CHROMIUM).exists():
         pytest.fail("the browser test needs Debian's chromium: apt-get install chromium")
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import sync_playwright
 
-    not_an_image = tmp_path / "notes.png"
-    not_an_image.write_text("these are notes, not pixels\n")
     blocked: list[str] = []
 
     def only_the_server(route) -> None:
@@ -181,38 +181,48 @@ def test_browser_restores_and_downloads_what_the_library_gives(server, photo, tm
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, timeout=TIMEOUT_MS)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 860}, accept_downloads=True)
+            page = browser.new_page(viewport={"width": 1280, "height": height}, accept_downloads=True)
             page.set_default_timeout(TIMEOUT_MS)
             page.route("**/*", only_the_server)
-
-            # A file that is not an image: a message in the page.
-            page.goto(server.url)
-            page.locator("#image input[type=file]").set_input_files(not_an_image)
-            expect(page.get_by_text("notes.png is not an image").first).to_be_visible()
-
-            # The server still serves: a fresh page, a real photo, denoise and ×2 chosen with the controls.
-            page.goto(server.url)
-            page.locator("#image input[type=file]").set_input_files(photo)
-            expect(page.locator("#info")).to_contain_text("451×300 PNG, 8-bit RGB")
-            page.get_by_test_id("denoise-radio-label").click()
-            page.get_by_test_id("sr2-radio-label").click()
-            chain = page.locator("#chain textarea")
-            expect(chain).to_have_value("denoise,sr2")
-            page.locator("#run").click()
-            expect(page.locator("#info")).to_contain_text("902×600", timeout=TIMEOUT_MS)
-            expect(page.locator("#info")).to_contain_text("cpu")
-            expect(page.locator("#info")).to_contain_text(f"denoise:tile={TILE},sr2:tile={TILE}")
-            expect(page.locator("#compare img")).to_have_count(2)
-
-            with page.expect_download() as download:
-                page.locator("#download a").first.click()
-            saved = tmp_path / download.value.suggested_filename
-            download.value.save_as(saved)
-            shot = tmp_path / "demo.png"
-            page.evaluate("window.scrollTo(0, 0)")
-            page.screenshot(path=str(shot), full_page=True)
+            yield page
         finally:
             browser.close()
+    assert not blocked, f"the page asked for something beyond the server: {blocked}"
+
+
+@pytest.mark.slow
+def test_browser_restores_and_downloads_what_the_library_gives(server, photo, tmp_path):
+    from playwright.sync_api import expect
+
+    not_an_image = tmp_path / "notes.png"
+    not_an_image.write_text("these are notes, not pixels\n")
+    with offline_page(server, height=860) as page:
+        # A file that is not an image: a message in the page.
+        page.goto(server.url)
+        page.locator("#image input[type=file]").set_input_files(not_an_image)
+        expect(page.get_by_text("notes.png is not an image").first).to_be_visible()
+
+        # The server still serves: a fresh page, a real photo, denoise and ×2 chosen with the controls.
+        page.goto(server.url)
+        page.locator("#image input[type=file]").set_input_files(photo)
+        expect(page.locator("#info")).to_contain_text("451×300 PNG, 8-bit RGB")
+        page.get_by_test_id("denoise-radio-label").click()
+        page.get_by_test_id("sr2-radio-label").click()
+        chain = page.locator("#chain textarea")
+        expect(chain).to_have_value("denoise,sr2")
+        page.locator("#run").click()
+        expect(page.locator("#info")).to_contain_text("902×600", timeout=TIMEOUT_MS)
+        expect(page.locator("#info")).to_contain_text("cpu")
+        expect(page.locator("#info")).to_contain_text(f"denoise:tile={TILE},sr2:tile={TILE}")
+        expect(page.locator("#compare img")).to_have_count(2)
+
+        with page.expect_download() as download:
+            page.locator("#download a").first.click()
+        saved = tmp_path / download.value.suggested_filename
+        download.value.save_as(saved)
+        shot = tmp_path / "demo.png"
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=str(shot), full_page=True)
 
     assert saved.name == "chelsea.restored.png"
     result = read_rgb(saved)
@@ -221,7 +231,6 @@ def test_browser_restores_and_downloads_what_the_library_gives(server, photo, tm
     expected = restore_image(read_image(photo), f"denoise:tile={TILE},sr2:tile={TILE}", RunSettings(device="cpu"))
     assert result.shape == (600, 902, 3) and result.dtype == np.uint8
     assert np.array_equal(result, expected), "the download differs from restore_image's output"
-    assert not blocked, f"the page asked for something beyond the server: {blocked}"
     assert shot.stat().st_size > 10_000
     if os.environ.get("STREAMRESTORE_DEMO_SCREENSHOT"):
         save_screenshot(shot, Path(os.environ["STREAMRESTORE_DEMO_SCREENSHOT"]))
@@ -799,65 +808,47 @@ def test_preview_caps_pixels(client, clip):
 
 @pytest.mark.slow
 def test_browser_picks_compares_and_previews_a_video(server, clip, tmp_path):
-    if not Path(CHROMIUM).exists():
-        pytest.fail("the browser test needs Debian's chromium: apt-get install chromium")
-    from playwright.sync_api import expect, sync_playwright
-
-    blocked: list[str] = []
-
-    def only_the_server(route) -> None:
-        if route.request.url.startswith(server.url):
-            route.continue_()
-        else:
-            blocked.append(route.request.url)
-            route.abort()
+    from playwright.sync_api import expect
 
     def image_at(page, selector: str) -> np.ndarray:
         src = page.locator(f"{selector} img").first.get_attribute("src")
         data = page.request.get(src if src.startswith("http") else server.url.rstrip("/") + src).body()
         return cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, timeout=TIMEOUT_MS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1000}, accept_downloads=True)
-            page.set_default_timeout(TIMEOUT_MS)
-            page.route("**/*", only_the_server)
-            page.goto(server.url)
-            page.get_by_role("tab", name="Video").click()
-            page.locator("#video input[type=file]").set_input_files(clip)
-            expect(page.locator("#video-info")).to_contain_text("160×120 h264 yuv420p (8-bit), 3.00 s at 24 fps")
-            expect(page.locator("#picked-info")).to_contain_text("frame 0 at")
-            time_box = page.locator("#time input[type=number]")
-            time_box.fill("1.5")
-            time_box.press("Enter")
-            expect(page.locator("#picked-info")).to_contain_text("frame 36 at 1.500 s", timeout=TIMEOUT_MS)
-            expect(page.locator("#picked-info")).to_contain_text("picked by decord")
-            picked = image_at(page, "#picked")
+    with offline_page(server, height=1000) as page:
+        page.goto(server.url)
+        page.get_by_role("tab", name="Video").click()
+        page.locator("#video input[type=file]").set_input_files(clip)
+        expect(page.locator("#video-info")).to_contain_text("160×120 h264 yuv420p (8-bit), 3.00 s at 24 fps")
+        expect(page.locator("#picked-info")).to_contain_text("frame 0 at")
+        time_box = page.locator("#time input[type=number]")
+        time_box.fill("1.5")
+        time_box.press("Enter")
+        expect(page.locator("#picked-info")).to_contain_text("frame 36 at 1.500 s", timeout=TIMEOUT_MS)
+        expect(page.locator("#picked-info")).to_contain_text("picked by decord")
+        picked = image_at(page, "#picked")
 
-            page.locator("#chain-a textarea").fill("sharpen")
-            page.locator("#chain-b textarea").fill("nlm")
-            page.locator("#run-compare").click()
-            expect(page.locator("#compare-info")).to_contain_text("nlm", timeout=TIMEOUT_MS)
-            summary = page.locator("#compare-info").inner_text()
-            shown = [image_at(page, f"#cmp-{k}") for k in ("original", "a", "b")]
+        page.locator("#chain-a textarea").fill("sharpen")
+        page.locator("#chain-b textarea").fill("nlm")
+        page.locator("#run-compare").click()
+        expect(page.locator("#compare-info")).to_contain_text("nlm", timeout=TIMEOUT_MS)
+        summary = page.locator("#compare-info").inner_text()
+        shown = [image_at(page, f"#cmp-{k}") for k in ("original", "a", "b")]
 
-            page.locator("#preview-seconds input[type=number]").fill("2")
-            page.locator("#preview-seconds input[type=number]").press("Enter")
-            page.locator("#run-preview").click()
-            expect(page.locator("#preview-info")).to_contain_text("whole file (72 frames)", timeout=TIMEOUT_MS)
-            expect(page.locator("#preview-after video")).to_have_count(1)
-            expect(page.locator("#preview-before video")).to_have_count(1)
-            preview_text = page.locator("#preview-info").inner_text()
-            with page.expect_download() as download:
-                page.locator("#preview-download a").first.click()
-            saved = tmp_path / download.value.suggested_filename
-            download.value.save_as(saved)
-            shot = tmp_path / "demo-video.png"
-            page.evaluate("window.scrollTo(0, 0)")
-            page.screenshot(path=str(shot), full_page=True)
-        finally:
-            browser.close()
+        page.locator("#preview-seconds input[type=number]").fill("2")
+        page.locator("#preview-seconds input[type=number]").press("Enter")
+        page.locator("#run-preview").click()
+        expect(page.locator("#preview-info")).to_contain_text("whole file (72 frames)", timeout=TIMEOUT_MS)
+        expect(page.locator("#preview-after video")).to_have_count(1)
+        expect(page.locator("#preview-before video")).to_have_count(1)
+        preview_text = page.locator("#preview-info").inner_text()
+        with page.expect_download() as download:
+            page.locator("#preview-download a").first.click()
+        saved = tmp_path / download.value.suggested_filename
+        download.value.save_as(saved)
+        shot = tmp_path / "demo-video.png"
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=str(shot), full_page=True)
 
     frame = pyav_rgb(clip, 1.5)
     assert np.array_equal(picked, frame), "the picked frame is not PyAV's frame at 1.5 s"
@@ -874,6 +865,5 @@ def test_browser_picks_compares_and_previews_a_video(server, clip, tmp_path):
     # The downloaded preview decodes to exactly the frames `streamrestore job --start 0.5 --duration 2` gives.
     got, want = decoded(saved), decoded(cli_range_restore(clip, tmp_path / "cli.mp4", ran, 0.5, 2.0))
     assert len(got) == 48 and all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
-    assert not blocked, f"the page asked for something beyond the server: {blocked}"
     if os.environ.get("STREAMRESTORE_DEMO_VIDEO_SCREENSHOT"):
         save_screenshot(shot, Path(os.environ["STREAMRESTORE_DEMO_VIDEO_SCREENSHOT"]))
