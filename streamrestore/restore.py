@@ -148,10 +148,11 @@ class PreparedChain:
         return [(self.run.tile if b.tile is None else b.tile) if b.stage.capabilities.tileable else 0
                 for b in self.stages]  # fmt: skip
 
-    def runner(self, output_bits: int = 8) -> ChainRunner:
+    def runner(self, output_bits: int = 8, new_stream: bool = True) -> ChainRunner:
         """A fresh runner for one stream or image (per-stream state), over the stages built once; over 8
-        ``output_bits`` no stage computes in a precision too coarse for them (``placement.choose_dtype``)."""
-        return ChainRunner(self.stages, self.run.device, self.run.precision, self.run.tile, output_bits)
+        ``output_bits`` no stage computes in a precision too coarse for them (``placement.choose_dtype``);
+        ``new_stream=False`` keeps the stages' per-stream state (``ChainRunner``)."""
+        return ChainRunner(self.stages, self.run.device, self.run.precision, self.run.tile, output_bits, new_stream)
 
     # -- images ------------------------------------------------------------------------------------
     def restore_array(self, image: np.ndarray) -> np.ndarray:

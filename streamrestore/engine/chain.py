@@ -34,7 +34,8 @@ _HALF = (torch.float16, torch.bfloat16)
 
 
 class StageNode:
-    def __init__(self, built: BuiltStage, placement: Placement, tile: int = 0, output_bits: int = 8) -> None:
+    def __init__(self, built: BuiltStage, placement: Placement, tile: int = 0, output_bits: int = 8,
+                 new_stream: bool = True) -> None:
         self.name = built.name
         self.stage = built.stage
         self.caps = built.stage.capabilities
@@ -48,7 +49,8 @@ class StageNode:
             raise ConfigError(f"stage {self.name!r}: tile ({tile}) must be at least 8 and at least the stage's "
                               f"tile_overlap ({self.caps.tile_overlap})")
         self.stage.to(placement.device, placement.dtype)
-        self.stage.start_stream()
+        if new_stream:
+            self.stage.start_stream()
         self.calls = OutOfMemoryBackOff(self.caps, self.stage.process, tile)
         self._history: list[torch.Tensor] = []
         self._history_pts: list[int | None] = []
@@ -154,11 +156,13 @@ class ChainRunner:
     """All stages in order; ``push`` a batch of decoded frames, ``flush`` at the end of the stream."""
 
     def __init__(self, chain: list[BuiltStage], device: str | None = None, precision: str | None = None,
-                 tile: int = 0, output_bits: int = 8) -> None:  # fmt: skip
+                 tile: int = 0, output_bits: int = 8, new_stream: bool = True) -> None:  # fmt: skip
         """``tile``: the run's tile side for every tileable stage whose chain element sets none (0: whole frames).
-        ``output_bits``: the depth the result is written at (``placement.choose_dtype``)."""
+        ``output_bits``: the depth the result is written at (``placement.choose_dtype``).
+        ``new_stream``: the stages start a stream (``Stage.start_stream``); False keeps the per-stream state
+        they learnt from an earlier runner (a job's segment primed on the file's first frames)."""
         self.nodes = [StageNode(built, place(built.stage.capabilities, device, precision, output_bits), tile,
-                                output_bits) for built in chain]  # fmt: skip
+                                output_bits, new_stream) for built in chain]  # fmt: skip
         for node in self.nodes:
             node.siblings = [other for other in self.nodes if other.stage is node.stage and other is not node]
 

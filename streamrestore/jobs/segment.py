@@ -167,20 +167,9 @@ def _primed_runner(task: SegmentTask, prepared: PreparedChain, depth: int) -> Ch
     pixels = torch.cat([image_to_tensor(f.rgb) for f in decoded])
     primer.push(FrameBatch(pixels, tuple(f.pts for f in decoded)))
     primer.flush()
-    # A new runner resets the nodes' frame history; start_stream is held back so the stages keep
-    # what they learnt from the file's start (the stage contract calls it once per stream).
-    held = list({id(b.stage): b.stage for b in prepared.stages}.values())  # a stage used twice (sr4 = ×2 twice) once
-    for stage in held:
-        stage.start_stream = _no_op  # instance attribute: shadows the method for this one call
-    try:
-        return prepared.runner(depth)
-    finally:
-        for stage in held:
-            del stage.start_stream
-
-
-def _no_op() -> None:
-    pass
+    # A new runner resets the nodes' frame history; the stages do not start a new stream, so they keep
+    # what they learnt from the file's start (the stage contract calls start_stream once per stream).
+    return prepared.runner(depth, new_stream=False)
 
 
 def file_digest(path: str) -> tuple[str, int]:
