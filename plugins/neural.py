@@ -50,12 +50,18 @@ class ModelStage(Stage):
                          minimum=0, maximum=256, auto=True),
         "color_fix": Option(bool, False, "keep the input's colours: correct the output so that, shrunk back to "
                                          "the input's size, it equals the input (needs a scale of 2 or more)"),
+        "ensemble": Option(int, 1, "geometric self-ensemble: the network on N flipped/transposed copies of the "
+                                   "frame (1, 2, 4 or 8), outputs averaged; N times the time for a cleaner result",
+                           minimum=1, maximum=8),
     }
 
     def __init__(self, **options) -> None:
         super().__init__(**options)
         if self.settings["color_fix"] and self.settings["outscale"] == 1:
             raise ConfigError(_COLOR_FIX_AT_X1)  # known without reading the file; a ×1 network is caught in to()
+        if self.settings["ensemble"] not in ENSEMBLE_SIZES:
+            raise ConfigError(f"stage 'model': ensemble must be one of {', '.join(map(str, ENSEMBLE_SIZES))}, "
+                              f"not {self.settings['ensemble']}")
         self._loaded: LoadedModel | None = None
         self._channels_last = False
         self._dtype: torch.dtype | None = None  # the precision the network was last moved to
@@ -118,16 +124,31 @@ class ModelStage(Stage):
         # resized down to outscale=1): count it, on the frame the runtime pads.
         border = self.capabilities.border
         padded = (height + 2 * border) * (width + 2 * border)
-        return max(super().working_pixels(height, width), padded * self.loaded.scale**2)
+        pixels = max(super().working_pixels(height, width), padded * self.loaded.scale**2)
+        # A self-ensemble also holds the running sum of the outputs, in float32.
+        return pixels + (padded * self.loaded.scale**2 if self.settings["ensemble"] > 1 else 0)
 
     # -- frames ----------------------------------------------------------------------------------
     def process(self, batch: FrameBatch) -> FrameBatch:
         """The network on the (already padded, maybe tiled) frames, resized to ``outscale``, colours kept."""
-        out = self.loaded.forward(batch.pixels, self._channels_last)
+        out = self._forward(batch.pixels)
         out = self._rescale(out, batch.pixels.shape[-2:])
         if self.settings["color_fix"]:
             out = back_project(out, batch.pixels)
         return batch.with_pixels(out)
+
+    def _forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The network's output, averaged over ``ensemble`` flipped/transposed copies (each undone after)."""
+        count = self.settings["ensemble"]
+        if count == 1:
+            return self.loaded.forward(pixels, self._channels_last)
+        total = None
+        for transpose, flip_h, flip_w in ENSEMBLE_TRANSFORMS[:count]:
+            view = _geometry(pixels, transpose, flip_h, flip_w)
+            out = _geometry(self.loaded.forward(view.contiguous(), self._channels_last), transpose, flip_h, flip_w,
+                            undo=True)  # fmt: skip
+            total = out.float() if total is None else total.add_(out.float())
+        return total.div_(count).to(pixels.dtype)
 
     def _rescale(self, out: torch.Tensor, size: torch.Size) -> torch.Tensor:
         """Resize the network's output to ``outscale`` (as Real-ESRGAN's --outscale does)."""
@@ -138,6 +159,24 @@ class ModelStage(Stage):
         if scale < native:
             return F.interpolate(out, size=target, mode="area")
         return F.interpolate(out, size=target, mode="bicubic", align_corners=False).clamp_(0.0, 1.0)
+
+
+# Self-ensemble (as in EDSR's "+" results): the eight symmetries of the square, the cheapest (flips) first.
+ENSEMBLE_SIZES = (1, 2, 4, 8)
+ENSEMBLE_TRANSFORMS = ((False, False, False), (False, False, True), (False, True, False), (False, True, True),
+                       (True, False, False), (True, False, True), (True, True, False), (True, True, True))  # fmt: skip
+
+
+def _geometry(pixels: torch.Tensor, transpose: bool, flip_h: bool, flip_w: bool, undo: bool = False) -> torch.Tensor:
+    """Transpose H/W and flip, or (``undo``) the inverse: flips first, then the transpose."""
+    dims = [dim for dim, flip in ((-2, flip_h), (-1, flip_w)) if flip]
+    if not undo and transpose:
+        pixels = pixels.transpose(-2, -1)
+    if dims:
+        pixels = pixels.flip(dims)
+    if undo and transpose:
+        pixels = pixels.transpose(-2, -1)
+    return pixels
 
 
 def back_project(out: torch.Tensor, source: torch.Tensor) -> torch.Tensor:

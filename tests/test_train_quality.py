@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from streamrestore.errors import ConfigError
 from streamrestore.restore import restore_image
 from streamrestore.training.data import Patches, split_folder
-from streamrestore.training.degrade import Settings, degrade
+from streamrestore.training.degrade import Settings, degrade, h264
 from streamrestore.training.loop import TrainConfig, train
 from streamrestore.training.snapshot import snapshot
 from streamrestore.models.loader import load_network, model_loader
@@ -46,11 +46,53 @@ def _config(photos, out, **changes) -> TrainConfig:
 def test_oldvideo_mixes_video_damage_and_plain_noise():
     clean = skdata.immunohistochemistry()[100:196, 200:296]
     # Old-video damage: the same draws with and without the final block compression differ only by it.
-    raw = degrade(clean, "oldvideo", 3, Settings(video_p=1.0, video_jpeg_p=0.0)).astype(np.float32)
-    blocky = degrade(clean, "oldvideo", 3, Settings(video_p=1.0, video_jpeg_p=1.0)).astype(np.float32)
+    raw = degrade(clean, "oldvideo", 3, Settings(video_p=1.0, video_h264_p=0.0, video_jpeg_p=0.0)).astype(np.float32)
+    blocky = degrade(clean, "oldvideo", 3, Settings(video_p=1.0, video_h264_p=0.0, video_jpeg_p=1.0)).astype(np.float32)
     assert np.abs(raw - clean).mean() > 1 and np.abs(blocky - raw).mean() > 1
     noise_only = degrade(clean, "oldvideo", 3, Settings(video_p=0.0)).astype(np.float32)
     assert np.abs(noise_only - clean).mean() > 0.5
+
+def test_h264_round_trip_is_deterministic_keeps_the_size_and_smears_grain():
+    rng = np.random.default_rng(0)
+    small = cv2.resize(skdata.astronaut()[100:300, 100:300], (67, 45), interpolation=cv2.INTER_AREA)  # odd sizes
+    clean = cv2.GaussianBlur(small, (0, 0), 2)  # smooth content: what the codec loses is mostly the grain
+    noisy = [np.clip(clean + rng.normal(0, 12, clean.shape), 0, 255).astype(np.uint8) for _ in range(3)]
+    decoded = h264(noisy, 28)
+    assert len(decoded) == 3 and all(frame.shape == clean.shape and frame.dtype == np.uint8 for frame in decoded)
+    assert all((a == b).all() for a, b in zip(decoded, h264(noisy, 28)))  # one thread: the same bytes every time
+    error = lambda image: float(np.abs(image.astype(np.float32) - clean).mean())  # noqa: E731
+    # At crf 28 the encoder throws much of the grain away (9.3 → about 4.9 levels here), and blocks remain.
+    assert all(1.0 < error(frame) < 0.7 * error(grainy) for frame, grainy in zip(decoded, noisy))
+    flat = np.full((32, 48, 3), (200, 50, 90), np.uint8)  # colours survive the BT.601 round trip
+    assert np.abs(h264([flat], 18)[0].astype(np.float32) - flat).max() <= 2
+
+
+def test_oldvideo_h264_draws_are_seeded_and_differ_from_jpeg():
+    clean = skdata.immunohistochemistry()[100:164, 200:264]
+    video = Settings(video_p=1.0, video_h264_p=1.0)
+    first, again = degrade(clean, "oldvideo", 7, video), degrade(clean, "oldvideo", 7, video)
+    assert (first == again).all() and not (first == degrade(clean, "oldvideo", 8, video)).all()
+    jpeg_instead = degrade(clean, "oldvideo", 7, Settings(video_p=1.0, video_h264_p=0.0, video_jpeg_p=1.0))
+    assert np.abs(first.astype(np.float32) - jpeg_instead).mean() > 1
+
+
+def test_fresh_swinir_starts_as_cubic_interpolation():
+    from streamrestore.training.loop import build_network
+
+    smooth = cv2.GaussianBlur(skdata.astronaut()[:96, :128], (0, 0), 3).astype(np.float32) / 255
+    image = torch.from_numpy(smooth).permute(2, 0, 1)[None]
+    for scale in (2, 4):
+        network = build_network("swinir", scale, 12, 1).eval()
+        with torch.no_grad():
+            out = network(image)
+        cubic = torch.nn.functional.interpolate(image, scale_factor=scale, mode="bicubic", align_corners=False)
+        inner = (slice(None), slice(None), slice(4 * scale, -4 * scale), slice(4 * scale, -4 * scale))
+        assert out.shape == cubic.shape and (out - cubic)[inner].abs().max() < 2 / 255
+        import spandrel  # still SwinIR's own layout, detected as SwinIR of this scale
+
+        descriptor = spandrel.ModelLoader().load_from_state_dict(network.state_dict())
+        assert descriptor.architecture.id == "SwinIR" and descriptor.scale == scale
+
 
 def test_oldvideo_clean_patches_are_shrunk_crops(tmp_path):
     # Slow sinusoidal stripes (period 32 px): shrunk ×4 first, a clean patch shows four times as many.

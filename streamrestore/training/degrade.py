@@ -18,19 +18,24 @@ Tasks, and what each draws (ranges in ``Settings``, on the 0..255 scale):
 - ``sr2``/``sr3``/``sr4``: downscale by the factor, ``resize`` = "area" (cv2.INTER_AREA) or "bicubic"
   (MATLAB's antialiased imresize, the one the evaluation kits use). Nothing random.
 - ``oldfilm`` (×4): second order, as Real-ESRGAN: twice blur → resize → noise/grain → JPEG; the first
-  round resizes by a random factor, the second to exactly a quarter; the second round is milder.
+  round resizes by a random factor, the second to exactly a quarter; the second round is milder. With
+  probability ``film_h264_p`` the second round's noise and compression are old video's instead (grain or
+  noise, then H.264, as ``oldvideo``): the small copy is what a camcorder or a telecine transfer recorded.
 - ``oldvideo`` (×1): what "noise" means in old, small video, for a denoiser that runs before an upscaler. With
   probability ``video_p`` the patch is low-resolution footage (the loader shrinks the clean patch by ×1–4,
   so detail is as dense as in a 192×108 frame; see ``LOWRES_TASKS``): light blur (σ up to
   ``video_blur_sigma``, half the time), film grain or Gaussian noise (σ in ``video_noise_sigma``, mostly on
-  luma), 4:2:0 chroma, then block compression (JPEG at a quality in ``video_jpeg_quality``, 8×8 blocks and
-  ringing as H.264 at a high crf leaves them) with probability ``video_jpeg_p``; otherwise the ``denoise``
-  degradation, so the Gaussian-noise figures are kept.
+  luma), then with probability ``video_h264_p`` real H.264: ``video_frames`` frames of the patch, each with
+  its own noise (grain is new in every frame), through libx264 4:2:0 at a crf in ``video_crf`` and back, one
+  of the decoded frames kept (an I, P or B frame: their blocks and smearing differ); otherwise 4:2:0 chroma
+  and, with probability ``video_jpeg_p``, JPEG at a quality in ``video_jpeg_quality``. Otherwise (``video_p``)
+  the ``denoise`` degradation, so the Gaussian-noise figures are kept.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -69,6 +74,11 @@ class Settings:
     video_noise_sigma: tuple[float, float] = (3.0, 20.0)
     video_jpeg_p: float = 0.85
     video_jpeg_quality: tuple[int, int] = (20, 75)
+    video_gray_p: float = 0.3  # oldvideo: share of Gaussian noise that is luma-only (the rest is chroma noise too)
+    video_h264_p: float = 0.8  # oldvideo: share of old-video patches compressed by H.264 (the rest: JPEG)
+    video_crf: tuple[int, int] = (20, 32)
+    video_frames: int = 3
+    film_h264_p: float = 0.7  # oldfilm: share whose second round is grain and H.264 (as oldvideo) instead of JPEG
 
 
 def scale_of(task: str) -> int:
@@ -117,14 +127,35 @@ def _noisy(image: np.ndarray, rng: np.random.Generator, settings: Settings) -> n
 def _old_video(image: np.ndarray, rng: np.random.Generator, settings: Settings) -> np.ndarray:
     if rng.random() < 0.5:
         image = convolve(image, gaussian_kernel(rng.uniform(0.3, settings.video_blur_sigma), settings.kernel_size))
-    if rng.random() < 0.6:
-        image = add_grain(image, rng, settings.video_noise_sigma)
-    else:
-        image = add_noise(image, rng, settings.video_noise_sigma, gray_p=0.6)
-    image = chroma_420(image)
+    noise = _video_noise(rng, settings)
+    if rng.random() < settings.video_h264_p:
+        return _through_h264(image, rng, settings, noise)
+    image = chroma_420(noise(image))
     if rng.random() < settings.video_jpeg_p:
         image = jpeg(image, int(rng.integers(settings.video_jpeg_quality[0], settings.video_jpeg_quality[1] + 1)))
     return image
+
+
+def _video_noise(rng: np.random.Generator, settings: Settings) -> Callable[[np.ndarray], np.ndarray]:
+    """One draw of old video's noise — grain or Gaussian, its σ, luma or chroma — that adds fresh noise each call
+    (grain is new in every frame; its kind and strength are not)."""
+    sigma = float(rng.uniform(*settings.video_noise_sigma))
+    grain, gray = rng.random() < 0.6, rng.random() < settings.video_gray_p
+
+    def noisy(image: np.ndarray) -> np.ndarray:
+        if grain:
+            return add_grain(image, rng, (sigma, sigma))
+        return add_noise(image, rng, (sigma, sigma), gray_p=1.0 if gray else 0.0)
+
+    return noisy
+
+
+def _through_h264(image: np.ndarray, rng: np.random.Generator, settings: Settings,
+                  noise: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:  # fmt: skip
+    """``video_frames`` frames of ``image``, each with its own ``noise``, through H.264; one decoded frame."""
+    crf = int(rng.integers(settings.video_crf[0], settings.video_crf[1] + 1))
+    decoded = h264([to_u8(noise(image)) for _ in range(settings.video_frames)], crf)
+    return decoded[int(rng.integers(len(decoded)))].astype(np.float32)
 
 
 def add_grain(image: np.ndarray, rng: np.random.Generator, sigma_range: tuple[float, float]) -> np.ndarray:
@@ -156,11 +187,41 @@ def _old_film(image: np.ndarray, rng: np.random.Generator, settings: Settings) -
         lo, hi = settings.blur_sigma
         image = convolve(image, gaussian_kernel(rng.uniform(lo, lo + (hi - lo) * mild), settings.kernel_size))
         image = resize(image, size, settings.resize)
+        if round_ and rng.random() < settings.film_h264_p:  # the small copy is a video: grain, then H.264
+            return _through_h264(image, rng, settings, _video_noise(rng, settings))
         lo, hi = settings.noise_sigma
         image = add_noise(image, rng, (lo, lo + (hi - lo) * mild * 0.6), settings.gray_noise_p)
         lo, hi = settings.jpeg_quality
         image = jpeg(image, int(rng.integers(round(lo + (hi - lo) * (1 - mild)) if round_ else lo, hi + 1)))
     return image
+
+
+def h264(frames: list[np.ndarray], crf: int) -> list[np.ndarray]:
+    """``frames`` (uint8 RGB, same size) through libx264 (4:2:0, BT.601 limited range, one thread: deterministic)
+    and decoded back to RGB the way the reader converts video (``media.color``), as old compressed video looks."""
+    import io
+
+    import av
+
+    from streamrestore.media.color import (MATRIX_SMPTE170M, PRIMARIES_SMPTE170M, RANGE_LIMITED, TRC_SMPTE170M,
+                                           ColorDescription, frame_to_rgb, rgb_to_frame)  # fmt: skip
+
+    bt601 = ColorDescription(MATRIX_SMPTE170M, RANGE_LIMITED, PRIMARIES_SMPTE170M, TRC_SMPTE170M)
+    height, width = frames[0].shape[:2]
+    even = [np.pad(frame, ((0, height % 2), (0, width % 2), (0, 0)), mode="edge") for frame in frames]
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="h264") as container:
+        stream = container.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = even[0].shape[1], even[0].shape[0], "yuv420p"
+        stream.options = {"crf": str(crf), "preset": "medium", "threads": "1"}
+        for frame in even:
+            picture = rgb_to_frame(av.VideoFrame.from_ndarray(frame, format="rgb24"), bt601, "yuv420p")
+            container.mux(stream.encode(picture))
+        container.mux(stream.encode())
+    buffer.seek(0)
+    with av.open(buffer, "r", format="h264") as container:
+        decoded = [frame_to_rgb(frame, bt601, "rgb24").to_ndarray() for frame in container.decode(video=0)]
+    return [frame[:height, :width] for frame in decoded]
 
 
 def to_u8(image: np.ndarray) -> np.ndarray:

@@ -38,7 +38,7 @@ ARCHS = ("compact", "esrgan", "nafnet", "swinir", "restormer", "mprnet")
 LOSSES = ("l1", "charbonnier")
 # Settings that shape the run: a resume must match them exactly, or it would not be the same run.
 _RUN_KEYS = ("task", "arch", "steps", "batch", "patch", "lr", "seed", "loss", "ema_decay", "features", "blocks",
-             "val_fraction", "init", "resize", "blur_odds")  # fmt: skip
+             "val_fraction", "init", "resize", "blur_odds", "video_share")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,7 @@ class TrainConfig:
     init: str | None = None  # weights (a path or a model name) to fine-tune instead of fresh ones
     resize: str = "area"  # the downscaling kernel of sr2/sr3/sr4 and oldfilm: area or bicubic (MATLAB's)
     blur_odds: tuple[float, float, float] = Settings.blur_odds  # deblur: Gaussian, straight streak, camera shake
+    video_share: float = Settings.video_p  # oldvideo: share of old small-video patches (the rest: plain noise)
     steps: int = 1000
     batch: int = 8
     patch: int = 64  # clean (target) patch side; the input is patch / scale
@@ -102,12 +103,52 @@ def build_network(arch: str, scale: int, features: int, blocks: int) -> torch.nn
             raise ConfigError(f"--arch swinir needs --features divisible by {heads} (SwinIR-light: 60), not {features}")
         # SwinIR-light's shape (Liang et al. 2021): window 8, MLP ratio 2, one-step pixel-shuffle upsampler;
         # --blocks residual Swin groups of six layers each. At ×1 the denoising layout (no upsampler).
-        return SwinIR(upscale=scale, img_size=64, window_size=8, img_range=1.0, embed_dim=features,
-                      depths=[6] * blocks, num_heads=[heads] * blocks, mlp_ratio=2.0,
-                      upsampler="pixelshuffledirect" if scale > 1 else "", resi_connection="1conv")  # fmt: skip
+        network = SwinIR(upscale=scale, img_size=64, window_size=8, img_range=1.0, embed_dim=features,
+                         depths=[6] * blocks, num_heads=[heads] * blocks, mlp_ratio=2.0,
+                         upsampler="pixelshuffledirect" if scale > 1 else "", resi_connection="1conv")  # fmt: skip
+        if scale > 1:
+            start_as_interpolation(network, scale)
+        return network
     if arch in ("restormer", "mprnet"):
         return _extra_network(arch, scale, features, blocks)
     raise ConfigError(f"unknown --arch {arch!r} (known: {', '.join(ARCHS)})")
+
+
+def start_as_interpolation(network: torch.nn.Module, scale: int) -> None:
+    """Fresh SwinIR-light weights that compute cubic interpolation, so training learns only the detail.
+
+    Its linear path is conv_first → (+ conv_after_body(body)) → one convolution → pixel shuffle. The first
+    convolution copies R, G, B into features 0–2, the body's last convolution starts at zero, and the
+    upsampler's 3×3 convolution interpolates each output sub-pixel from features 0–2 with Keys' cubic
+    weights on the three nearest taps. A transformer started from random weights takes thousands of steps
+    to reach bicubic on a CPU; from here every step improves on it. The layout is unchanged (official keys).
+    """
+    with torch.no_grad():
+        first, after, upsampler = network.conv_first, network.conv_after_body, network.upsample[0]
+        first.weight[:3].zero_()
+        first.bias[:3].zero_()
+        for channel in range(3):
+            first.weight[channel, channel, 1, 1] = 1.0
+        after.weight.zero_()
+        after.bias.zero_()
+        upsampler.weight.zero_()
+        upsampler.bias.zero_()
+        taps = torch.tensor([-1.0, 0.0, 1.0], dtype=torch.float64)
+        for sub in range(scale):
+            for sub_x in range(scale):
+                weight_y = _cubic_taps(taps - ((sub + 0.5) / scale - 0.5))
+                weight_x = _cubic_taps(taps - ((sub_x + 0.5) / scale - 0.5))
+                for channel in range(3):
+                    upsampler.weight[channel * scale * scale + sub * scale + sub_x, channel] = torch.outer(
+                        weight_y, weight_x).to(upsampler.weight.dtype)  # fmt: skip
+
+
+def _cubic_taps(distance: torch.Tensor) -> torch.Tensor:
+    """Keys' cubic (a = -0.5) at ``distance``, normalised to sum 1 over the taps."""
+    x = distance.abs()
+    near, far = 1.5 * x**3 - 2.5 * x**2 + 1, -0.5 * x**3 + 2.5 * x**2 - 4 * x + 2
+    weights = torch.where(x <= 1, near, torch.where(x < 2, far, torch.zeros_like(x)))
+    return weights / weights.sum()
 
 
 def _extra_network(arch: str, scale: int, features: int, blocks: int) -> torch.nn.Module:
@@ -301,8 +342,10 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
         raise ConfigError(f"unknown --resize {config.resize!r} (known: {', '.join(RESIZE_METHODS)})")
     if len(config.blur_odds) != 3 or min(config.blur_odds) < 0 or sum(config.blur_odds) <= 0:
         raise ConfigError(f"--blur-odds needs three non-negative weights, not {config.blur_odds}")
-    data = Patches(split_folder(config.data, config.val_fraction), config.task, config.patch, config.seed,
-                   Settings(resize=config.resize, blur_odds=tuple(config.blur_odds)))  # fmt: skip
+    if not 0.0 <= config.video_share <= 1.0:
+        raise ConfigError(f"--video-share is a share between 0 and 1, not {config.video_share}")
+    settings = Settings(resize=config.resize, blur_odds=tuple(config.blur_odds), video_p=config.video_share)
+    data = Patches(split_folder(config.data, config.val_fraction), config.task, config.patch, config.seed, settings)
 
     torch.manual_seed(config.seed)
     start = initial_network(config, scale)
