@@ -24,8 +24,8 @@ Tasks, and what each draws (ranges in ``Settings``, on the 0..255 scale):
 - ``oldvideo`` (×1): what "noise" means in old, small video, for a denoiser that runs before an upscaler. With
   probability ``video_p`` the patch is low-resolution footage (the loader shrinks the clean patch by ×1–4,
   so detail is as dense as in a 192×108 frame; see ``LOWRES_TASKS``): light blur (σ up to
-  ``video_blur_sigma``, half the time), film grain or Gaussian noise (σ in ``video_noise_sigma``, mostly on
-  luma), then with probability ``video_h264_p`` real H.264: ``video_frames`` frames of the patch, each with
+  ``video_blur_sigma``, half the time), monochrome film grain or Gaussian noise (σ in ``video_noise_sigma``;
+  luma-only with probability ``video_gray_p``, else chroma noise too), then with probability ``video_h264_p`` real H.264: ``video_frames`` frames of the patch, each with
   its own noise (grain is new in every frame), through libx264 4:2:0 at a crf in ``video_crf`` and back, one
   of the decoded frames kept (an I, P or B frame: their blocks and smearing differ); otherwise 4:2:0 chroma
   and, with probability ``video_jpeg_p``, JPEG at a quality in ``video_jpeg_quality``. Otherwise (``video_p``)
