@@ -130,6 +130,15 @@ def test_blur_odds_choose_the_kernels_and_a_resume_must_keep_them(photos, tmp_pa
         train(_config(photos, tmp_path / "bad", task="deblur", blur_odds=(1.0, -1.0, 0.0)), progress=False)
 
 
+def test_video_share_is_part_of_the_run_and_checked(photos, tmp_path):
+    train(_config(photos, tmp_path, task="oldvideo", video_share=1.0, stop_after=2), progress=False)
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["config"]["video_share"] == 1.0
+    with pytest.raises(ConfigError, match="video_share"):  # another share would be another run
+        train(_config(photos, tmp_path, task="oldvideo", video_share=0.5, resume=True), progress=False)
+    with pytest.raises(ConfigError, match="video-share"):
+        train(_config(photos, tmp_path / "bad", task="oldvideo", video_share=1.5), progress=False)
+
+
 def test_snapshot_exports_the_ema_weights_of_the_checkpoint(photos, tmp_path):
     run = tmp_path / "run"
     train(_config(photos, run, stop_after=2), progress=False)
