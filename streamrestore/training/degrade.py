@@ -18,9 +18,7 @@ Tasks, and what each draws (ranges in ``Settings``, on the 0..255 scale):
 - ``sr2``/``sr3``/``sr4``: downscale by the factor, ``resize`` = "area" (cv2.INTER_AREA) or "bicubic"
   (MATLAB's antialiased imresize, the one the evaluation kits use). Nothing random.
 - ``oldfilm`` (×4): second order, as Real-ESRGAN: twice blur → resize → noise/grain → JPEG; the first
-  round resizes by a random factor, the second to exactly a quarter; the second round is milder. With
-  probability ``film_h264_p`` the second round's noise and compression are old video's instead (grain or
-  noise, then H.264, as ``oldvideo``): the small copy is what a camcorder or a telecine transfer recorded.
+  round resizes by a random factor, the second to exactly a quarter; the second round is milder.
 - ``oldvideo`` (×1): what "noise" means in old, small video, for a denoiser that runs before an upscaler. With
   probability ``video_p`` the patch is low-resolution footage (the loader shrinks the clean patch by ×1–4,
   so detail is as dense as in a 192×108 frame; see ``LOWRES_TASKS``): light blur (σ up to
@@ -78,7 +76,6 @@ class Settings:
     video_h264_p: float = 0.8  # oldvideo: share of old-video patches compressed by H.264 (the rest: JPEG)
     video_crf: tuple[int, int] = (20, 32)
     video_frames: int = 3
-    film_h264_p: float = 0.7  # oldfilm: share whose second round is grain and H.264 (as oldvideo) instead of JPEG
 
 
 def scale_of(task: str) -> int:
@@ -187,8 +184,6 @@ def _old_film(image: np.ndarray, rng: np.random.Generator, settings: Settings) -
         lo, hi = settings.blur_sigma
         image = convolve(image, gaussian_kernel(rng.uniform(lo, lo + (hi - lo) * mild), settings.kernel_size))
         image = resize(image, size, settings.resize)
-        if round_ and rng.random() < settings.film_h264_p:  # the small copy is a video: grain, then H.264
-            return _through_h264(image, rng, settings, _video_noise(rng, settings))
         lo, hi = settings.noise_sigma
         image = add_noise(image, rng, (lo, lo + (hi - lo) * mild * 0.6), settings.gray_noise_p)
         lo, hi = settings.jpeg_quality
