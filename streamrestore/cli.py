@@ -142,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "(MATLAB's antialiased imresize, the one SR benchmarks use)")
     train.add_argument("--blur-odds", default="0.4,0.2,0.4", metavar="G,S,C",
                        help="deblur: odds of a Gaussian, straight-motion and camera-shake kernel (default 0.4,0.2,0.4)")
+    train.add_argument("--noise-sigma", default="1,50", metavar="LO,HI",
+                       help="denoise, oldvideo (its plain-noise share) and oldfilm: the range noise σ is drawn from, on the "
+                            "0..255 scale (default 1,50)")
     train.add_argument("--video-share", type=float, default=0.5, metavar="P",
                        help="oldvideo: share of patches that are old small video (the rest: plain noise; default 0.5)")
     train.add_argument("--data", required=True, metavar="FOLDER", help="clean images; some held back for validation")
@@ -388,8 +391,12 @@ def run_train(args: argparse.Namespace) -> int:
         blur_odds = tuple(float(v) for v in args.blur_odds.split(","))
     except ValueError:
         raise ConfigError(f"--blur-odds {args.blur_odds!r}: three numbers separated by commas") from None
+    try:
+        noise_sigma = tuple(float(v) for v in args.noise_sigma.split(","))
+    except ValueError:
+        raise ConfigError(f"--noise-sigma {args.noise_sigma!r}: two numbers separated by a comma") from None
     config = TrainConfig(task=args.task, arch=args.arch, init=args.init, resize=args.resize, blur_odds=blur_odds,
-                         video_share=args.video_share, data=args.data,
+                         video_share=args.video_share, noise_sigma=noise_sigma, data=args.data,
                          out=args.out, steps=args.steps, batch=args.batch, patch=args.patch, lr=args.lr,
                          loss=args.loss, features=args.features, blocks=args.blocks, seed=args.seed,
                          val_every=args.val_every, resume=args.resume, stop_after=args.stop_after,

@@ -139,6 +139,15 @@ def test_video_share_is_part_of_the_run_and_checked(photos, tmp_path):
         train(_config(photos, tmp_path / "bad", task="oldvideo", video_share=1.5), progress=False)
 
 
+def test_noise_sigma_bounds_the_drawn_noise_and_is_checked(photos, tmp_path):
+    flat = np.full((64, 64, 3), 128, np.uint8)
+    low = Settings(noise_sigma=(4.0, 4.0), grain_p=0.0, chroma_420_p=0.0, noise_jpeg_p=0.0)
+    spreads = [float((degrade(flat, "denoise", seed, low).astype(np.float32) - 128).std()) for seed in range(4)]
+    assert all(3.5 < spread < 4.5 for spread in spreads), spreads
+    with pytest.raises(ConfigError, match="noise-sigma"):
+        train(_config(photos, tmp_path, noise_sigma=(20.0, 10.0)), progress=False)
+
+
 def test_snapshot_exports_the_ema_weights_of_the_checkpoint(photos, tmp_path):
     run = tmp_path / "run"
     train(_config(photos, run, stop_after=2), progress=False)

@@ -38,7 +38,7 @@ ARCHS = ("compact", "esrgan", "nafnet", "swinir", "restormer", "mprnet")
 LOSSES = ("l1", "charbonnier")
 # Settings that shape the run: a resume must match them exactly, or it would not be the same run.
 _RUN_KEYS = ("task", "arch", "steps", "batch", "patch", "lr", "seed", "loss", "ema_decay", "features", "blocks",
-             "val_fraction", "init", "resize", "blur_odds", "video_share")  # fmt: skip
+             "val_fraction", "init", "resize", "blur_odds", "video_share", "noise_sigma")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,7 @@ class TrainConfig:
     resize: str = "area"  # the downscaling kernel of sr2/sr3/sr4 and oldfilm: area or bicubic (MATLAB's)
     blur_odds: tuple[float, float, float] = Settings.blur_odds  # deblur: Gaussian, straight streak, camera shake
     video_share: float = Settings.video_p  # oldvideo: share of old small-video patches (the rest: plain noise)
+    noise_sigma: tuple[float, float] = Settings.noise_sigma  # denoise, oldvideo (plain share), oldfilm: σ range
     steps: int = 1000
     batch: int = 8
     patch: int = 64  # clean (target) patch side; the input is patch / scale
@@ -344,7 +345,10 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
         raise ConfigError(f"--blur-odds needs three non-negative weights, not {config.blur_odds}")
     if not 0.0 <= config.video_share <= 1.0:
         raise ConfigError(f"--video-share is a share between 0 and 1, not {config.video_share}")
-    settings = Settings(resize=config.resize, blur_odds=tuple(config.blur_odds), video_p=config.video_share)
+    if len(config.noise_sigma) != 2 or not 0 <= config.noise_sigma[0] <= config.noise_sigma[1] <= 100:
+        raise ConfigError(f"--noise-sigma needs 0 ≤ LO ≤ HI ≤ 100 on the 0..255 scale, not {config.noise_sigma}")
+    settings = Settings(resize=config.resize, blur_odds=tuple(config.blur_odds), video_p=config.video_share,
+                        noise_sigma=tuple(config.noise_sigma))  # fmt: skip
     data = Patches(split_folder(config.data, config.val_fraction), config.task, config.patch, config.seed, settings)
 
     torch.manual_seed(config.seed)
