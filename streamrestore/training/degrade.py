@@ -23,9 +23,10 @@ Tasks, and what each draws (ranges in ``Settings``, on the 0..255 scale):
   probability ``video_p`` the patch is low-resolution footage (the loader shrinks the clean patch by ×1–4,
   so detail is as dense as in a 192×108 frame; see ``LOWRES_TASKS``): light blur (σ up to
   ``video_blur_sigma``, half the time), monochrome film grain or Gaussian noise (σ in ``video_noise_sigma``;
-  luma-only with probability ``video_gray_p``, else chroma noise too), then with probability ``video_h264_p`` real H.264: ``video_frames`` frames of the patch, each with
-  its own noise (grain is new in every frame), through libx264 4:2:0 at a crf in ``video_crf`` and back, one
-  of the decoded frames kept (an I, P or B frame: their blocks and smearing differ); otherwise 4:2:0 chroma
+  luma-only with probability ``video_gray_p``, else chroma noise too), then with probability ``video_h264_p``
+  real H.264: ``video_frames`` frames of the patch, each with its own noise (grain is new in every frame),
+  through libx264 4:2:0 at a crf in ``video_crf`` and back, one of the decoded frames kept (an I, P or B
+  frame: their blocks and smearing differ); otherwise 4:2:0 chroma
   and, with probability ``video_jpeg_p``, JPEG at a quality in ``video_jpeg_quality``. Otherwise (``video_p``)
   the ``denoise`` degradation, so the Gaussian-noise figures are kept.
 """
@@ -302,7 +303,8 @@ def resize(image: np.ndarray, size: tuple[int, int], method: str = "area") -> np
     raise ConfigError(f"unknown resize method {method!r} (known: {', '.join(RESIZE_METHODS)})")
 
 
-def _cubic(x: np.ndarray) -> np.ndarray:
+def cubic_kernel(x: np.ndarray) -> np.ndarray:
+    """Keys' cubic convolution kernel (a = -0.5), MATLAB's imresize and the SR benchmarks' bicubic."""
     ax = np.abs(x)
     near, far = (1.5 * ax**3 - 2.5 * ax**2 + 1), (-0.5 * ax**3 + 2.5 * ax**2 - 4 * ax + 2)
     return near * (ax <= 1) + far * ((ax > 1) & (ax <= 2))
@@ -312,7 +314,7 @@ def _contributions(in_len: int, out_len: int, scale: float) -> tuple[np.ndarray,
     width = 4.0 / scale if scale < 1 else 4.0  # the kernel widens when shrinking: antialiasing
     u = np.arange(1, out_len + 1, dtype=np.float64) / scale + 0.5 * (1 - 1 / scale)
     index = np.floor(u - width / 2)[:, None] + np.arange(math.ceil(width) + 2)[None, :]
-    weights = scale * _cubic((u[:, None] - index) * scale) if scale < 1 else _cubic(u[:, None] - index)
+    weights = scale * cubic_kernel((u[:, None] - index) * scale) if scale < 1 else cubic_kernel(u[:, None] - index)
     weights = weights / weights.sum(1, keepdims=True)
     keep = np.any(weights != 0, axis=0)
     mirror = np.concatenate([np.arange(in_len), np.arange(in_len - 1, -1, -1)])  # 'symmetric' edges

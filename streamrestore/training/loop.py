@@ -32,7 +32,7 @@ from spandrel import SizeRequirements
 from streamrestore.errors import ConfigError, WeightsError
 
 from .data import Patches, split_folder
-from .degrade import RESIZE_METHODS, Settings, scale_of
+from .degrade import RESIZE_METHODS, Settings, cubic_kernel, scale_of
 
 ARCHS = ("compact", "esrgan", "nafnet", "swinir", "restormer", "mprnet")
 LOSSES = ("l1", "charbonnier")
@@ -145,10 +145,8 @@ def start_as_interpolation(network: torch.nn.Module, scale: int) -> None:
 
 
 def _cubic_taps(distance: torch.Tensor) -> torch.Tensor:
-    """Keys' cubic (a = -0.5) at ``distance``, normalised to sum 1 over the taps."""
-    x = distance.abs()
-    near, far = 1.5 * x**3 - 2.5 * x**2 + 1, -0.5 * x**3 + 2.5 * x**2 - 4 * x + 2
-    weights = torch.where(x <= 1, near, torch.where(x < 2, far, torch.zeros_like(x)))
+    """Keys' cubic at ``distance``, normalised to sum 1 over the taps."""
+    weights = torch.from_numpy(cubic_kernel(distance.numpy()))
     return weights / weights.sum()
 
 
