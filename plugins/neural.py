@@ -144,9 +144,9 @@ class ModelStage(Stage):
             return self.loaded.forward(pixels, self._channels_last)
         total = None
         for transpose, flip_h, flip_w in ENSEMBLE_TRANSFORMS[:count]:
+            # No copy of the view here: forward() hands the network its own copy, in its memory format.
             view = _geometry(pixels, transpose, flip_h, flip_w)
-            out = _geometry(self.loaded.forward(view.contiguous(), self._channels_last), transpose, flip_h, flip_w,
-                            undo=True)  # fmt: skip
+            out = _geometry(self.loaded.forward(view, self._channels_last), transpose, flip_h, flip_w, undo=True)
             total = out.float() if total is None else total.add_(out.float())
         return total.div_(count).to(pixels.dtype)
 
