@@ -58,8 +58,8 @@ from spandrel import Architecture, ImageModelDescriptor, ModelTiling, SizeRequir
 from spandrel.util import get_seq_len
 from torch import nn
 
-RGB_MEAN = (0.4488, 0.4371, 0.4040)
-RGB_RANGE = 255.0
+from .meanshift import RGB_RANGE, MeanShift, rgb_range_of
+
 NEIGHBOURS = 5
 WINDOW = 30
 RES_SCALE = 0.1
@@ -71,16 +71,6 @@ QUERY_BLOCK = 16  # query patches per side handled at once in the k-NN search
 def _conv(in_channels: int, out_channels: int, kernel: int = 3, relu: bool = True, stride: int = 1) -> nn.Sequential:
     layers: list[nn.Module] = [nn.Conv2d(in_channels, out_channels, kernel, stride, (kernel - 1) // 2)]
     return nn.Sequential(*layers, nn.ReLU()) if relu else nn.Sequential(*layers)
-
-
-class MeanShift(nn.Conv2d):
-    def __init__(self, sign: int, rgb_range: float = RGB_RANGE, mean=RGB_MEAN, std=(1.0, 1.0, 1.0)) -> None:
-        super().__init__(3, 3, 1)
-        std_t = torch.tensor(std)
-        with torch.no_grad():
-            self.weight.copy_(torch.eye(3).view(3, 3, 1, 1) / std_t.view(3, 1, 1, 1))
-            self.bias.copy_(sign * rgb_range * torch.tensor(mean) / std_t)
-        self.requires_grad_(False)
 
 
 class ResBlock(nn.Module):
@@ -333,8 +323,7 @@ class IGNNArch(Architecture[IGNN]):
         blocks = (get_seq_len(state_dict, "body1"), get_seq_len(state_dict, "body2") - 1)
         s = math.isqrt(state_dict["upsample.0.weight"].shape[0] // feats)
         scale = 4 if "tail.1.0.weight" in state_dict else s
-        rgb_range = round(-float(state_dict["sub_mean.bias"][0]) / RGB_MEAN[0], 3)
-        model = IGNN(scale, feats, blocks, colors, rgb_range if rgb_range > 0 else RGB_RANGE)
+        model = IGNN(scale, feats, blocks, colors, rgb_range_of(state_dict))
         return ImageModelDescriptor(
             model,
             state_dict,

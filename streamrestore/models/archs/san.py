@@ -41,22 +41,13 @@ from spandrel import Architecture, ImageModelDescriptor, StateDict
 from spandrel.util import get_seq_len
 from torch import nn
 
-RGB_MEAN = (0.4488, 0.4371, 0.4040)
-RGB_RANGE = 255.0
+from .meanshift import RGB_RANGE, MeanShift, rgb_range_of
+
 SQRTM_ITERATIONS = 5
 
 
 def _conv(in_channels: int, out_channels: int, kernel: int = 3) -> nn.Conv2d:
     return nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2)
-
-
-class MeanShift(nn.Conv2d):
-    def __init__(self, sign: int, rgb_range: float = RGB_RANGE) -> None:
-        super().__init__(3, 3, 1)
-        with torch.no_grad():
-            self.weight.copy_(torch.eye(3).view(3, 3, 1, 1))
-            self.bias.copy_(sign * rgb_range * torch.tensor(RGB_MEAN))
-        self.requires_grad_(False)
 
 
 def covariance(x: torch.Tensor) -> torch.Tensor:
@@ -216,10 +207,7 @@ class SANArch(Architecture[SAN]):
         blocks = get_seq_len(state_dict, "RG.0.rcab")
         reduced = state_dict["RG.0.soca.conv_du.0.weight"].shape[0]
         scale = _scale(state_dict)
-        # The value range the file was trained on (EDSR's --rgb_range: 255 in the released models) is in
-        # its mean shift: bias = -range × DIV2K mean.
-        rgb_range = round(-float(state_dict["sub_mean.bias"][0]) / RGB_MEAN[0], 3)
-        model = SAN(scale, feats, groups, blocks, feats // reduced, colors, rgb_range if rgb_range > 0 else RGB_RANGE)
+        model = SAN(scale, feats, groups, blocks, feats // reduced, colors, rgb_range_of(state_dict))
         return ImageModelDescriptor(
             model,
             state_dict,
