@@ -190,6 +190,22 @@ def offline_page(server, height: int):
     assert not blocked, f"the page asked for something beyond the server: {blocked}"
 
 
+def save_download(page, link: str, folder: Path) -> Path:
+    """Click the download link ``link`` (a CSS selector) and save what the browser gets under its own name."""
+    with page.expect_download() as started:
+        page.locator(link).first.click()
+    saved = folder / started.value.suggested_filename
+    started.value.save_as(saved)
+    return saved
+
+
+def screenshot(page, path: Path) -> Path:
+    """The whole page, from the top."""
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
 @pytest.mark.slow
 def test_browser_restores_and_downloads_what_the_library_gives(server, photo, tmp_path):
     from playwright.sync_api import expect
@@ -216,13 +232,8 @@ def test_browser_restores_and_downloads_what_the_library_gives(server, photo, tm
         expect(page.locator("#info")).to_contain_text(f"denoise:tile={TILE},sr2:tile={TILE}")
         expect(page.locator("#compare img")).to_have_count(2)
 
-        with page.expect_download() as download:
-            page.locator("#download a").first.click()
-        saved = tmp_path / download.value.suggested_filename
-        download.value.save_as(saved)
-        shot = tmp_path / "demo.png"
-        page.evaluate("window.scrollTo(0, 0)")
-        page.screenshot(path=str(shot), full_page=True)
+        saved = save_download(page, "#download a", tmp_path)
+        shot = screenshot(page, tmp_path / "demo.png")
 
     assert saved.name == "chelsea.restored.png"
     result = read_rgb(saved)
@@ -842,13 +853,8 @@ def test_browser_picks_compares_and_previews_a_video(server, clip, tmp_path):
         expect(page.locator("#preview-after video")).to_have_count(1)
         expect(page.locator("#preview-before video")).to_have_count(1)
         preview_text = page.locator("#preview-info").inner_text()
-        with page.expect_download() as download:
-            page.locator("#preview-download a").first.click()
-        saved = tmp_path / download.value.suggested_filename
-        download.value.save_as(saved)
-        shot = tmp_path / "demo-video.png"
-        page.evaluate("window.scrollTo(0, 0)")
-        page.screenshot(path=str(shot), full_page=True)
+        saved = save_download(page, "#preview-download a", tmp_path)
+        shot = screenshot(page, tmp_path / "demo-video.png")
 
     frame = pyav_rgb(clip, 1.5)
     assert np.array_equal(picked, frame), "the picked frame is not PyAV's frame at 1.5 s"

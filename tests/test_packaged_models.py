@@ -31,6 +31,7 @@ from streamrestore.presets import build_chain, parse_chain
 from streamrestore.registry import Registry
 from streamrestore.models.weights import ModelEntry, PackagedFile, default_catalog, resolve_weights, sha256_file
 from streamrestore_plugins.neural import BATCH_VERIFIED, ModelStage
+from support.threads import torch_threads
 
 
 @pytest.fixture(autouse=True)
@@ -43,10 +44,8 @@ def fresh_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(autouse=True, scope="module")
 def _two_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)  # CI has 2 cores
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(2):  # CI has 2 cores
+        yield
 
 
 def photo(h: int, w: int, top: int = 100, left: int = 150) -> np.ndarray:

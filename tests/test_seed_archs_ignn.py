@@ -19,6 +19,7 @@ from streamrestore.training.degrade import matlab_imresize
 from support import seed_archs as earlier
 from support import seed_archs_more as more
 from support.seed_archs_ignn import official_shapes, reference_forward
+from support.threads import torch_threads
 
 FEATS, BLOCKS = 8, (1, 2)
 
@@ -26,10 +27,8 @@ FEATS, BLOCKS = 8, (1, 2)
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
     """The tensors here are tiny: a second thread costs more than it saves (7× the CPU time on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield
 
 
 def ignn(scale: int, **kwargs) -> IGNN:
