@@ -6,7 +6,7 @@ called: scale, the size multiple it needs, fp16/bf16, whether it tiles, a border
 (Real-ESRGAN's wrappers reflect 10 px; ``border=auto`` follows the file, ``border=N`` overrides it) and a
 window grid for tiles. The stage turns that into ``Capabilities``; the runtime (``streamrestore.engine``)
 pads, tiles, crops and backs off when memory runs out. ``process`` only computes: the network on the frame
-it is given, then the ``outscale`` resize and ``color_fix``.
+it is given, then the ``outscale`` resize, ``color_fix`` and ``keep_input``.
 
 Cost: building the stage only stores its options (``streamrestore stages`` builds one with no model
 and gets neutral capabilities). The file is read once, on the CPU, when the capabilities are first
@@ -33,6 +33,7 @@ from streamrestore.stage import Capabilities, Option, Stage
 BATCH_VERIFIED = frozenset({"Compact", "ESRGAN", "SwinIR", "RCAN", "Restormer", "MPRNet", "NAFNet", "UpConv7", "CUNet"})
 
 _COLOR_FIX_AT_X1 = "stage 'model': color_fix needs an output larger than the input (outscale ≥ 2)"
+_KEEP_INPUT_ABOVE_X1 = "stage 'model': keep_input needs an output the size of the input (a ×1 network or outscale=1)"
 
 
 class ModelStage(Stage):
@@ -53,12 +54,17 @@ class ModelStage(Stage):
         "ensemble": Option(int, 1, "geometric self-ensemble: the network on N flipped/transposed copies of the "
                                    "frame (1, 2, 4 or 8), outputs averaged; N times the time for a cleaner result",
                            minimum=1, maximum=8),
+        "keep_input": Option(float, 0.0, "share of the input kept in the output: (1 − k) × network + k × input, "
+                                         "leaving a little of the input's fine grain and texture in; ×1 outputs "
+                                         "only", minimum=0.0, maximum=1.0),
     }
 
     def __init__(self, **options) -> None:
         super().__init__(**options)
         if self.settings["color_fix"] and self.settings["outscale"] == 1:
             raise ConfigError(_COLOR_FIX_AT_X1)  # known without reading the file; a ×1 network is caught in to()
+        if self.settings["keep_input"] and self.settings["outscale"] > 1:
+            raise ConfigError(_KEEP_INPUT_ABOVE_X1)  # likewise; a ×2 network without outscale is caught in to()
         if self.settings["ensemble"] not in ENSEMBLE_SIZES:
             raise ConfigError(f"stage 'model': ensemble must be one of {', '.join(map(str, ENSEMBLE_SIZES))}, "
                               f"not {self.settings['ensemble']}")
@@ -110,6 +116,8 @@ class ModelStage(Stage):
     def to(self, device: torch.device, dtype: torch.dtype) -> None:
         if self.settings["color_fix"] and self.capabilities.scale == 1:
             raise ConfigError(_COLOR_FIX_AT_X1)
+        if self.settings["keep_input"] and self.capabilities.scale != 1:
+            raise ConfigError(_KEEP_INPUT_ABOVE_X1)
         if self._dtype is not None and self._dtype != dtype:
             self._loaded = None  # a new precision (the runner's fallback after NaN): from the file's own weights
         self._dtype = dtype
@@ -130,11 +138,14 @@ class ModelStage(Stage):
 
     # -- frames ----------------------------------------------------------------------------------
     def process(self, batch: FrameBatch) -> FrameBatch:
-        """The network on the (already padded, maybe tiled) frames, resized to ``outscale``, colours kept."""
+        """The network on the (already padded, maybe tiled) frames, resized to ``outscale``, colours kept,
+        ``keep_input`` of the input mixed back in."""
         out = self._forward(batch.pixels)
         out = self._rescale(out, batch.pixels.shape[-2:])
         if self.settings["color_fix"]:
             out = back_project(out, batch.pixels)
+        if self.settings["keep_input"]:
+            out = torch.lerp(out, batch.pixels.to(out.dtype), self.settings["keep_input"])
         return batch.with_pixels(out)
 
     def _forward(self, pixels: torch.Tensor) -> torch.Tensor:

@@ -142,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "(MATLAB's antialiased imresize, the one SR benchmarks use)")
     train.add_argument("--blur-odds", default="0.4,0.2,0.4", metavar="G,S,C",
                        help="deblur: odds of a Gaussian, straight-motion and camera-shake kernel (default 0.4,0.2,0.4)")
+    train.add_argument("--blur-sigma", default="0.2,3", metavar="LO,HI",
+                       help="deblur: the range the Gaussian kernels' σ is drawn from, in pixels (default 0.2,3)")
     train.add_argument("--noise-sigma", default="1,50", metavar="LO,HI",
                        help="denoise, oldvideo (its plain-noise share) and oldfilm: the range noise σ is drawn from, on the "
                             "0..255 scale (default 1,50)")
@@ -392,11 +394,15 @@ def run_train(args: argparse.Namespace) -> int:
     except ValueError:
         raise ConfigError(f"--blur-odds {args.blur_odds!r}: three numbers separated by commas") from None
     try:
+        blur_sigma = tuple(float(v) for v in args.blur_sigma.split(","))
+    except ValueError:
+        raise ConfigError(f"--blur-sigma {args.blur_sigma!r}: two numbers separated by a comma") from None
+    try:
         noise_sigma = tuple(float(v) for v in args.noise_sigma.split(","))
     except ValueError:
         raise ConfigError(f"--noise-sigma {args.noise_sigma!r}: two numbers separated by a comma") from None
     config = TrainConfig(task=args.task, arch=args.arch, init=args.init, resize=args.resize, blur_odds=blur_odds,
-                         video_share=args.video_share, noise_sigma=noise_sigma, data=args.data,
+                         blur_sigma=blur_sigma, video_share=args.video_share, noise_sigma=noise_sigma, data=args.data,
                          out=args.out, steps=args.steps, batch=args.batch, patch=args.patch, lr=args.lr,
                          loss=args.loss, features=args.features, blocks=args.blocks, seed=args.seed,
                          val_every=args.val_every, resume=args.resume, stop_after=args.stop_after,

@@ -393,3 +393,19 @@ def test_self_ensemble_averages_the_symmetries_and_cleans_noise(astronaut) -> No
     assert upscaled.shape == (194, 122, 3) and 0 < np.abs(upscaled.astype(int) - once).mean() < 1.5
     with pytest.raises(ConfigError, match="ensemble must be one of 1, 2, 4, 8"):
         restore_image(noisy, "model:model=denoise-nafnet16-video:ensemble=3")
+
+
+def test_keep_input_mixes_that_share_of_the_input_back_in(astronaut) -> None:
+    noisy = np.clip(astronaut[:97, :61] + np.random.default_rng(1).normal(0, 15, (97, 61, 3)), 0, 255).astype(np.uint8)
+    network = restore_image(noisy, "model:model=denoise-nafnet16-video").astype(np.float64)
+    half, kept = (restore_image(noisy, f"model:model=denoise-nafnet16-video:keep_input={k}") for k in (0.5, 1.0))
+    assert np.abs(half - (network + noisy) / 2).max() <= 1.0  # one rounding apart
+    assert np.abs(kept.astype(int) - noisy).max() <= 1 and np.abs(network - noisy).mean() > 5
+    # `denoise` keeps 3 %: a little of the grain, most of the cleaning.
+    alias = restore_image(noisy, "denoise").astype(np.float64)
+    moved = np.abs(alias - network).mean() / np.abs(noisy - network).mean()
+    assert 0.01 < moved < 0.06
+    with pytest.raises(ConfigError, match="keep_input needs an output the size of the input"):
+        restore_image(noisy, "model:model=sr2-upconv7:keep_input=0.2")  # ×2: known once the file is read
+    with pytest.raises(ConfigError, match="keep_input needs an output the size of the input"):
+        build("model:model=sr2-upconv7:outscale=2:keep_input=0.2")  # known from the options alone

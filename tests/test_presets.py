@@ -84,7 +84,8 @@ def test_alias_given_a_weights_file_becomes_the_model_stage() -> None:
         ("denoise", "model"), ("sr4", "model"), ("sharpen", "unsharp"), ("model", "model")]
     # tile is run policy for that element (BuiltStage.tile), not a model option.
     assert chain[0].stage.settings == {"model": "w/a.pth", "tile_overlap": 16, "outscale": 1,
-                                       "border": None, "color_fix": False, "ensemble": 1} and chain[0].tile is None
+                                       "border": None, "color_fix": False, "ensemble": 1, "keep_input": 0.0}
+    assert chain[0].tile is None
     assert chain[1].stage.settings["outscale"] == 4 and chain[1].tile == 128
     assert chain[2].stage.settings == {"amount": 1.2, "radius": 1.6, "threshold": 0.0}
     assert chain[3].stage.settings["outscale"] == 0  # the network's own scale
@@ -97,7 +98,8 @@ def test_yaml_model_key_under_an_alias(tmp_path: Path) -> None:
     chain = build_chain(parse_chain(str(path)), Registry())
     assert chain[0].spec.name == "model"
     assert chain[0].stage.settings == {"model": "weights/x2.pth", "tile_overlap": 16,
-                                       "outscale": 2, "border": None, "color_fix": False, "ensemble": 1} and chain[0].tile == 256
+                                       "outscale": 2, "border": None, "color_fix": False, "ensemble": 1, "keep_input": 0.0}
+    assert chain[0].tile == 256
     assert chain[1].spec.name == "model"
     assert chain[1].stage.settings["model"] == "denoise-nafnet16-video"  # its own
     with pytest.raises(ConfigError, match=r"line 2: .*'resize' has no option 'model'"):

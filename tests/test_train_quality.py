@@ -181,3 +181,20 @@ def test_fresh_restormer_and_mprnet_want_widths_that_read_back(photos, tmp_path,
         pytest.skip("spandrel-extra-arches is not installed")
     with pytest.raises(ConfigError, match=f"divisible by {divisor}"):
         train(_config(photos, tmp_path, arch=arch, features=features), progress=False)
+
+
+def test_blur_sigma_bounds_the_gaussian_kernels_and_is_part_of_the_run(photos, tmp_path):
+    # A single white dot blurred by the drawn Gaussian: its spread is the kernel's σ.
+    dot = np.zeros((41, 41, 3), np.uint8)
+    dot[20, 20] = 255
+    fixed = Settings(blur_odds=(1.0, 0.0, 0.0), blur_sigma=(2.0, 2.0), blur_noise_p=0.0)
+    for seed in range(3):
+        row = degrade(dot, "deblur", seed, fixed)[20, :, 0].astype(np.float64)
+        offsets = np.arange(41) - 20
+        assert abs(np.sqrt((row * offsets**2).sum() / row.sum()) - 2.0) < 0.25
+    train(_config(photos, tmp_path, task="deblur", blur_sigma=(1.0, 2.5), stop_after=2), progress=False)
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["config"]["blur_sigma"] == (1.0, 2.5)
+    with pytest.raises(ConfigError, match="blur_sigma"):  # other kernels would be another run
+        train(_config(photos, tmp_path, task="deblur", blur_sigma=(0.2, 3.0), resume=True), progress=False)
+    with pytest.raises(ConfigError, match="blur-sigma"):
+        train(_config(photos, tmp_path / "bad", task="deblur", blur_sigma=(3.0, 1.0)), progress=False)

@@ -38,7 +38,8 @@ ARCHS = ("compact", "esrgan", "nafnet", "swinir", "restormer", "mprnet")
 LOSSES = ("l1", "charbonnier")
 # Settings that shape the run: a resume must match them exactly, or it would not be the same run.
 _RUN_KEYS = ("task", "arch", "steps", "batch", "patch", "lr", "seed", "loss", "ema_decay", "features", "blocks",
-             "val_fraction", "init", "resize", "blur_odds", "video_share", "noise_sigma")  # fmt: skip
+             "val_fraction", "init", "resize", "blur_odds", "blur_sigma", "video_share",
+             "noise_sigma")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class TrainConfig:
     init: str | None = None  # weights (a path or a model name) to fine-tune instead of fresh ones
     resize: str = "area"  # the downscaling kernel of sr2/sr3/sr4 and oldfilm: area or bicubic (MATLAB's)
     blur_odds: tuple[float, float, float] = Settings.blur_odds  # deblur: Gaussian, straight streak, camera shake
+    blur_sigma: tuple[float, float] = Settings.blur_sigma  # deblur: the range of the Gaussian kernels' σ
     video_share: float = Settings.video_p  # oldvideo: share of old small-video patches (the rest: plain noise)
     noise_sigma: tuple[float, float] = Settings.noise_sigma  # denoise, oldvideo (plain share), oldfilm: σ range
     steps: int = 1000
@@ -341,12 +343,14 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
         raise ConfigError(f"unknown --resize {config.resize!r} (known: {', '.join(RESIZE_METHODS)})")
     if len(config.blur_odds) != 3 or min(config.blur_odds) < 0 or sum(config.blur_odds) <= 0:
         raise ConfigError(f"--blur-odds needs three non-negative weights, not {config.blur_odds}")
+    if len(config.blur_sigma) != 2 or not 0.1 <= config.blur_sigma[0] <= config.blur_sigma[1] <= 10:
+        raise ConfigError(f"--blur-sigma needs 0.1 ≤ LO ≤ HI ≤ 10 pixels, not {config.blur_sigma}")
     if not 0.0 <= config.video_share <= 1.0:
         raise ConfigError(f"--video-share is a share between 0 and 1, not {config.video_share}")
     if len(config.noise_sigma) != 2 or not 0 <= config.noise_sigma[0] <= config.noise_sigma[1] <= 100:
         raise ConfigError(f"--noise-sigma needs 0 ≤ LO ≤ HI ≤ 100 on the 0..255 scale, not {config.noise_sigma}")
-    settings = Settings(resize=config.resize, blur_odds=tuple(config.blur_odds), video_p=config.video_share,
-                        noise_sigma=tuple(config.noise_sigma))  # fmt: skip
+    settings = Settings(resize=config.resize, blur_odds=tuple(config.blur_odds), blur_sigma=tuple(config.blur_sigma),
+                        video_p=config.video_share, noise_sigma=tuple(config.noise_sigma))  # fmt: skip
     data = Patches(split_folder(config.data, config.val_fraction), config.task, config.patch, config.seed, settings)
 
     torch.manual_seed(config.seed)
