@@ -132,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(debug=False)
 
     train = commands.add_parser("train", help="train a small network on clean images (synthetic degradations)")
-    train.add_argument("--task", required=True, help="denoise, deblur, jpeg, sr2, sr3, sr4, oldfilm or oldvideo (×1: old-video noise and blocks)")
+    train.add_argument("--task", required=True, help="denoise, deblur, jpeg, sr2, sr3, sr4, oldfilm, oldvideo (×1: "
+                       "old-video noise and blocks) or oldvideo4 (×4: the same at a quarter of the size)")
     train.add_argument("--arch", help="compact (default), esrgan, swinir, or nafnet, restormer, mprnet (×1 tasks; "
                        "the last two need the extra-arches extra); with --init, the file's")
     train.add_argument("--init", metavar="WEIGHTS", help="fine-tune these weights (a file or a model name from "
@@ -142,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "(MATLAB's antialiased imresize, the one SR benchmarks use)")
     train.add_argument("--blur-odds", default="0.4,0.2,0.4", metavar="G,S,C",
                        help="deblur: odds of a Gaussian, straight-motion and camera-shake kernel (default 0.4,0.2,0.4)")
+    train.add_argument("--after", metavar="CHAIN",
+                       help="run every degraded input through this ×1 chain first, as `run` would (e.g. denoise): "
+                            "an upscaler meant to follow a denoiser learns from what the denoiser leaves")
     train.add_argument("--blur-sigma", default="0.2,3", metavar="LO,HI",
                        help="deblur: the range the Gaussian kernels' σ is drawn from, in pixels (default 0.2,3)")
     train.add_argument("--noise-sigma", default="1,50", metavar="LO,HI",
@@ -349,6 +353,9 @@ def list_stages() -> str:
         twice = f" ×{alias.repeat}" if alias.repeat > 1 else ""
         lines.append(f"  {name:<14} -> {alias.target}{settings}{twice}  ({alias.summary}); "
                      f"{name}=WEIGHTS -> model{neural}")
+        for previous, meaning in alias.after.items():
+            settings = "".join(f":{k}={v}" for k, v in meaning.settings.items())
+            lines.append(f"  {'':<14} right after {previous}: -> {meaning.target}{settings}  ({meaning.summary})")
     lines.append("presets: " + ", ".join(available_presets()))
     for name, reason in sorted(registry.broken.items()):
         lines.append(f"broken plugin {name}: {reason}")
@@ -402,7 +409,7 @@ def run_train(args: argparse.Namespace) -> int:
     except ValueError:
         raise ConfigError(f"--noise-sigma {args.noise_sigma!r}: two numbers separated by a comma") from None
     config = TrainConfig(task=args.task, arch=args.arch, init=args.init, resize=args.resize, blur_odds=blur_odds,
-                         blur_sigma=blur_sigma, video_share=args.video_share, noise_sigma=noise_sigma, data=args.data,
+                         blur_sigma=blur_sigma, after=args.after, video_share=args.video_share, noise_sigma=noise_sigma, data=args.data,
                          out=args.out, steps=args.steps, batch=args.batch, patch=args.patch, lr=args.lr,
                          loss=args.loss, features=args.features, blocks=args.blocks, seed=args.seed,
                          val_every=args.val_every, resume=args.resume, stop_after=args.stop_after,

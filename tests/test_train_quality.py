@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from streamrestore.errors import ConfigError
 from streamrestore.restore import restore_image
-from streamrestore.training.data import Patches, split_folder
+from streamrestore.training.data import Patches, split_folder, to_tensor
 from streamrestore.training.degrade import Settings, degrade, h264
 from streamrestore.training.loop import TrainConfig, train
 from streamrestore.training.snapshot import snapshot
@@ -198,3 +198,34 @@ def test_blur_sigma_bounds_the_gaussian_kernels_and_is_part_of_the_run(photos, t
         train(_config(photos, tmp_path, task="deblur", blur_sigma=(0.2, 3.0), resume=True), progress=False)
     with pytest.raises(ConfigError, match="blur-sigma"):
         train(_config(photos, tmp_path / "bad", task="deblur", blur_sigma=(3.0, 1.0)), progress=False)
+
+
+def test_oldvideo4_is_sr4_plus_old_video_damage():
+    clean = np.ascontiguousarray(skdata.astronaut()[100:196, 100:196])
+    plain = Settings(video_p=0.0, resize="bicubic")
+    quarter = degrade(clean, "oldvideo4", 5, plain)
+    assert quarter.shape == (24, 24, 3) and np.array_equal(quarter, degrade(clean, "sr4", 5, plain))
+    damaged = degrade(clean, "oldvideo4", 5, Settings(video_p=1.0, resize="bicubic")).astype(np.float32)
+    assert damaged.shape == (24, 24, 3) and np.abs(damaged - quarter).mean() > 2
+
+
+def test_after_runs_each_input_through_that_chain_and_is_part_of_the_run(photos, tmp_path):
+    from streamrestore.training.upstream import upstream_chain
+
+    denoise = upstream_chain("denoise")
+    split, settings = split_folder(photos, 0.2), Settings(video_p=1.0)
+    raw = Patches(split, "oldvideo4", 64, 3, settings, val_size=64)
+    after = Patches(split, "oldvideo4", 64, 3, settings, val_size=64, upstream=denoise)
+    (noisy, clean), (cleaned, same) = raw.sample(7), after.sample(7)
+    assert np.array_equal(clean, same) and np.array_equal(cleaned, denoise(noisy))
+    assert np.abs(cleaned.astype(np.float32) - noisy).mean() > 1  # the denoiser did something
+    raw_input = (raw.validation[0][0][0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+    assert torch.equal(after.validation[0][0], to_tensor([denoise(raw_input)]))  # validation inputs too
+    train(_config(photos, tmp_path, task="oldvideo4", arch="compact", after="denoise", patch=64, stop_after=1),
+          progress=False)
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["config"]["after"] == "denoise"
+    with pytest.raises(ConfigError, match="after"):  # without the denoiser it would be another run
+        train(_config(photos, tmp_path, task="oldvideo4", arch="compact", patch=64, resume=True), progress=False)
+    with pytest.raises(ConfigError, match="must be a ×1 chain"):
+        train(_config(photos, tmp_path / "bad", task="oldvideo4", arch="compact", after="sr2", patch=64),
+              progress=False)

@@ -13,6 +13,7 @@ data-loader state, and any step's batch can be rebuilt.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -78,8 +79,9 @@ class Patches:
     """Seeded training batches of (degraded, clean) patches, and the fixed validation pairs."""
 
     def __init__(self, split: Split, task: str, patch: int, seed: int, settings: Settings = Settings(),
-                 val_size: int = 128) -> None:  # fmt: skip
+                 val_size: int = 128, upstream: Callable[[np.ndarray], np.ndarray] | None = None) -> None:  # fmt: skip
         self.task, self.scale, self.seed, self.settings = task, scale_of(task), seed, settings
+        self.upstream = upstream  # what runs on each degraded input first (training.upstream), or nothing
         if patch % self.scale:
             raise ConfigError(f"--patch {patch} is not a multiple of the task's scale ×{self.scale}")
         self.patch = patch
@@ -104,7 +106,10 @@ class Patches:
         if rng.random() < 0.5:
             clean = clean[:, ::-1]
         clean = np.ascontiguousarray(np.rot90(clean, int(rng.integers(4))))
-        return degrade(clean, self.task, int(rng.integers(2**63)), self.settings), clean
+        return self._input(degrade(clean, self.task, int(rng.integers(2**63)), self.settings)), clean
+
+    def _input(self, degraded: np.ndarray) -> np.ndarray:
+        return degraded if self.upstream is None else self.upstream(degraded)
 
     def batch(self, step: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         pairs = [self.sample(step * size + i) for i in range(size)]
@@ -115,5 +120,5 @@ class Patches:
         height, width = (min(size, n) // self.scale * self.scale for n in image.shape[:2])
         top, left = (image.shape[0] - height) // 2, (image.shape[1] - width) // 2
         clean = np.ascontiguousarray(image[top : top + height, left : left + width])
-        lq = degrade(clean, self.task, 1_000_003 * (index + 1), self.settings)
+        lq = self._input(degrade(clean, self.task, 1_000_003 * (index + 1), self.settings))
         return to_tensor([lq]), to_tensor([clean])

@@ -29,6 +29,10 @@ Tasks, and what each draws (ranges in ``Settings``, on the 0..255 scale):
   frame: their blocks and smearing differ); otherwise 4:2:0 chroma
   and, with probability ``video_jpeg_p``, JPEG at a quality in ``video_jpeg_quality``. Otherwise (``video_p``)
   the ``denoise`` degradation, so the Gaussian-noise figures are kept.
+- ``oldvideo4`` (×4): old, small video at a quarter of the clean patch, for an upscaler that runs after a
+  denoiser (train it with ``--after`` that chain: it then learns from what the denoiser leaves): downscale
+  by 4 (``resize``), then with probability ``video_p`` the old-video damage of ``oldvideo`` (light blur, grain
+  or noise, H.264 or 4:2:0 and JPEG); otherwise the clean quarter, as ``sr4``.
 """
 
 from __future__ import annotations
@@ -42,7 +46,8 @@ import numpy as np
 
 from streamrestore.errors import ConfigError
 
-SCALES = {"denoise": 1, "deblur": 1, "jpeg": 1, "sr2": 2, "sr3": 3, "sr4": 4, "oldfilm": 4, "oldvideo": 1}
+SCALES = {"denoise": 1, "deblur": 1, "jpeg": 1, "sr2": 2, "sr3": 3, "sr4": 4, "oldfilm": 4, "oldvideo": 1,
+          "oldvideo4": 4}
 # Tasks whose clean patches the loader may shrink first (low-resolution content); see data.Patches.sample.
 LOWRES_TASKS = ("oldvideo",)
 TASKS = tuple(SCALES)
@@ -105,6 +110,10 @@ def degrade(clean: np.ndarray, task: str, seed: int, settings: Settings = Settin
         image = _old_film(image, rng, settings)
     elif task == "oldvideo":
         image = _old_video(image, rng, settings) if rng.random() < settings.video_p else _noisy(image, rng, settings)
+    elif task == "oldvideo4":
+        image = resize(image, (height // scale, width // scale), settings.resize)
+        if rng.random() < settings.video_p:
+            image = _old_video(image, rng, settings)
     else:
         image = resize(image, (height // scale, width // scale), settings.resize)
     return to_u8(image)

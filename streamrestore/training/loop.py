@@ -33,13 +33,14 @@ from streamrestore.errors import ConfigError, WeightsError
 
 from .data import Patches, split_folder
 from .degrade import RESIZE_METHODS, Settings, cubic_kernel, scale_of
+from .upstream import upstream_chain
 
 ARCHS = ("compact", "esrgan", "nafnet", "swinir", "restormer", "mprnet")
 LOSSES = ("l1", "charbonnier")
 # Settings that shape the run: a resume must match them exactly, or it would not be the same run.
 _RUN_KEYS = ("task", "arch", "steps", "batch", "patch", "lr", "seed", "loss", "ema_decay", "features", "blocks",
              "val_fraction", "init", "resize", "blur_odds", "blur_sigma", "video_share",
-             "noise_sigma")  # fmt: skip
+             "noise_sigma", "after")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class TrainConfig:
     blur_sigma: tuple[float, float] = Settings.blur_sigma  # deblur: the range of the Gaussian kernels' σ
     video_share: float = Settings.video_p  # oldvideo: share of old small-video patches (the rest: plain noise)
     noise_sigma: tuple[float, float] = Settings.noise_sigma  # denoise, oldvideo (plain share), oldfilm: σ range
+    after: str | None = None  # a ×1 chain every degraded input goes through first (training.upstream)
     steps: int = 1000
     batch: int = 8
     patch: int = 64  # clean (target) patch side; the input is patch / scale
@@ -351,7 +353,9 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
         raise ConfigError(f"--noise-sigma needs 0 ≤ LO ≤ HI ≤ 100 on the 0..255 scale, not {config.noise_sigma}")
     settings = Settings(resize=config.resize, blur_odds=tuple(config.blur_odds), blur_sigma=tuple(config.blur_sigma),
                         video_p=config.video_share, noise_sigma=tuple(config.noise_sigma))  # fmt: skip
-    data = Patches(split_folder(config.data, config.val_fraction), config.task, config.patch, config.seed, settings)
+    upstream = upstream_chain(config.after) if config.after else None
+    data = Patches(split_folder(config.data, config.val_fraction), config.task, config.patch, config.seed, settings,
+                   upstream=upstream)  # fmt: skip
 
     torch.manual_seed(config.seed)
     start = initial_network(config, scale)
