@@ -26,9 +26,6 @@ class Alias:
     """Preset options of the ``model`` stage, used instead when the user gives the alias a weights file."""
     repeat: int = 1
     """How many times the stage is applied in a row (``sr4`` = a ×2 network twice)."""
-    after: dict[str, Alias] = field(default_factory=dict)
-    """What the alias stands for right after another alias in a chain, by that alias's name: ``sr4`` after
-    ``denoise`` is the upscaler trained on what ``denoise`` leaves."""
 
 
 CONTENTS = ("photo", "anime")
@@ -94,13 +91,6 @@ _EVERY_TABLE = {
     # back-projection (+1.29 dB on the kit, above bicubic).
     "sr4-gan": _model("realesrgan-x4plus", "×4 perceptual: Real-ESRGAN x4plus (GAN), colours kept", color_fix=True),
 }
-# Right after another alias in a chain (photo content, GPU or CPU). The `sr4` defaults are trained on clean
-# bicubic quarters; after `denoise` on old footage their input is blurred and smoothed instead, and they
-# score at bicubic (`denoise,sr4` on the kit's old-film clips: 30.39 dB against bicubic's 30.33).
-_AFTER = {
-    "sr4": {"denoise": _model("oldvideo4-compact64", "×4 after denoise: streamrestore's Compact 64, trained on what "
-                                                    "denoise leaves of old small video")},
-}
 _OUTSCALE = {"denoise": 1, "nlm": 1, "tdenoise": 1, "deblur": 1, "sharpen": 1, "jpeg": 1, "oldfilm": 4,
              "sr2": 2, "sr3": 3, "sr4": 4, "sr4-gan": 4}
 
@@ -118,11 +108,8 @@ def default_aliases(content: str = "photo", accelerated: bool | None = None) -> 
     }
     table.update(_NEURAL[(content, bool(accelerated))])
     table.update(_EVERY_TABLE)
-    after = _AFTER if content == "photo" else {}
     return {
-        name: Alias(target, settings, summary, {"outscale": _OUTSCALE[name]}, repeat, {
-            previous: Alias(*meaning[:3], {"outscale": _OUTSCALE[name]}, meaning[3])
-            for previous, meaning in after.get(name, {}).items()})
+        name: Alias(target, settings, summary, {"outscale": _OUTSCALE[name]}, repeat)
         for name, (target, settings, summary, repeat) in table.items()
     }
 

@@ -152,7 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="denoise, oldvideo (its plain-noise share) and oldfilm: the range noise σ is drawn from, on the "
                             "0..255 scale (default 1,50)")
     train.add_argument("--video-share", type=float, default=0.5, metavar="P",
-                       help="oldvideo: share of patches that are old small video (the rest: plain noise; default 0.5)")
+                       help="oldvideo, oldvideo4: share of patches that are old small video (the rest: plain noise, or "
+                            "the clean quarter; default 0.5)")
     train.add_argument("--data", required=True, metavar="FOLDER", help="clean images; some held back for validation")
     train.add_argument("--steps", type=int, required=True, help="schedule length (cosine decay over exactly this)")
     train.add_argument("--out", required=True, metavar="DIR", help="checkpoint.pt and exported TASK-ARCH.safetensors")
@@ -353,9 +354,6 @@ def list_stages() -> str:
         twice = f" ×{alias.repeat}" if alias.repeat > 1 else ""
         lines.append(f"  {name:<14} -> {alias.target}{settings}{twice}  ({alias.summary}); "
                      f"{name}=WEIGHTS -> model{neural}")
-        for previous, meaning in alias.after.items():
-            settings = "".join(f":{k}={v}" for k, v in meaning.settings.items())
-            lines.append(f"  {'':<14} right after {previous}: -> {meaning.target}{settings}  ({meaning.summary})")
     lines.append("presets: " + ", ".join(available_presets()))
     for name, reason in sorted(registry.broken.items()):
         lines.append(f"broken plugin {name}: {reason}")

@@ -208,23 +208,19 @@ def build_chain(plan: ChainPlan, registry: Registry) -> list[BuiltStage]:
     """Resolve names and aliases, validate options and instantiate every stage.
 
     An alias that repeats (``sr4`` = a ×2 network twice) is one stage used again, so its network is read
-    once. An alias right after another one may stand for another network there (``Alias.after``: in
-    ``denoise,sr4``). ``tile`` in a chain element is run policy for that element (``BuiltStage.tile``), not a
-    stage option.
+    once. ``tile`` in a chain element is run policy for that element (``BuiltStage.tile``), not a stage option.
     """
-    built, previous = [], None
+    built = []
     for request in plan.stages:
         try:
             settings = dict(request.settings)
             tile = _TILE.parse(request.name, "tile", settings.pop("tile")) if "tile" in settings else None
-            spec, settings = registry.resolve(request.name, settings, previous)
+            spec, settings = registry.resolve(request.name, settings)
             stage = spec.build(settings)
-            repeats = registry.repeats(request.name, request.settings, previous)
+            repeats = registry.repeats(request.name, request.settings)
         except ConfigError as error:
             raise type(error)(f"{request.where}: {error}" if request.where else str(error)) from None
         built.extend([BuiltStage(request.name, spec, stage, tile)] * repeats)
-        # An alias given the user's own weights is not the alias the next one was trained after.
-        previous = None if "model" in request.settings else request.name
     return built
 
 

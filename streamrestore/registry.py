@@ -68,28 +68,21 @@ class Registry:
         self._load()[spec.name] = spec
 
     # -- lookup ----------------------------------------------------------------------------------
-    def alias(self, name: str, previous: str | None = None) -> Alias | None:
-        """The alias ``name`` stands for right after ``previous`` in a chain (None: not an alias)."""
-        alias = self.aliases.get(name)
-        return alias.after.get(previous, alias) if alias is not None and previous else alias
-
-    def resolve(self, name: str, settings: dict[str, Any] | None = None,
-                previous: str | None = None) -> tuple[StageSpec, dict[str, Any]]:  # fmt: skip
-        """Stage name or alias (after the alias ``previous`` in a chain, if any), and the user's settings
-        -> (spec, settings to build it with)."""
+    def resolve(self, name: str, settings: dict[str, Any] | None = None) -> tuple[StageSpec, dict[str, Any]]:
+        """Stage name or alias, and the user's settings -> (spec, settings to build it with)."""
         settings = dict(settings or {})
-        alias = self.alias(name, previous)
-        if alias is None:
+        if name not in self.aliases:
             return self.get(name), settings
+        alias = self.aliases[name]
         # The one place where a weights file changes the stage: `sr4=x.pth` (or `model:` under an
         # alias in YAML) means the `model` stage with the user's file at the alias's output scale.
         if "model" in settings:
             return self.get(MODEL_STAGE), {**alias.model_settings, **settings}
         return self.get(alias.target), {**alias.settings, **settings}
 
-    def repeats(self, name: str, settings: dict[str, Any] | None = None, previous: str | None = None) -> int:
+    def repeats(self, name: str, settings: dict[str, Any] | None = None) -> int:
         """How many times in a row the stage ``resolve`` gives is applied (1 with a user's weights)."""
-        alias = self.alias(name, previous)
+        alias = self.aliases.get(name)
         return 1 if alias is None or "model" in (settings or {}) else alias.repeat
 
     def get(self, name: str) -> StageSpec:

@@ -77,26 +77,6 @@ def test_yaml_bad_values(tmp_path: Path) -> None:
         parse_chain(str(tmp_path / "missing.yaml"))
 
 
-def test_sr4_right_after_denoise_is_the_upscaler_trained_after_it() -> None:
-    def models(chain: str, registry: Registry | None = None) -> list[str]:
-        built = build_chain(parse_chain(chain), registry or Registry(accelerated=False))
-        return [c.stage.settings.get("model", c.spec.name) for c in built]
-
-    after = "oldvideo4-compact64"
-    assert models("denoise,sr4") == ["denoise-nafnet16-video", after]  # once, not twice: a ×4 network
-    assert models("denoise,sr4", Registry(accelerated=True)) == ["denoise-nafnet16-video", after]
-    alone = models("sr4")
-    assert alone == ["waifu2x-upconv7-photo-x2"] * 2
-    # Only right after the `denoise` alias itself: not after another stage, nor after the user's own denoiser.
-    assert models("denoise,sharpen,sr4")[2:] == alone
-    assert models("denoise=w/a.pth,sr4")[1:] == alone
-    assert models("nlm,sr4")[1:] == alone
-    assert models("denoise,sr4", Registry(content="anime", accelerated=False))[1:] == ["realesr-animevideov3-x4"]
-    # The user's weights still win, at the alias's scale.
-    chain = build_chain(parse_chain("denoise,sr4=w/b.pth"), Registry())
-    assert chain[1].stage.settings["model"] == "w/b.pth" and chain[1].stage.settings["outscale"] == 4
-
-
 def test_alias_given_a_weights_file_becomes_the_model_stage() -> None:
     # Building does not read the file (it is read when the chain runs), so any path will do here.
     chain = build_chain(parse_chain("denoise=w/a.pth,sr4=w/b.pth:tile=128,sharpen,model=w/c.safetensors"), Registry())

@@ -80,7 +80,7 @@ def test_shipped_model_loads_by_auto_detection(name: str, offline_empty_cache: P
 def test_denoise_alias_is_the_shipped_denoiser_and_nlm_the_classical_one(content: str, accelerated: bool) -> None:
     registry = Registry(content=content, accelerated=accelerated)
     spec, settings = registry.resolve("denoise")
-    assert spec.name == MODEL_STAGE and settings == {"model": DENOISER}
+    assert spec.name == MODEL_STAGE and settings == {"model": DENOISER, "keep_input": 0.03}
     assert registry.aliases["denoise"].model_settings == {"outscale": 1}  # `denoise=my.pth`: a ×1 result
     spec, settings = registry.resolve("nlm")
     assert spec.name == "nlm-denoise" and settings == {}
@@ -89,7 +89,7 @@ def test_denoise_alias_is_the_shipped_denoiser_and_nlm_the_classical_one(content
 
 def test_streamrestore_stages_shows_where_denoise_and_nlm_point() -> None:
     lines = {line.split()[0]: line for line in list_stages().splitlines() if " -> " in line}
-    assert lines["denoise"].split()[:3] == ["denoise", "->", f"model:model={DENOISER}"]
+    assert lines["denoise"].split()[:3] == ["denoise", "->", f"model:model={DENOISER}:keep_input=0.03"]
     assert "denoise=WEIGHTS -> model:outscale=1" in lines["denoise"]
     assert lines["nlm"].split()[:3] == ["nlm", "->", "nlm-denoise"]
 

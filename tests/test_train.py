@@ -51,7 +51,9 @@ def straight(photos, tmp_path_factory):
 @pytest.mark.parametrize("task", TASKS)
 def test_degradation_is_reproducible_per_seed_and_differs_across_seeds(task):
     clean = skdata.immunohistochemistry()[100:196, 200:296]
-    first, again, other = degrade(clean, task, 7), degrade(clean, task, 7), degrade(clean, task, 8)
+    # oldvideo4 leaves a share of its patches as the plain quarter (tests/test_train_quality.py): all damaged here.
+    settings = Settings(video_p=1.0) if task == "oldvideo4" else Settings()
+    first, again, other = (degrade(clean, task, seed, settings) for seed in (7, 7, 8))
     scale = scale_of(task)
     assert first.dtype == np.uint8 and first.shape == (96 // scale, 96 // scale, 3)
     assert np.array_equal(first, again)
