@@ -407,7 +407,8 @@ def run_train(args: argparse.Namespace) -> int:
     except ValueError:
         raise ConfigError(f"--noise-sigma {args.noise_sigma!r}: two numbers separated by a comma") from None
     config = TrainConfig(task=args.task, arch=args.arch, init=args.init, resize=args.resize, blur_odds=blur_odds,
-                         blur_sigma=blur_sigma, after=args.after, video_share=args.video_share, noise_sigma=noise_sigma, data=args.data,
+                         blur_sigma=blur_sigma, after=args.after, video_share=args.video_share,
+                         noise_sigma=noise_sigma, data=args.data,
                          out=args.out, steps=args.steps, batch=args.batch, patch=args.patch, lr=args.lr,
                          loss=args.loss, features=args.features, blocks=args.blocks, seed=args.seed,
                          val_every=args.val_every, resume=args.resume, stop_after=args.stop_after,

@@ -97,8 +97,8 @@ def test_yaml_model_key_under_an_alias(tmp_path: Path) -> None:
     path = write(tmp_path, "chain:\n  - stage: sr2\n    model: weights/x2.pth\n    tile: 256\n  - denoise\n")
     chain = build_chain(parse_chain(str(path)), Registry())
     assert chain[0].spec.name == "model"
-    assert chain[0].stage.settings == {"model": "weights/x2.pth", "tile_overlap": 16,
-                                       "outscale": 2, "border": None, "color_fix": False, "ensemble": 1, "keep_input": 0.0}
+    assert chain[0].stage.settings == {"model": "weights/x2.pth", "tile_overlap": 16, "outscale": 2,
+                                       "border": None, "color_fix": False, "ensemble": 1, "keep_input": 0.0}
     assert chain[0].tile == 256
     assert chain[1].spec.name == "model"
     assert chain[1].stage.settings["model"] == "denoise-nafnet16-video"  # its own

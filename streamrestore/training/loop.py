@@ -53,7 +53,7 @@ class TrainConfig:
     resize: str = "area"  # the downscaling kernel of sr2/sr3/sr4 and oldfilm: area or bicubic (MATLAB's)
     blur_odds: tuple[float, float, float] = Settings.blur_odds  # deblur: Gaussian, straight streak, camera shake
     blur_sigma: tuple[float, float] = Settings.blur_sigma  # deblur: the range of the Gaussian kernels' σ
-    video_share: float = Settings.video_p  # oldvideo: share of old small-video patches (the rest: plain noise)
+    video_share: float = Settings.video_p  # oldvideo, oldvideo4: share of old small-video patches
     noise_sigma: tuple[float, float] = Settings.noise_sigma  # denoise, oldvideo (plain share), oldfilm: σ range
     after: str | None = None  # a ×1 chain every degraded input goes through first (training.upstream)
     steps: int = 1000
