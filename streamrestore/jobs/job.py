@@ -30,6 +30,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
+from .. import __version__
 from ..engine.budget import check_frames
 from ..errors import ConfigError, DiskFullError, JobMismatchError, OutputError
 from ..media import encoder
@@ -179,11 +180,14 @@ class Job:
             after = math.ceil(after / self.fields.rate) + 1
         segments = make_plan(self._index, segment_seconds, before, after, self._range)
         # Everything that decides the frames or the bitstream: a resume under other values is refused.
-        # (device, threads, timeout, strict and max_pixels decide where and whether, not what.)
+        # (device, threads, timeout, strict and max_pixels decide where and whether, not what.) The chain as
+        # built too, and the version: an upgrade may point an alias at another network or other options.
         run = opts.run
         fields = self.fields
         settings = {
             "chain": repr(chain_plan), "field_operations": repr(self._built.field_operations),
+            "stages": repr([(built.spec.name, built.stage.settings) for built in self._built.stages]),
+            "version": __version__,
             "fields": repr((fields.filters, fields.rate, fields.retime, fields.field_split, fields.output_order)),
             "content": run.content, "precision": run.precision, "batch": run.batch_size, "tile": run.tile,
             "interlaced": run.interlaced, "encoder": dataclasses.asdict(self.encode), "pix_fmt": self.video.pix_fmt,
