@@ -390,22 +390,21 @@ def run_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return serve(options.host, options.port, settings_from_args(options))
 
 
+def _numbers(option: str, text: str, expected: str) -> tuple[float, ...]:
+    """A comma-separated list of numbers from the command line; how many is the training loop's check."""
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"{option} {text!r}: {expected}") from None
+
+
 def run_train(args: argparse.Namespace) -> int:
     """Train, validate and export (streamrestore.training.loop); a finished run prints the weights' path."""
     from .training.loop import TrainConfig, train
 
-    try:
-        blur_odds = tuple(float(v) for v in args.blur_odds.split(","))
-    except ValueError:
-        raise ConfigError(f"--blur-odds {args.blur_odds!r}: three numbers separated by commas") from None
-    try:
-        blur_sigma = tuple(float(v) for v in args.blur_sigma.split(","))
-    except ValueError:
-        raise ConfigError(f"--blur-sigma {args.blur_sigma!r}: two numbers separated by a comma") from None
-    try:
-        noise_sigma = tuple(float(v) for v in args.noise_sigma.split(","))
-    except ValueError:
-        raise ConfigError(f"--noise-sigma {args.noise_sigma!r}: two numbers separated by a comma") from None
+    blur_odds = _numbers("--blur-odds", args.blur_odds, "three numbers separated by commas")
+    blur_sigma = _numbers("--blur-sigma", args.blur_sigma, "two numbers separated by a comma")
+    noise_sigma = _numbers("--noise-sigma", args.noise_sigma, "two numbers separated by a comma")
     config = TrainConfig(task=args.task, arch=args.arch, init=args.init, resize=args.resize, blur_odds=blur_odds,
                          blur_sigma=blur_sigma, after=args.after, video_share=args.video_share,
                          noise_sigma=noise_sigma, data=args.data,
