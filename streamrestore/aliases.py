@@ -44,8 +44,10 @@ _CLASSICAL = {
     "nlm": ("nlm-denoise", {}, "non-local means, strength from the estimated noise"),
     "tdenoise": ("nlm-temporal", {}, "temporal non-local means (5-frame window)"),
     # Tuned on one dev-kit photo (chelsea): +2.85 dB on the kit's Gaussian blur, but -2.0 dB on its
-    # motion blur, which unsharp masking cannot undo at any strength (see README).
-    "deblur": ("unsharp", {"amount": 6.0, "radius": 0.8}, "unsharp mask tuned for defocus / Gaussian blur"),
+    # motion blur, which unsharp masking cannot undo at any strength, and -15 dB on nearly sharp photos
+    # (README, "Which deblur for my footage"; benchmarks/deblur_sweep.py).
+    "deblur": ("unsharp", {"amount": 6.0, "radius": 0.8}, "unsharp mask tuned for defocus / Gaussian blur; "
+               "for motion blur or unknown blur: model=deblur-nafnet16"),
     "sharpen": ("unsharp", {}, "gentle unsharp mask"),
 }
 _NEURAL = {
