@@ -9,7 +9,8 @@ evaluation kits' exclusion list and never in the dev kit (astronaut, coffee) is 
 nearly sharp to strong, by straight streaks and by seeded camera-shake paths (the kernels of
 ``streamrestore train --task deblur``), rounded to 8 bits, restored by each chain through
 ``restore_image``, and scored by PSNR-Y (BT.601, as the kit's ``score.py``) against the clean photo.
-Prints one Markdown row per blur: the input's PSNR, then each chain's gain over the input (dB).
+Prints one Markdown row per blur: the input's PSNR, then each chain's gain over the input (dB). The photos come
+with scikit-image, which the test extra installs (``pip install ".[test]"``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,11 @@ import math
 from pathlib import Path
 
 import numpy as np
-import skimage.data as skdata
+
+try:
+    import skimage.data as skdata
+except ImportError:
+    raise SystemExit('benchmarks/deblur_sweep.py needs scikit-image: pip install ".[test]"') from None
 
 from streamrestore.restore import restore_image
 from streamrestore.training.data import excluded_digests
