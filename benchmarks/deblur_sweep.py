@@ -8,7 +8,8 @@ with unknown footage asks, "does this chain ever make my picture worse?": each s
 evaluation kits' exclusion list and never in the dev kit (astronaut, coffee) is blurred by Gaussians from
 nearly sharp to strong, by straight streaks and by seeded camera-shake paths (the kernels of
 ``streamrestore train --task deblur``), rounded to 8 bits, restored by each chain through
-``restore_image``, and scored by PSNR-Y (BT.601, as the kit's ``score.py``) against the clean photo.
+``PreparedChain`` (built once per chain), and scored by PSNR-Y (BT.601, as the kit's ``score.py``) against
+the clean photo.
 Prints one Markdown row per blur: the input's PSNR, then each chain's gain over the input (dB). The photos come
 with scikit-image, which the test extra installs (``pip install ".[test]"``).
 """
@@ -27,7 +28,7 @@ try:
 except ImportError:
     raise SystemExit('benchmarks/deblur_sweep.py needs scikit-image: pip install ".[test]"') from None
 
-from streamrestore.restore import restore_image
+from streamrestore.restore import PreparedChain
 from streamrestore.training.data import excluded_digests
 from streamrestore.training.degrade import convolve, gaussian_kernel, motion_kernel, shake_kernel
 
@@ -61,6 +62,7 @@ def main() -> None:
                         "model=deblur-nafnet16, sharpen)")
     chains = parser.parse_args().chain or ["deblur", "model=deblur-nafnet16", "sharpen"]
     photos = [held_out(name) for name in PHOTOS]
+    prepared = {chain: PreparedChain(chain) for chain in chains}  # each network is read once, not per picture
     print("| blur | input PSNR-Y | " + " | ".join(f"`{c}` gain" for c in chains) + " |")
     print("|---|---|" + "---|" * len(chains))
     worst = {c: math.inf for c in chains}
@@ -70,7 +72,7 @@ def main() -> None:
         base = np.mean([psnr_y(b, p) for b, p in zip(blurred, photos)])
         gains = []
         for chain in chains:
-            gain = np.mean([psnr_y(restore_image(b, chain), p) for b, p in zip(blurred, photos)]) - base
+            gain = np.mean([psnr_y(prepared[chain].restore_array(b), p) for b, p in zip(blurred, photos)]) - base
             worst[chain] = min(worst[chain], gain)
             gains.append(gain)
         print(f"| {label} | {base:.2f} | " + " | ".join(f"{g:+.2f}" for g in gains) + " |", flush=True)
