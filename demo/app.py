@@ -100,10 +100,12 @@ def build(session: DemoSession) -> gr.Blocks:
                                    elem_id="download", height=70)  # fmt: skip
 
         def sharpen_defaults(alias: str):
-            """Choosing sharpen or deblur sets the sliders to that alias's own values."""
+            """Choosing sharpen sets the sliders to its own values; deblur (a network) takes no slider."""
             if not alias:
                 return gr.update(), gr.update()
-            return tuple(gr.update(value=option_control(registry, alias, k)[1]) for k in ("amount", "radius"))
+            declared = registry.resolve(alias)[0].options
+            return tuple(gr.update(value=option_control(registry, alias, k)[1], interactive=True) if k in declared
+                         else gr.update(interactive=False) for k in ("amount", "radius"))  # fmt: skip
 
         sharpen.change(sharpen_defaults, sharpen, [amount, radius], api_visibility="private", queue=False)
 

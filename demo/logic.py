@@ -139,8 +139,10 @@ def chain_from_controls(c: Controls, registry: Registry) -> str:
         takes_strength = "strength" in registry.resolve(c.cleanup)[0].options
         parts.append(c.cleanup if c.strength is None or not takes_strength else f"{c.cleanup}:strength={c.strength:g}")
     if c.sharpen:
+        # The sliders are the unsharp mask's (`sharpen`); `deblur` is a network and takes neither.
+        declared = registry.resolve(c.sharpen)[0].options
         changed = [(k, v) for k, v in (("amount", c.amount), ("radius", c.radius))
-                   if abs(v - option_control(registry, c.sharpen, k)[1]) > 1e-9]  # fmt: skip
+                   if k in declared and abs(v - option_control(registry, c.sharpen, k)[1]) > 1e-9]  # fmt: skip
         parts.append("".join([c.sharpen, *(f":{k}={v:g}" for k, v in changed)]))
     if c.upscale and not c.checkpoint:
         if c.method == NETWORK:

@@ -30,7 +30,8 @@ from streamrestore.stage import Capabilities, Option, Stage
 # looks like a batching bug when the caller reuses that tensor; the stage always hands a network its
 # own copy, after which RCAN batches too. UpConv7 and CUNet (SE averages are per frame): likewise, checked
 # in tests/test_packaged_models.py. Any other architecture runs one frame at a time.
-BATCH_VERIFIED = frozenset({"Compact", "ESRGAN", "SwinIR", "RCAN", "Restormer", "MPRNet", "NAFNet", "UpConv7", "CUNet"})
+BATCH_VERIFIED = frozenset({"Compact", "ESRGAN", "SwinIR", "RCAN", "Restormer", "MPRNet", "NAFNet", "UpConv7", "CUNet",
+                            "GatedDeblur"})
 
 _COLOR_FIX_AT_X1 = "stage 'model': color_fix needs an output larger than the input (outscale ≥ 2)"
 _KEEP_INPUT_ABOVE_X1 = "stage 'model': keep_input needs an output the size of the input (a ×1 network or outscale=1)"

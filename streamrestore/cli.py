@@ -135,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--task", required=True, help="denoise, deblur, jpeg, sr2, sr3, sr4, oldfilm, oldvideo (×1: "
                        "old-video noise and blocks) or oldvideo4 (×4: the same at a quarter of the size)")
     train.add_argument("--arch", help="compact (default), esrgan, swinir, or nafnet, restormer, mprnet (×1 tasks; "
-                       "the last two need the extra-arches extra); with --init, the file's")
+                       "the last two need the extra-arches extra); with --init, the file's; gated (deblur, with "
+                       "--init a NAFNet: trains only a gate between that network, the unsharp mask and the input)")
     train.add_argument("--init", metavar="WEIGHTS", help="fine-tune these weights (a file or a model name from "
                        "`streamrestore models`) instead of training fresh ones; the architecture is detected")
     train.add_argument("--resize", default="area", choices=("area", "bicubic"),
@@ -154,6 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--video-share", type=float, default=0.5, metavar="P",
                        help="oldvideo, oldvideo4: share of patches that are old small video (the rest: plain noise, or "
                             "the clean quarter; default 0.5)")
+    train.add_argument("--shrink", default="1,1", metavar="LO,HI",
+                       help="clean patches are crops LO–HI times the patch side, shrunk to it: denser detail, as in "
+                            "small frames (default 1,1: plain crops; oldvideo has its own, 1–4)")
+    train.add_argument("--min-detail", type=float, default=0.0, metavar="D",
+                       help="draw a clean patch again (up to 20 times) while it is flatter than D: the mean step "
+                            "between neighbouring pixels across plus down, 0..255 (default 0: keep every patch)")
     train.add_argument("--data", required=True, metavar="FOLDER", help="clean images; some held back for validation")
     train.add_argument("--steps", type=int, required=True, help="schedule length (cosine decay over exactly this)")
     train.add_argument("--out", required=True, metavar="DIR", help="checkpoint.pt and exported TASK-ARCH.safetensors")
@@ -162,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch", type=int, default=8, help="patches per step (default 8)")
     train.add_argument("--patch", type=int, default=64, help="clean patch side in pixels (default 64)")
     train.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (default 5e-4)")
-    train.add_argument("--loss", default="l1", help="l1 (default) or charbonnier")
+    train.add_argument("--loss", default="l1", help="l1 (default), charbonnier, or psnr (minus each patch's PSNR, averaged)")
     train.add_argument("--features", type=int, default=32, help="network width (default 32)")
     train.add_argument("--blocks", type=int, default=8, help="depth: convs (compact), RRDBs (esrgan) or middle blocks (nafnet); default 8")
     train.add_argument("--seed", type=int, default=0, help="seeds the weights and every patch (default 0)")
@@ -405,9 +412,10 @@ def run_train(args: argparse.Namespace) -> int:
     blur_odds = _numbers("--blur-odds", args.blur_odds, "three numbers separated by commas")
     blur_sigma = _numbers("--blur-sigma", args.blur_sigma, "two numbers separated by a comma")
     noise_sigma = _numbers("--noise-sigma", args.noise_sigma, "two numbers separated by a comma")
+    shrink = _numbers("--shrink", args.shrink, "two numbers separated by a comma")
     config = TrainConfig(task=args.task, arch=args.arch, init=args.init, resize=args.resize, blur_odds=blur_odds,
                          blur_sigma=blur_sigma, after=args.after, video_share=args.video_share,
-                         noise_sigma=noise_sigma, data=args.data,
+                         noise_sigma=noise_sigma, shrink=shrink, min_detail=args.min_detail, data=args.data,
                          out=args.out, steps=args.steps, batch=args.batch, patch=args.patch, lr=args.lr,
                          loss=args.loss, features=args.features, blocks=args.blocks, seed=args.seed,
                          val_every=args.val_every, resume=args.resume, stop_after=args.stop_after,

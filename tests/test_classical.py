@@ -48,7 +48,7 @@ def test_temporal_nlm_on_a_single_image_and_on_16_bit() -> None:
 def test_unsharp_mask_recovers_some_gaussian_blur() -> None:
     clean = photo()
     blurred = cv2.GaussianBlur(clean, (0, 0), 1.2)
-    restored = restore_image(blurred, "deblur:amount=1.0:radius=1.2")
+    restored = restore_image(blurred, "sharpen:amount=1.0:radius=1.2")
     assert psnr(restored, clean) > psnr(blurred, clean) + 0.5
 
 

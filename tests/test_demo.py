@@ -459,6 +459,7 @@ def test_a_whole_image_network_is_built_untiled_and_then_shared(tmp_path):
     (dict(cleanup="tdenoise", strength=12.5, sharpen="sharpen", amount=0.8),
      "tdenoise:strength=12.5,sharpen:amount=0.8"),
     (dict(cleanup="jpeg", strength=12.5, sharpen="deblur", amount=6.0, radius=0.8), "jpeg,deblur"),
+    (dict(sharpen="deblur", amount=3.0, radius=2.0), "deblur"),  # a network: the unsharp sliders do not apply
     (dict(upscale="sr3", method="bicubic"), "resize:scale=3:method=bicubic"),
     (dict(upscale="sr4", checkpoint="x2.pth", cleanup="nlm", strength=8.0), "sr4=x2.pth,nlm:strength=8"),
     (dict(cleanup="denoise", strength=8.0), "denoise"),  # a network: no strength to set

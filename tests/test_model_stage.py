@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from streamrestore.errors import ConfigError, WeightsError
 from streamrestore.frames import FrameBatch, image_to_tensor
+from streamrestore.models.archs.gated_deblur import Gate, GatedDeblur
 from streamrestore.models.loader import LoadedModel
 from streamrestore.restore import PreparedChain, RunSettings, restore_image
 from streamrestore.presets import build_chain, parse_chain
@@ -106,6 +107,11 @@ CASES = [
     # the loader reads it from the network, so the runtime reflects up to it. Global pooling (SCA).
     Case("nafnet", "NAFNet", lambda: NAFNet(img_channel=3, width=8, middle_blk_num=1, enc_blk_nums=[1, 1],
                                             dec_blk_nums=[1, 1]), 1, "nafnet.safetensors", multiple=4, align=4, local=False),
+    # The `deblur` alias's network: a gate (decisions at 1/8 resolution) over that NAFNet, the unsharp mask and
+    # the input.
+    Case("gated-deblur", "GatedDeblur", lambda: GatedDeblur(NAFNet(img_channel=3, width=8, middle_blk_num=1,
+                                                                   enc_blk_nums=[1, 1], dec_blk_nums=[1, 1]), Gate()),
+         1, "gated.safetensors", multiple=8, align=8, local=False),
 ]
 IDS = [case.name for case in CASES]
 

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from streamrestore.errors import ConfigError
 from streamrestore.restore import restore_image
-from streamrestore.training.data import Patches, split_folder, to_tensor
+from streamrestore.training.data import Patches, detail, split_folder, to_tensor
 from streamrestore.training.degrade import Settings, degrade, h264
 from streamrestore.training.loop import TrainConfig, train
 from streamrestore.training.snapshot import snapshot
@@ -112,6 +112,36 @@ def test_oldvideo_clean_patches_are_shrunk_crops(tmp_path):
         return float(np.mean(counts))
 
     assert crossings(shrunk) > 2 * crossings(plain)  # about 4×, less the crossings a patch edge cuts off
+    # --shrink does the same for any task (here deblur: the gated deblur's gate learns on denser detail).
+    dense = Patches(split_folder(tmp_path), "deblur", 32, seed=0, settings=Settings(patch_shrink=(4.0, 4.0)))
+    plain_deblur = Patches(split_folder(tmp_path), "deblur", 32, seed=0)
+    assert crossings(dense) > 2 * crossings(plain_deblur)
+
+
+def test_min_detail_draws_flat_patches_again(tmp_path):
+    # Flat grey pictures and textured ones (one of the four is held out): without the floor many patches are flat.
+    for index in range(2):
+        cv2.imwrite(str(tmp_path / f"flat{index}.png"), np.full((96, 96, 3), 100 + 20 * index, np.uint8))
+        noise = np.random.default_rng(index).integers(0, 255, (96, 96, 3), dtype=np.uint8)
+        cv2.imwrite(str(tmp_path / f"textured{index}.png"), noise)
+    split = split_folder(tmp_path, val_fraction=0.0)
+    assert {path.stem[:4] for path in split.train} == {"flat", "text"}
+    plain = [detail(Patches(split, "deblur", 32, seed=0).sample(i)[1]) for i in range(16)]
+    floored = [detail(Patches(split, "deblur", 32, seed=0, settings=Settings(min_detail=4.0)).sample(i)[1])
+               for i in range(16)]  # fmt: skip
+    assert min(plain) == 0.0 and max(plain) > 4.0
+    assert min(floored) > 4.0
+
+
+def test_shrink_is_checked_and_part_of_the_run(photos, tmp_path):
+    with pytest.raises(ConfigError, match="--shrink"):
+        train(_config(photos, tmp_path / "bad", shrink=(0.5, 2.0)), progress=False)
+    train(_config(photos, tmp_path, shrink=(1.0, 2.0), stop_after=2), progress=False)
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["config"]["shrink"] == (1.0, 2.0)
+    with pytest.raises(ConfigError, match="shrink"):  # other patches would be another run
+        train(_config(photos, tmp_path, resume=True), progress=False)
+    with pytest.raises(ConfigError, match="--min-detail"):
+        train(_config(photos, tmp_path / "bad", min_detail=-1.0), progress=False)
 
 
 def test_blur_odds_choose_the_kernels_and_a_resume_must_keep_them(photos, tmp_path):

@@ -75,6 +75,16 @@ def to_tensor(images: list[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255)
 
 
+MAX_REDRAWS = 20
+"""With ``min_detail``, how many more crops a sample may draw before it keeps a flat one."""
+
+
+def detail(image: np.ndarray) -> float:
+    """Mean absolute step between neighbouring pixels of the channel mean, across and down (0..255 scale)."""
+    grey = image.astype(np.float32).mean(axis=2)
+    return float(np.abs(np.diff(grey, axis=0)).mean() + np.abs(np.diff(grey, axis=1)).mean())
+
+
 class Patches:
     """Seeded training batches of (degraded, clean) patches, and the fixed validation pairs."""
 
@@ -93,10 +103,19 @@ class Patches:
 
     def sample(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng([self.seed, index])
+        clean = self._clean_patch(rng)
+        for _ in range(MAX_REDRAWS if self.settings.min_detail > 0 else 0):
+            if detail(clean) >= self.settings.min_detail:
+                break
+            clean = self._clean_patch(rng)  # flat (sky, wall): little to learn from for a deblurrer's gate
+        return self._input(degrade(clean, self.task, int(rng.integers(2**63)), self.settings)), clean
+
+    def _clean_patch(self, rng: np.random.Generator) -> np.ndarray:
         image = self.images[int(rng.integers(len(self.images)))]
         side = self.patch
-        if self.task in LOWRES_TASKS:  # low-resolution content: a larger crop shrunk to the patch
-            side = min(round(self.patch * rng.uniform(*self.settings.video_shrink)), *image.shape[:2])
+        shrink = self.settings.video_shrink if self.task in LOWRES_TASKS else self.settings.patch_shrink
+        if shrink != (1.0, 1.0):  # low-resolution content, or denser detail: a larger crop shrunk to the patch
+            side = min(round(self.patch * rng.uniform(*shrink)), *image.shape[:2])
         top = int(rng.integers(image.shape[0] - side + 1))
         left = int(rng.integers(image.shape[1] - side + 1))
         clean = image[top : top + side, left : left + side]
@@ -105,8 +124,7 @@ class Patches:
             clean = to_u8(resize(clean.astype(np.float32), (self.patch, self.patch), method))
         if rng.random() < 0.5:
             clean = clean[:, ::-1]
-        clean = np.ascontiguousarray(np.rot90(clean, int(rng.integers(4))))
-        return self._input(degrade(clean, self.task, int(rng.integers(2**63)), self.settings)), clean
+        return np.ascontiguousarray(np.rot90(clean, int(rng.integers(4))))
 
     def _input(self, degraded: np.ndarray) -> np.ndarray:
         return degraded if self.upstream is None else self.upstream(degraded)

@@ -74,6 +74,8 @@ class Settings:
     kernel_size: int = 25  # odd; Gaussian and motion kernels are this wide
     video_p: float = 0.5  # oldvideo: share of old-video patches (the rest: the denoise degradation)
     video_shrink: tuple[float, float] = (1.0, 4.0)  # oldvideo: the loader shrinks clean patches by this
+    patch_shrink: tuple[float, float] = (1.0, 1.0)  # the other tasks: the same, when asked (--shrink)
+    min_detail: float = 0.0  # clean patches flatter than this (mean step between neighbours, 0..255) are drawn again
     video_blur_sigma: float = 0.8
     video_noise_sigma: tuple[float, float] = (3.0, 20.0)
     video_jpeg_p: float = 0.85

@@ -35,12 +35,12 @@ from .data import Patches, split_folder
 from .degrade import RESIZE_METHODS, Settings, cubic_kernel, scale_of
 from .upstream import upstream_chain
 
-ARCHS = ("compact", "esrgan", "nafnet", "swinir", "restormer", "mprnet")
-LOSSES = ("l1", "charbonnier")
+ARCHS = ("compact", "esrgan", "nafnet", "swinir", "restormer", "mprnet", "gated")
+LOSSES = ("l1", "charbonnier", "psnr")
 # Settings that shape the run: a resume must match them exactly, or it would not be the same run.
 _RUN_KEYS = ("task", "arch", "steps", "batch", "patch", "lr", "seed", "loss", "ema_decay", "features", "blocks",
              "val_fraction", "init", "resize", "blur_odds", "blur_sigma", "video_share",
-             "noise_sigma", "after")  # fmt: skip
+             "noise_sigma", "after", "shrink", "min_detail")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,8 @@ class TrainConfig:
     video_share: float = Settings.video_p  # oldvideo, oldvideo4: share of old small-video patches
     noise_sigma: tuple[float, float] = Settings.noise_sigma  # denoise, oldvideo (plain share), oldfilm: σ range
     after: str | None = None  # a ×1 chain every degraded input goes through first (training.upstream)
+    shrink: tuple[float, float] = (1.0, 1.0)  # clean patches: crops LO–HI× the patch side, shrunk to it
+    min_detail: float = 0.0  # clean patches flatter than this are drawn again (training.data.detail)
     steps: int = 1000
     batch: int = 8
     patch: int = 64  # clean (target) patch side; the input is patch / scale
@@ -200,6 +202,8 @@ class InitialNetwork:
 
 def initial_network(config: TrainConfig, scale: int) -> InitialNetwork:
     """Fresh weights of ``config.arch``, or the network in ``config.init`` (checked against the task's scale)."""
+    if config.arch == "gated":
+        return _gated_deblur(config)
     if config.init is None:
         arch = config.arch or "compact"
         return _as_loaded(build_network(arch, scale, config.features, config.blocks), arch, scale)
@@ -227,6 +231,27 @@ def initial_network(config: TrainConfig, scale: int) -> InitialNetwork:
             metadata = {key: value for key, value in (handle.metadata() or {}).items()
                         if key in (BORDER_KEY, BORDER_MODE_KEY)}  # fmt: skip
     return InitialNetwork.read(descriptor, markers=markers, metadata=metadata, digest=sha256_file(path))
+
+
+def _gated_deblur(config: TrainConfig) -> InitialNetwork:
+    """``--arch gated``: a gate over the deblurring network of ``--init`` (a NAFNet, or a gated file whose
+    gate goes on training), the unsharp mask and the input. Only the gate learns; the network is frozen."""
+    from streamrestore.models.archs.gated_deblur import Gate, GatedDeblur
+    from streamrestore.models.loader import load_model
+    from streamrestore.models.weights import sha256_file
+
+    if config.task != "deblur" or config.init is None:
+        raise ConfigError("--arch gated is a gate over a deblurring network: it needs --task deblur and --init "
+                          "(a NAFNet deblur such as deblur-nafnet16, or a gated file)")
+    loaded = load_model(config.init)
+    network, arch = loaded.descriptor.model, loaded.descriptor.architecture.id
+    if arch == "NAFNet" and loaded.scale == 1:
+        network = GatedDeblur(network, Gate())
+    elif arch != "GatedDeblur":
+        raise ConfigError(f"--arch gated needs a ×1 NAFNet or a gated deblur as --init, not a {arch} network")
+    network.network.requires_grad_(False)
+    return InitialNetwork(network, "gated", SizeRequirements(multiple_of=network.gate.factor), half=True,
+                          bfloat16=True, digest=sha256_file(loaded.path))  # fmt: skip
 
 
 def _read_checkpoint(path: Path, device: torch.device) -> dict:
@@ -291,6 +316,13 @@ def charbonnier(out: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> t
     return torch.sqrt((out - target) ** 2 + eps * eps).mean()
 
 
+def psnr_loss(out: torch.Tensor, target: torch.Tensor, floor: float = 1e-5) -> torch.Tensor:
+    """Minus the mean PSNR of the patches (dB; each capped at 50 dB by ``floor``): every patch counts as much
+    as the others, where a plain mean error lets the worst blurred patches outweigh the mildly blurred ones."""
+    mse = ((out - target) ** 2).flatten(1).mean(1)
+    return 10 * torch.log10(mse + floor).mean()
+
+
 def psnr(out: torch.Tensor, target: torch.Tensor) -> float:
     mse = F.mse_loss(out, target).item()
     return 10 * math.log10(1 / mse) if mse > 0 else float("inf")
@@ -339,6 +371,8 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
     if config.steps < 1 or config.batch < 1 or config.val_every < 1:
         raise ConfigError("--steps, --batch and --val-every must be at least 1")
     device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cpu":
+        torch.set_flush_denormal(True)  # subnormal activations slowed a small gate's CPU steps tenfold
     out_dir = Path(config.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     if config.resize not in RESIZE_METHODS:  # checked here too: oldfilm and sr only meet it on the first patch
@@ -349,10 +383,15 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
         raise ConfigError(f"--blur-sigma needs 0.1 ≤ LO ≤ HI ≤ 10 pixels, not {config.blur_sigma}")
     if not 0.0 <= config.video_share <= 1.0:
         raise ConfigError(f"--video-share is a share between 0 and 1, not {config.video_share}")
+    if len(config.shrink) != 2 or not 1.0 <= config.shrink[0] <= config.shrink[1] <= 8.0:
+        raise ConfigError(f"--shrink needs 1 ≤ LO ≤ HI ≤ 8, not {config.shrink}")
+    if not 0.0 <= config.min_detail <= 100.0:
+        raise ConfigError(f"--min-detail is between 0 and 100 (0..255 steps), not {config.min_detail}")
     if len(config.noise_sigma) != 2 or not 0 <= config.noise_sigma[0] <= config.noise_sigma[1] <= 100:
         raise ConfigError(f"--noise-sigma needs 0 ≤ LO ≤ HI ≤ 100 on the 0..255 scale, not {config.noise_sigma}")
     settings = Settings(resize=config.resize, blur_odds=tuple(config.blur_odds), blur_sigma=tuple(config.blur_sigma),
-                        video_p=config.video_share, noise_sigma=tuple(config.noise_sigma))  # fmt: skip
+                        video_p=config.video_share, noise_sigma=tuple(config.noise_sigma),
+                        patch_shrink=tuple(config.shrink), min_detail=config.min_detail)  # fmt: skip
     upstream = upstream_chain(config.after) if config.after else None
     data = Patches(split_folder(config.data, config.val_fraction), config.task, config.patch, config.seed, settings,
                    upstream=upstream)  # fmt: skip
@@ -363,7 +402,8 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
     network = start.network.to(device).train()
     ema = copy.deepcopy(network).requires_grad_(False)
     call, ema_call = training_call(network, start.size_requirements), training_call(ema, start.size_requirements)
-    optimizer = torch.optim.Adam(network.parameters(), lr=config.lr, betas=(0.9, 0.99))
+    trainable = [p for p in network.parameters() if p.requires_grad]  # a gated deblur's network is frozen
+    optimizer = torch.optim.Adam(trainable, lr=config.lr, betas=(0.9, 0.99))
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps, eta_min=config.lr * 0.01)
     amp_dtype = None
     if device.type == "cuda":  # bf16 where the GPU and the network take it, else fp16 where the network does
@@ -372,7 +412,7 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
         elif start.half:
             amp_dtype = torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-    loss_fn = F.l1_loss if config.loss == "l1" else charbonnier
+    loss_fn = {"l1": F.l1_loss, "charbonnier": charbonnier, "psnr": psnr_loss}[config.loss]
     result = TrainResult(step=0)
     checkpoint_path = out_dir / "checkpoint.pt"
 

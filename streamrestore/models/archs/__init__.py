@@ -9,7 +9,7 @@ from __future__ import annotations
 
 def our_architectures() -> list:
     """``ArchSupport`` entries for UpConv7, CUNet and the seed SR networks (EDSR, RDN, SRResNet, ESPCN, SRCNN,
-    VDSR, WDSR, LapSRN, DRRN, DRCN, SAN, IGNN). Each detects only its own exact key layout."""
+    VDSR, WDSR, LapSRN, DRRN, DRCN, SAN, IGNN) and the gated deblur. Each detects only its own exact key layout."""
     from spandrel import ArchSupport
 
     from .cunet import CUNetArch
@@ -18,6 +18,7 @@ def our_architectures() -> list:
     from .edsr import EDSRArch
     from .ignn import IGNNArch
     from .espcn import ESPCNArch
+    from .gated_deblur import GatedDeblurArch
     from .lapsrn import LapSRNArch
     from .rdn import RDNArch
     from .san import SANArch
@@ -33,5 +34,5 @@ def our_architectures() -> list:
         ArchSupport.from_architecture(CUNetArch(), before=("RealCUGAN",)),
         *(ArchSupport.from_architecture(arch()) for arch in (EDSRArch, RDNArch, SRResNetArch, ESPCNArch,
                                                              SRCNNArch, VDSRArch, WDSRArch, LapSRNArch, DRRNArch,
-                                                             DRCNArch, SANArch, IGNNArch)),
+                                                             DRCNArch, SANArch, IGNNArch, GatedDeblurArch)),
     ]

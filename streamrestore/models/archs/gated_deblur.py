@@ -1,0 +1,160 @@
+"""A deblur that chooses, region by region, between a deblurring network, an unsharp mask and the input.
+
+Neither half is safe alone: the unsharp mask is best on mild defocus (isotropic, Gaussian-like blur) but
+cannot undo motion blur and makes it worse, and a small blind network undoes motion blur but hedges on
+defocus. ``GatedDeblur`` runs both, and a small gate network, which sees the input and both results,
+weighs the three candidates per pixel (a softmax, decided at 1/2**levels resolution and smoothly
+upsampled, so that neighbouring regions blend instead of switching). The candidates:
+
+1. the input, untouched (for sharp or nearly sharp pictures, which both others over-sharpen);
+2. the network's output;
+3. the unsharp mask ``x + amount * (x - gaussian(x, radius))``, as ``deblur``'s classical stage computes it
+   (OpenCV's kernel size for float images and its BORDER_REFLECT edges).
+
+Keys: ``network.*`` (a NAFNet, in its own layout, so that its file's network is read as is), ``gate.body.*``
+(the gate's convolutions) and ``unsharp`` (amount and radius, in thousandths). The gate is trained with the network frozen:
+``streamrestore train --task deblur --arch gated --init deblur-nafnet16``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from spandrel import Architecture, ImageModelDescriptor, SizeRequirements, StateDict
+from torch import nn
+
+CANDIDATES = ("input", "network", "unsharp")
+MAX_AMOUNT, MIN_RADIUS, MAX_RADIUS = 10.0, 0.1, 20.0  # the unsharp stage's option bounds
+LOGIT_BOUND = 4.0
+"""Gate logits are squashed into ±this: no candidate's weight reaches exactly 0 or 1, so training cannot
+lock the gate onto one candidate (a saturated softmax passes no gradient to the others)."""
+
+
+def gaussian_taps(sigma: float, device: torch.device | None = None) -> torch.Tensor:
+    """OpenCV's Gaussian kernel for a float image: size round(8σ + 1), made odd."""
+    size = int(round(sigma * 8 + 1)) | 1
+    t = torch.arange(size, dtype=torch.float32, device=device) - (size - 1) / 2
+    taps = torch.exp(-(t**2) / (2 * sigma * sigma))
+    return taps / taps.sum()
+
+
+def _pad_symmetric(x: torch.Tensor, pad: int, dim: int) -> torch.Tensor:
+    """OpenCV's BORDER_REFLECT (edge pixel repeated: ``cba|abc``) along ``dim``; a tiny frame repeats it."""
+    length = x.shape[dim]
+    if pad <= length:
+        head, tail = x.narrow(dim, 0, pad).flip(dim), x.narrow(dim, length - pad, pad).flip(dim)
+        return torch.cat([head, x, tail], dim)
+    index = torch.arange(-pad, length + pad, device=x.device)
+    period = 2 * length
+    index = index % period
+    index = torch.where(index >= length, period - 1 - index, index)
+    return x.index_select(dim, index)
+
+
+def unsharp_mask(x: torch.Tensor, amount: float, sigma: float) -> torch.Tensor:
+    """``x + amount * (x - gaussian(x))`` clipped to [0, 1], N×C×H×W."""
+    taps = gaussian_taps(sigma, x.device).to(x.dtype)
+    radius, channels = taps.numel() // 2, x.shape[1]
+    blurred = F.conv2d(_pad_symmetric(x, radius, 3), taps.view(1, 1, 1, -1).expand(channels, 1, 1, -1),
+                       groups=channels)  # fmt: skip
+    blurred = F.conv2d(_pad_symmetric(blurred, radius, 2), taps.view(1, 1, -1, 1).expand(channels, 1, -1, 1),
+                       groups=channels)  # fmt: skip
+    return (x + amount * (x - blurred)).clamp(0.0, 1.0)
+
+
+class Gate(nn.Module):
+    """Per-pixel weights of the candidates from the input and the two results (9 channels)."""
+
+    def __init__(self, width: int = 16, levels: int = 3, candidates: int = len(CANDIDATES)) -> None:
+        super().__init__()
+        act = lambda: nn.LeakyReLU(0.1)  # noqa: E731
+        layers: list[nn.Module] = [nn.Conv2d(3 * candidates, width, 3, 1, 1), act()]
+        channels = width
+        for level in range(levels):  # each halves the resolution
+            wider = 2 * width if level else width
+            layers += [nn.Conv2d(channels, wider, 3, 2, 1), act()]
+            channels = wider
+        # Context at the coarsest level, then one logit per candidate.
+        layers += [nn.Conv2d(channels, channels, 3, 1, 2, dilation=2), act(),
+                   nn.Conv2d(channels, channels, 3, 1, 4, dilation=4), act(), nn.Conv2d(channels, candidates, 1)]
+        self.body = nn.Sequential(*layers)
+        # PyTorch's default initialisation: a gate whose logits start at zero learned far more slowly (its
+        # softmax went to one candidate within 50 steps and stayed there for hundreds).
+        self.factor = 2**levels
+
+    def forward(self, x: torch.Tensor, candidates: list[torch.Tensor]) -> torch.Tensor:
+        # Differences to the input, amplified: they are small next to the picture itself.
+        features = torch.cat([x] + [4.0 * (c - x) for c in candidates[1:]], 1)
+        height, width = x.shape[-2:]
+        pad_h, pad_w = (-height) % self.factor, (-width) % self.factor
+        logits = self.body(F.pad(features, (0, pad_w, 0, pad_h), mode="replicate"))
+        logits = LOGIT_BOUND * torch.tanh(logits / LOGIT_BOUND)
+        logits = F.interpolate(logits, scale_factor=self.factor, mode="bilinear", align_corners=False)
+        return logits[..., :height, :width].softmax(1)
+
+
+class GatedDeblur(nn.Module):
+    def __init__(self, network: nn.Module, gate: Gate, amount: float = 6.0, radius: float = 0.8) -> None:
+        super().__init__()
+        self.network = network
+        self.gate = gate
+        # In thousandths, as integers: shipping halves float tensors, and σ 0.8 in float16 is 0.7998.
+        self.register_buffer("unsharp", torch.tensor([round(amount * 1000), round(radius * 1000)], dtype=torch.int32))
+        self.padder_size = getattr(network, "padder_size", 1)  # NAFNet's: the loader pads frames to it
+
+    def candidates(self, x: torch.Tensor) -> list[torch.Tensor]:
+        amount, radius = (int(v) / 1000 for v in self.unsharp)
+        return [x, self.network(x).clamp(0.0, 1.0), unsharp_mask(x, amount, radius)]
+
+    def blend(self, x: torch.Tensor, candidates: list[torch.Tensor]) -> torch.Tensor:
+        weights = self.gate(x, candidates)
+        return sum(weights[:, i : i + 1] * c for i, c in enumerate(candidates))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blend(x, self.candidates(x))
+
+
+def _gate_shape(state_dict: StateDict) -> tuple[int, int] | None:
+    """(width, levels) of the gate's convolutions, or None when they are not a gate's."""
+    convs = sorted(int(key.split(".")[2]) for key in state_dict if key.startswith("gate.body.") and key.endswith(".weight"))
+    if not convs or convs != list(range(0, 2 * len(convs), 2)) or len(convs) < 5:
+        return None
+    first = state_dict["gate.body.0.weight"]
+    if first.ndim != 4 or first.shape[1] != 3 * len(CANDIDATES):
+        return None
+    return int(first.shape[0]), len(convs) - 4  # input conv, levels, two context convs, the logits
+
+
+def _detect(state_dict: StateDict) -> bool:
+    return "unsharp" in state_dict and "network.intro.weight" in state_dict and _gate_shape(state_dict) is not None
+
+
+class GatedDeblurArch(Architecture[GatedDeblur]):
+    def __init__(self) -> None:
+        super().__init__(id="GatedDeblur", name="Gated deblur (network / unsharp mask / input)", detect=_detect)
+
+    def load(self, state_dict: StateDict) -> ImageModelDescriptor[GatedDeblur]:
+        from spandrel.architectures.NAFNet import NAFNetArch
+
+        inner = {key[len("network."):]: value for key, value in state_dict.items() if key.startswith("network.")}
+        network = NAFNetArch().load(inner).model
+        width, levels = _gate_shape(state_dict)  # type: ignore[misc]  # detect() has checked it
+        amount, radius = (int(v) / 1000 for v in state_dict["unsharp"])
+        # The unsharp stage's own bounds: a crafted radius would otherwise ask for a kernel of any size.
+        if not (0.0 <= amount <= MAX_AMOUNT and MIN_RADIUS <= radius <= MAX_RADIUS):
+            raise ValueError(f"unsharp amount {amount:g} / radius {radius:g} outside 0–{MAX_AMOUNT:g} / "
+                             f"{MIN_RADIUS:g}–{MAX_RADIUS:g}")
+        model = GatedDeblur(network, Gate(width, levels), amount, radius)
+        return ImageModelDescriptor(
+            model,
+            state_dict,
+            architecture=self,
+            purpose="Restoration",
+            tags=[f"gate{width}", f"1/{2**levels}"],
+            supports_half=True,
+            supports_bfloat16=True,
+            scale=1,
+            input_channels=3,
+            output_channels=3,
+            size_requirements=SizeRequirements(multiple_of=model.gate.factor),
+        )

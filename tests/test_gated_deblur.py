@@ -1,0 +1,138 @@
+"""The gated deblur (``models.archs.gated_deblur``): its unsharp candidate is the classical stage's, a fresh
+gate weighs the three candidates equally, files are detected and run at any size, and ``--arch gated``
+trains the gate alone over a frozen network."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import skimage.data as skdata
+from streamrestore.errors import ConfigError, WeightsError
+from streamrestore.models.archs.gated_deblur import Gate, GatedDeblur, unsharp_mask
+from streamrestore.models.loader import load_model, load_network
+from streamrestore.restore import restore_image
+from streamrestore.training.loop import TrainConfig, initial_network, train
+from streamrestore.training.ship import ship
+from support.photos import write_training_photos
+
+
+LOGITS = f"gate.body.{len(Gate().body) - 1}.weight"
+
+
+def _nafnet() -> torch.nn.Module:
+    from spandrel.architectures.NAFNet import NAFNet
+
+    torch.manual_seed(0)
+    return NAFNet(img_channel=3, width=8, middle_blk_num=1, enc_blk_nums=[1, 1], dec_blk_nums=[1, 1])
+
+
+@pytest.mark.parametrize(("height", "width"), [(37, 53), (5, 4), (2, 3)])
+def test_unsharp_candidate_is_the_classical_stage_s_unsharp_mask(height: int, width: int) -> None:
+    image = np.random.default_rng(height).random((height, width, 3), dtype=np.float32)
+    # plugins.classical.UnsharpMask: OpenCV's Gaussian (BORDER_REFLECT), amount × detail added, clipped.
+    expected = np.clip(image + 6.0 * (image - cv2.GaussianBlur(image, (0, 0), 0.8, borderType=cv2.BORDER_REFLECT)),
+                       0, 1)  # fmt: skip
+    ours = unsharp_mask(torch.from_numpy(image).permute(2, 0, 1)[None], 6.0, 0.8)[0].permute(1, 2, 0).numpy()
+    assert np.abs(ours - expected).max() < 1e-5
+
+
+def test_the_output_is_a_per_pixel_blend_of_input_network_and_unsharp_mask() -> None:
+    torch.manual_seed(1)
+    model = GatedDeblur(_nafnet(), Gate()).eval()
+    x = torch.rand(2, 3, 37, 53)  # sizes the gate's grid does not divide: it pads and crops itself
+    with torch.no_grad():
+        candidates = model.candidates(x)
+        weights = model.gate(x, candidates)
+        out = model(x)
+    assert weights.shape == (2, 3, 37, 53) and torch.allclose(weights.sum(1), torch.ones(2, 37, 53))
+    assert weights.min() > 0  # bounded logits: no candidate is ever switched off entirely
+    assert torch.allclose(out, sum(weights[:, i : i + 1] * c for i, c in enumerate(candidates)), atol=1e-6)
+    assert not torch.allclose(candidates[1], candidates[2], atol=1e-3)  # three different pictures
+
+
+def test_a_gated_file_is_detected_and_restores_odd_sizes(tmp_path) -> None:
+    model = GatedDeblur(_nafnet(), Gate(), amount=5.5, radius=0.9)
+    with torch.no_grad():
+        model.gate.body[-1].bias.copy_(torch.tensor([0.0, 2.0, -1.0]))  # a gate that prefers the network
+    exported = tmp_path / "gated.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(exported))
+    shipped = tmp_path / "gated-fp16.safetensors"
+    ship(exported, shipped)
+    assert load_file(shipped)["unsharp"].tolist() == [5500, 900]  # integers: halving keeps them exact
+    loaded = load_model(shipped)
+    assert loaded.descriptor.architecture.id == "GatedDeblur" and loaded.scale == 1
+    assert loaded.size_multiple == 8  # the gate's grid (1/8), which NAFNet's padder here (4) divides
+    image = skdata.astronaut()[100:137, 150:203]  # 37×53
+    restored = restore_image(image, f"model={shipped}")
+    assert restored.shape == image.shape
+    with torch.no_grad():
+        direct = model(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255)
+    # The stage pads to 16 (the network sees a little more context at the edges): the inside agrees.
+    direct8 = (direct[0].permute(1, 2, 0).numpy() * 255).round()
+    assert np.abs(restored[8:-8, 8:-8].astype(float) - direct8[8:-8, 8:-8]).mean() < 1.0
+
+
+@pytest.mark.parametrize("unsharp", [[6000, 10_000_000], [6000, 0], [-1, 800], [2**31 - 1, 800]])
+def test_a_crafted_unsharp_setting_is_refused_in_one_line(tmp_path, unsharp) -> None:
+    state = dict(GatedDeblur(_nafnet(), Gate()).state_dict())
+    state["unsharp"] = torch.tensor(unsharp, dtype=torch.int32)  # radius 10 000 px: a kernel of 80 001 taps
+    path = tmp_path / "crafted.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    with pytest.raises(WeightsError, match="unsharp amount .* outside") as refused:
+        load_model(path)
+    assert "\n" not in str(refused.value)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    return write_training_photos(tmp_path_factory.mktemp("photos"))
+
+
+@pytest.fixture(scope="module")
+def small_deblur_network(tmp_path_factory):
+    path = tmp_path_factory.mktemp("init") / "nafnet.safetensors"
+    save_file({k: v.contiguous() for k, v in _nafnet().state_dict().items()}, str(path))
+    return path
+
+
+def _config(photos, out, init, **changes) -> TrainConfig:
+    settings = dict(task="deblur", data=str(photos), out=str(out), arch="gated", init=str(init) if init else None, steps=3, batch=2,
+                    patch=32, lr=1e-2, loss="psnr", val_every=3, seed=1, device="cpu")  # fmt: skip
+    return TrainConfig(**(settings | changes))
+
+
+@pytest.mark.slow
+def test_arch_gated_trains_only_the_gate_and_exports_a_gated_file(photos, small_deblur_network, tmp_path) -> None:
+    torch.set_num_threads(2)
+    config = _config(photos, tmp_path, small_deblur_network)
+    torch.manual_seed(config.seed)  # as train() does before it builds the start
+    fresh = initial_network(config, scale=1).network.gate.body[-1].weight.detach().clone()
+    result = train(config, progress=False)
+    assert result.weights is not None and result.weights.name == "deblur-gated.safetensors"
+    assert all(np.isfinite(loss) for loss in result.losses)
+    trained, start = load_file(result.weights), load_file(small_deblur_network)
+    assert all(torch.equal(trained[f"network.{k}"], v) for k, v in start.items())  # frozen
+    assert not torch.allclose(trained[LOGITS], fresh)  # the gate has learned
+    assert trained["unsharp"].tolist() == [6000, 800]
+    assert load_network(result.weights).architecture.id == "GatedDeblur"
+    # A gated file goes on training as it is: its gate, not a fresh one, and its network still frozen.
+    start_again = initial_network(_config(photos, tmp_path / "again", result.weights), scale=1)
+    assert torch.equal(start_again.network.gate.body[-1].weight, trained[LOGITS].float())
+    assert not any(p.requires_grad for p in start_again.network.network.parameters())
+
+
+def test_arch_gated_needs_a_deblur_task_and_a_nafnet_to_gate(photos, small_deblur_network, tmp_path) -> None:
+    with pytest.raises(ConfigError, match="--task deblur"):
+        train(_config(photos, tmp_path, small_deblur_network, task="denoise"), progress=False)
+    with pytest.raises(ConfigError, match="--init"):
+        train(_config(photos, tmp_path, None), progress=False)
+    sr = tmp_path / "compact.safetensors"
+    from spandrel.architectures.Compact import Compact
+
+    save_file(dict(Compact(num_feat=8, num_conv=2, upscale=1).state_dict()), str(sr))
+    with pytest.raises(ConfigError, match="not a"):
+        train(_config(photos, tmp_path / "sr", sr), progress=False)
