@@ -169,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch", type=int, default=8, help="patches per step (default 8)")
     train.add_argument("--patch", type=int, default=64, help="clean patch side in pixels (default 64)")
     train.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (default 5e-4)")
-    train.add_argument("--loss", default="l1", help="l1 (default), charbonnier, or psnr (minus each patch's PSNR, averaged)")
+    train.add_argument("--loss", default="l1",
+                       help="l1 (default), charbonnier, or psnr (minus each patch's PSNR, averaged)")
     train.add_argument("--features", type=int, default=32, help="network width (default 32)")
     train.add_argument("--blocks", type=int, default=8, help="depth: convs (compact), RRDBs (esrgan) or middle blocks (nafnet); default 8")
     train.add_argument("--seed", type=int, default=0, help="seeds the weights and every patch (default 0)")

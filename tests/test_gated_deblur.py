@@ -100,8 +100,8 @@ def small_deblur_network(tmp_path_factory):
 
 
 def _config(photos, out, init, **changes) -> TrainConfig:
-    settings = dict(task="deblur", data=str(photos), out=str(out), arch="gated", init=str(init) if init else None, steps=3, batch=2,
-                    patch=32, lr=1e-2, loss="psnr", val_every=3, seed=1, device="cpu")  # fmt: skip
+    settings = dict(task="deblur", data=str(photos), out=str(out), arch="gated", init=str(init) if init else None,
+                    steps=3, batch=2, patch=32, lr=1e-2, loss="psnr", val_every=3, seed=1, device="cpu")  # fmt: skip
     return TrainConfig(**(settings | changes))
 
 

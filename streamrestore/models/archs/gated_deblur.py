@@ -8,12 +8,13 @@ upsampled, so that neighbouring regions blend instead of switching). The candida
 
 1. the input, untouched (for sharp or nearly sharp pictures, which both others over-sharpen);
 2. the network's output;
-3. the unsharp mask ``x + amount * (x - gaussian(x, radius))``, as ``deblur``'s classical stage computes it
-   (OpenCV's kernel size for float images and its BORDER_REFLECT edges).
+3. the unsharp mask ``x + amount * (x - gaussian(x, radius))``, as the ``unsharp`` stage computes it
+   (OpenCV's kernel size for float images and its BORDER_REFLECT edges): amount 6, radius 0.8 in the shipped
+   file, the unsharp mask ``deblur`` was before this network.
 
 Keys: ``network.*`` (a NAFNet, in its own layout, so that its file's network is read as is), ``gate.body.*``
-(the gate's convolutions) and ``unsharp`` (amount and radius, in thousandths). The gate is trained with the network frozen:
-``streamrestore train --task deblur --arch gated --init deblur-nafnet16``.
+(the gate's convolutions) and ``unsharp`` (amount and radius, in thousandths). The gate is trained with the
+network frozen: ``streamrestore train --task deblur --arch gated --init deblur-nafnet16``.
 """
 
 from __future__ import annotations
@@ -116,7 +117,8 @@ class GatedDeblur(nn.Module):
 
 def _gate_shape(state_dict: StateDict) -> tuple[int, int] | None:
     """(width, levels) of the gate's convolutions, or None when they are not a gate's."""
-    convs = sorted(int(key.split(".")[2]) for key in state_dict if key.startswith("gate.body.") and key.endswith(".weight"))
+    convs = sorted(int(key.split(".")[2]) for key in state_dict
+                   if key.startswith("gate.body.") and key.endswith(".weight"))  # fmt: skip
     if not convs or convs != list(range(0, 2 * len(convs), 2)) or len(convs) < 5:
         return None
     first = state_dict["gate.body.0.weight"]
