@@ -87,6 +87,15 @@ def test_a_crafted_unsharp_setting_is_refused_in_one_line(tmp_path, unsharp) -> 
     assert "\n" not in str(refused.value)
 
 
+def test_a_crafted_gate_depth_is_refused_in_one_line(tmp_path) -> None:
+    # 40 halvings would pad every frame to a multiple of 2**40 pixels.
+    state = dict(GatedDeblur(_nafnet(), Gate(width=2, levels=40)).state_dict())
+    path = tmp_path / "deep.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    with pytest.raises(WeightsError, match="gate with 40 levels"):
+        load_model(path)
+
+
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
     return write_training_photos(tmp_path_factory.mktemp("photos"))

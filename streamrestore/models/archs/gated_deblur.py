@@ -26,6 +26,8 @@ from torch import nn
 
 CANDIDATES = ("input", "network", "unsharp")
 MAX_AMOUNT, MIN_RADIUS, MAX_RADIUS = 10.0, 0.1, 20.0  # the unsharp stage's option bounds
+MAX_LEVELS = 5
+"""The most halvings a file's gate may have: frames are padded to a multiple of 2**levels."""
 LOGIT_BOUND = 4.0
 """Gate logits are squashed into ±this: no candidate's weight reaches exactly 0 or 1, so training cannot
 lock the gate onto one candidate (a saturated softmax passes no gradient to the others)."""
@@ -141,6 +143,8 @@ class GatedDeblurArch(Architecture[GatedDeblur]):
         inner = {key[len("network."):]: value for key, value in state_dict.items() if key.startswith("network.")}
         network = NAFNetArch().load(inner).model
         width, levels = _gate_shape(state_dict)  # type: ignore[misc]  # detect() has checked it
+        if levels > MAX_LEVELS:  # a crafted file: 2**levels would be the frame padding's multiple
+            raise ValueError(f"gate with {levels} levels (at most {MAX_LEVELS})")
         amount, radius = (int(v) / 1000 for v in state_dict["unsharp"])
         # The unsharp stage's own bounds: a crafted radius would otherwise ask for a kernel of any size.
         if not (0.0 <= amount <= MAX_AMOUNT and MIN_RADIUS <= radius <= MAX_RADIUS):
