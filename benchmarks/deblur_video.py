@@ -23,14 +23,15 @@ import numpy as np
 from streamrestore.restore import PreparedChain
 from streamrestore.training.degrade import convolve, gaussian_kernel, shake_kernel
 
-KIT = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos"
+KIT = Path(__file__).resolve().parents[2] / "shared" / "data"
 CHAINS = ["deblur", "model=deblur-nafnet16", "sharpen:amount=6:radius=0.8"]
 
 
 def luma_psnr(a: np.ndarray, b: np.ndarray) -> float:
-    weights = np.array([65.481, 128.553, 24.966]) / 255.0
-    mse = np.mean((a.astype(np.float64) @ weights - b.astype(np.float64) @ weights) ** 2)
-    return 10 * np.log10(255.0**2 / mse)
+    """PSNR-Y by the kit's own ``score.py`` (its BT.601 luma and PSNR)."""
+    from score import psnr, rgb_to_y
+
+    return psnr(rgb_to_y(a), rgb_to_y(b))
 
 
 def decoded(source: str | io.BytesIO, count: int) -> list[np.ndarray]:
@@ -57,10 +58,11 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=6, help="frames per kit clip (default 6)")
     parser.add_argument("--crf", type=int, default=18, help="x264 quality of the compressed copy (default 18)")
     args = parser.parse_args()
-    clips = sorted(KIT.glob("*/gt.mkv"))
-    if not clips:
-        print(f"the development kit's clips are not at {KIT}; nothing to measure", file=sys.stderr)
+    clips = sorted(KIT.glob("videos/*/gt.mkv"))
+    if not clips or not (KIT / "score.py").exists():
+        print(f"the development kit (clips and score.py) is not at {KIT}; nothing to measure", file=sys.stderr)
         return 1
+    sys.path.insert(0, str(KIT))  # score.py, the kit's metrics
     clean = [decoded(str(path), args.frames) for path in clips]
     kernels = {"Gaussian σ 1.6": gaussian_kernel(1.6, 25), "camera shake 15 px": shake_kernel(np.random.default_rng(5),
                                                                                                  15.0, 25)}  # fmt: skip
