@@ -36,7 +36,7 @@ from streamrestore.engine.placement import cuda_available, place
 from streamrestore.media.images import IMAGE_SUFFIXES as LIBRARY_IMAGE_SUFFIXES
 from streamrestore.media.images import read_image, write_image
 from streamrestore.models.catalog import default_catalog
-from streamrestore.presets import ChainPlan, available_presets, parse_chain
+from streamrestore.presets import ChainPlan, available_presets, join_pairs, parse_chain
 from streamrestore.registry import MODEL_STAGE, Registry
 from streamrestore.restore import PreparedChain, RunSettings
 from streamrestore.stage import Capabilities, Option
@@ -311,7 +311,7 @@ class DemoSession:
         with self._run_lock:
             try:
                 prepared, loading = self.chains.get(_bind(plan, ckpt), content, registry, self.run)
-                shown, models = self._describe(plan, prepared, loading)
+                shown, models = self._describe(join_pairs(plan, registry.joined)[0], prepared, loading)
                 started = time.perf_counter()
                 restored = prepared.restore_array(upload.pixels)  # checks the frames' size first (engine.budget)
                 seconds = time.perf_counter() - started
@@ -352,6 +352,7 @@ class DemoSession:
         """The chain as it ran (the tile each element ran in, the upload by its name) and each model's loading."""
         shown, models, index, tiles = [], [], 0, prepared.tiles()
         for request in plan.stages:
+            index += len(prepared.registry.leads(request.name, request.settings))  # shown as part of the alias
             built = prepared.stages[index]
             tile = tiles[index]
             index += prepared.registry.repeats(request.name, request.settings)

@@ -251,9 +251,13 @@ def run_command(args: argparse.Namespace) -> int:
     from .restore import PreparedChain
 
     run, _ = settings_from_args(args)
+    prepared = PreparedChain(chain, run)
+    if not args.quiet:
+        for notice in prepared.notices:
+            print(f"streamrestore: {notice}", file=sys.stderr)
     if is_image_path(args.input):
-        return _run_image(args, PreparedChain(chain, run))
-    return _run_video(args, PreparedChain(chain, run))
+        return _run_image(args, prepared)
+    return _run_video(args, prepared)
 
 
 def _run_image(args: argparse.Namespace, prepared) -> int:
@@ -360,8 +364,14 @@ def list_stages() -> str:
         settings = "".join(f":{k}={v}" for k, v in alias.settings.items())
         neural = "".join(f":{k}={v}" for k, v in alias.model_settings.items())
         twice = f" ×{alias.repeat}" if alias.repeat > 1 else ""
-        lines.append(f"  {name:<14} -> {alias.target}{settings}{twice}  ({alias.summary}); "
+        after = "".join(f" after {stage}" for stage, _ in alias.lead)
+        lines.append(f"  {name:<14} -> {alias.target}{settings}{twice}{after}  ({alias.summary}); "
                      f"{name}=WEIGHTS -> model{neural}")
+    from .aliases import joined_pairs
+
+    for (first, second), stages in joined_pairs().items():
+        lines.append(f"  {first + ',' + second:<14} -> {','.join(stages)}  (joined: one network trained to do both; "
+                     "any option keeps them apart)")
     lines.append("presets: " + ", ".join(available_presets()))
     for name, reason in sorted(registry.broken.items()):
         lines.append(f"broken plugin {name}: {reason}")

@@ -21,7 +21,7 @@ Every key and value is checked; a bad one is reported with its name and line.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -204,11 +204,30 @@ def _stage_request(node: yaml.Node, path: Path) -> StageRequest:
     return StageRequest(str(entries["stage"][1].value), settings, where)
 
 
+def join_pairs(plan: ChainPlan, joined: dict[tuple[str, str], tuple[str, ...]]) -> tuple[ChainPlan, list[str]]:
+    """``plan`` with each pair of ``joined`` aliases written side by side without options replaced by the stages
+    that pair runs as (``denoise,sr4`` -> ``mc-denoise,oldfilm``), and one line per replacement saying so."""
+    stages, notices, index = [], [], 0
+    while index < len(plan.stages):
+        pair = plan.stages[index : index + 2]
+        names = tuple(request.name for request in pair)
+        if len(pair) == 2 and names in joined and not any(request.settings for request in pair):
+            stages.extend(StageRequest(name, {}, pair[0].where) for name in joined[names])
+            notices.append(f"{','.join(names)} runs as {','.join(joined[names])}: one network trained to do both "
+                           "(README, \"Joined aliases\"; give either an option to run them apart)")
+            index += 2
+        else:
+            stages.append(plan.stages[index])
+            index += 1
+    return replace(plan, stages=stages), notices
+
+
 def build_chain(plan: ChainPlan, registry: Registry) -> list[BuiltStage]:
     """Resolve names and aliases, validate options and instantiate every stage.
 
     An alias that repeats (``sr4`` = a ×2 network twice) is one stage used again, so its network is read
-    once. ``tile`` in a chain element is run policy for that element (``BuiltStage.tile``), not a stage option.
+    once; an alias's lead stages (``denoise``: ``mc-denoise`` first) come before it, under the alias's name.
+    ``tile`` in a chain element is run policy for that element's own stage (``BuiltStage.tile``), not an option.
     """
     built = []
     for request in plan.stages:
@@ -218,6 +237,8 @@ def build_chain(plan: ChainPlan, registry: Registry) -> list[BuiltStage]:
             spec, settings = registry.resolve(request.name, settings)
             stage = spec.build(settings)
             repeats = registry.repeats(request.name, request.settings)
+            leads = [(registry.get(name), options) for name, options in registry.leads(request.name, request.settings)]
+            built.extend(BuiltStage(request.name, lead, lead.build(options)) for lead, options in leads)
         except ConfigError as error:
             raise type(error)(f"{request.where}: {error}" if request.where else str(error)) from None
         built.extend([BuiltStage(request.name, spec, stage, tile)] * repeats)

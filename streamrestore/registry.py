@@ -14,7 +14,7 @@ import inspect
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Iterable
 
-from .aliases import CONTENTS, MODEL_STAGE, Alias, default_aliases
+from .aliases import CONTENTS, MODEL_STAGE, Alias, default_aliases, joined_pairs
 from .errors import PluginError, UnknownStageError
 from .stage import ENTRY_POINT_GROUP, Option, Stage, StageSpec
 
@@ -33,6 +33,8 @@ class Registry:
         self._entry_points = entry_points_
         self._extra = list(extra)
         self.aliases = dict(default_aliases(content, accelerated) if aliases is None else aliases)
+        self.joined = joined_pairs(content) if aliases is None else {}
+        """Alias pairs run as other stages (``denoise,sr4``: ``mc-denoise,oldfilm``); none with custom aliases."""
         self._specs: dict[str, StageSpec] | None = None
         self._broken: dict[str, str] = {}
 
@@ -84,6 +86,11 @@ class Registry:
         """How many times in a row the stage ``resolve`` gives is applied (1 with a user's weights)."""
         alias = self.aliases.get(name)
         return 1 if alias is None or "model" in (settings or {}) else alias.repeat
+
+    def leads(self, name: str, settings: dict[str, Any] | None = None) -> tuple[tuple[str, dict[str, Any]], ...]:
+        """Stages, (name, options), run before the one ``resolve`` gives (none with a user's weights)."""
+        alias = self.aliases.get(name)
+        return () if alias is None or "model" in (settings or {}) else alias.lead
 
     def get(self, name: str) -> StageSpec:
         specs = self._load()

@@ -37,7 +37,7 @@ from .media.images import (IMAGE_SUFFIXES, check_image, is_image_path, read_imag
 from .media.output import OutputTarget, default_output_path
 from .media.reader import MediaReader, VideoInfo
 from .media.writer import EncodeSettings, MediaWriter, OutputVideo, choose_pix_fmt
-from .presets import ChainPlan, parse_chain
+from .presets import ChainPlan, join_pairs, parse_chain
 from .presets import build_chain
 from .registry import Registry
 from .stage import BuiltStage
@@ -124,13 +124,14 @@ class PreparedChain:
         if self.run.tile < 0:
             raise ConfigError(f"--tile must be 0 (whole frames) or a size in pixels, got {self.run.tile}")
         plan = parse_chain(chain) if isinstance(chain, str) else chain
-        # deinterlace/ivtc lead the chain but are not stages: the reader applies them to decoded frames.
-        self.field_operations, stage_requests = interlace.take_field_operations(plan.stages)
-        self.plan = replace(plan, stages=stage_requests)
         if registry is None:
             accelerated = self.run.device != "cpu" and cuda_available()
             registry = Registry(content=self.run.content, accelerated=accelerated)
         self.registry = registry
+        # deinterlace/ivtc lead the chain but are not stages: the reader applies them to decoded frames.
+        self.field_operations, stage_requests = interlace.take_field_operations(plan.stages)
+        # The chain as it runs (joined aliases replaced), and one line per join for the user.
+        self.plan, self.notices = join_pairs(replace(plan, stages=stage_requests), registry.joined)
         self.stages: list[BuiltStage] = build_chain(self.plan, registry)
 
     @property

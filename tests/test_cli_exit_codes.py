@@ -107,7 +107,7 @@ def test_stages_lists_builtins_aliases_and_presets(cli):
     lines = outcome.stdout.splitlines()
     builtins = {ep.name for ep in entry_points(group="streamrestore.stages")
                 if ep.dist is not None and ep.dist.name == "streamrestore"}
-    assert {"nlm-denoise", "nlm-temporal", "unsharp", "resize", "identity"} <= builtins
+    assert {"nlm-denoise", "nlm-temporal", "mc-denoise", "unsharp", "resize", "identity"} <= builtins
     described = {}
     for index, line in enumerate(lines):
         words = line.split()

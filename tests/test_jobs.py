@@ -69,7 +69,7 @@ def _job(src: Path, dst: Path, chain: str, codec: str | None = None, preset: str
 
 
 # -- 1. lossless: segmented == unsegmented ---------------------------------------------------------
-@pytest.mark.parametrize("chain", ["unsharp", TDENOISE])
+@pytest.mark.parametrize("chain", ["unsharp", TDENOISE, "mc-denoise"])
 def test_segmented_ffv1_is_bit_identical_to_one_stream(source, tmp_path, chain):
     whole, joined = tmp_path / "whole.mkv", tmp_path / "joined.mkv"
     restore_video(str(source), str(whole), chain, output=OutputSettings(codec="ffv1"))

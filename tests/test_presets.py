@@ -40,7 +40,7 @@ def test_bundled_presets_load_and_build() -> None:
         chain = build_chain(parse_chain(name), Registry())
         assert chain, name
     old_film = parse_chain("old_film")
-    assert [s.name for s in old_film.stages] == ["oldfilm"]
+    assert [s.name for s in old_film.stages] == ["mc-denoise", "oldfilm"]
     assert old_film.output["crf"] == 18.0
     classical = parse_chain("old_film_classical")
     assert [s.name for s in classical.stages] == ["tdenoise", "sharpen", "resize"]
@@ -100,8 +100,8 @@ def test_yaml_model_key_under_an_alias(tmp_path: Path) -> None:
     assert chain[0].stage.settings == {"model": "weights/x2.pth", "tile_overlap": 16, "outscale": 2,
                                        "border": None, "color_fix": False, "ensemble": 1, "keep_input": 0.0}
     assert chain[0].tile == 256
-    assert chain[1].spec.name == "model"
-    assert chain[1].stage.settings["model"] == "denoise-nafnet16-video"  # its own
+    assert [c.spec.name for c in chain[1:]] == ["mc-denoise", "model"]  # `denoise` averages in time first
+    assert chain[2].stage.settings["model"] == "denoise-nafnet16-video"  # its own
     with pytest.raises(ConfigError, match=r"line 2: .*'resize' has no option 'model'"):
         build_chain(parse_chain(str(write(tmp_path, "chain:\n  - stage: resize\n    model: x.pth\n"))), Registry())
 
@@ -110,15 +110,16 @@ def test_default_aliases_point_at_packaged_networks_and_repeat() -> None:
     cpu = Registry(accelerated=False)
     chain = build_chain(parse_chain("sr4,sr2,jpeg,denoise,nlm,tdenoise"), cpu)
     assert [(c.name, c.spec.name) for c in chain] == [
-        ("sr4", "model"), ("sr4", "model"), ("sr2", "model"), ("jpeg", "model"), ("denoise", "model"),
-        ("nlm", "nlm-denoise"), ("tdenoise", "nlm-temporal")]
+        ("sr4", "model"), ("sr4", "model"), ("sr2", "model"), ("jpeg", "model"), ("denoise", "mc-denoise"),
+        ("denoise", "model"), ("nlm", "nlm-denoise"), ("tdenoise", "nlm-temporal")]
     assert chain[0].stage.settings["model"] == "waifu2x-upconv7-photo-x2"  # ×2 twice: the measured best ×4 on CPU
     assert chain[2].stage.settings["model"] == "sr2-upconv7"  # ours: the packaged UpConv7, fine-tuned
     # Our own denoiser everywhere: photo and anime, CPU and GPU.
     for content in ("photo", "anime"):
         for accelerated in (False, True):
             built = build_chain(parse_chain("denoise"), Registry(content=content, accelerated=accelerated))
-            assert [c.stage.settings["model"] for c in built] == ["denoise-nafnet16-video"], (content, accelerated)
+            assert [c.spec.name for c in built] == ["mc-denoise", "model"], (content, accelerated)
+            assert built[1].stage.settings["model"] == "denoise-nafnet16-video", (content, accelerated)
     gpu = build_chain(parse_chain("sr2"), Registry(accelerated=True))
     assert gpu[0].stage.settings["model"] == "sr2-cunet"  # ours, fine-tuned from waifu2x's CUNet
     anime = build_chain(parse_chain("sr4"), Registry(content="anime", accelerated=False))

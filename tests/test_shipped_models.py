@@ -91,7 +91,9 @@ def test_denoise_alias_is_the_shipped_denoiser_and_nlm_the_classical_one(content
 def test_streamrestore_stages_shows_where_denoise_and_nlm_point() -> None:
     lines = {line.split()[0]: line for line in list_stages().splitlines() if " -> " in line}
     assert lines["denoise"].split()[:3] == ["denoise", "->", f"model:model={DENOISER}:keep_input=0.03"]
+    assert "keep_input=0.03 after mc-denoise " in lines["denoise"]  # video frames are averaged in time first
     assert "denoise=WEIGHTS -> model:outscale=1" in lines["denoise"]
+    assert lines["denoise,sr4"].split()[:3] == ["denoise,sr4", "->", "mc-denoise,oldfilm"]
     assert lines["nlm"].split()[:3] == ["nlm", "->", "nlm-denoise"]
 
 
