@@ -4,7 +4,8 @@ Grain and sensor noise are new in every frame while the picture only moves, so a
 place by its optical flow is a second, independent look at the same scene: averaging 2·radius + 1 of them
 divides white noise by up to sqrt(2·radius + 1) without the smoothing a single-frame denoiser needs. This
 is what archivists run before anything else (MVTools' MDegrain in AviSynth/VapourSynth); here the flow is
-OpenCV's DIS and the averaging is pixel by pixel:
+OpenCV's DIS (preset FAST: on grainy frames its coarser flow is steadier than MEDIUM's, and 1.5× quicker;
+benchmarks/RESULTS.md) and the averaging is pixel by pixel:
 
 - each neighbour is warped onto the frame (bicubic, at full precision: 10/16-bit sources stay so);
 - its weight is exp(-(d / strength)²), where d is the local mean absolute difference to the frame (levels on
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-import torch
 
 from streamrestore.frames import FrameBatch
 from streamrestore.stage import Capabilities, Option, Stage
@@ -58,7 +58,7 @@ class MotionCompensatedDenoise(Stage):
     options = {
         "radius": Option(int, 3, "frames on each side that are averaged in (2·radius + 1 in all)", minimum=1, maximum=7),
         "strength": Option(float, None, "difference, in levels (0..255), at which a neighbour's weight falls to 1/e; "
-                                        "auto = 1.7 × the noise σ estimated on the first frames", minimum=0.5,
+                                        "auto = 1.7 × the noise σ of the first frames, at least 4", minimum=0.5,
                            maximum=100.0, auto=True),
     }
 
@@ -67,9 +67,15 @@ class MotionCompensatedDenoise(Stage):
         radius = self.settings["radius"]
         return Capabilities(frames_before=radius, frames_after=radius)
 
+    def working_pixels(self, height: int, width: int) -> int:
+        """The window's frames as float arrays beside the batch, and one neighbour's warp at a time: measured at
+        1920×1080, 0.34 KB a pixel above ``identity`` at radius 3 and 0.86 KB at radius 7, which this counts as
+        (5·radius/2 + 2) frames of the engine's 48 bytes a working pixel (``engine.budget``)."""
+        return height * width * ((5 * self.settings["radius"]) // 2 + 2)
+
     def start_stream(self) -> None:
         self.auto_strength: float | None = None
-        self.flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        self.flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
 
     def _strength(self, frames: list[np.ndarray], lumas: list[np.ndarray], index: int,
                   neighbours: list[int]) -> float:  # fmt: skip

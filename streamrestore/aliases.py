@@ -104,8 +104,8 @@ _EVERY_TABLE = {
 _LEAD = {"denoise": (("mc-denoise", {}),)}
 # Pairs of aliases that run as one network trained for both jobs, with the first alias's lead stages: a denoiser
 # and then a ×4 network trained on clean pictures lose what the denoiser smoothed away at low resolution and
-# sharpen what it left. Kit, `denoise,sr4` on the old-film clips: 30.46 dB (tMAD 5.64) as two networks, 31.37
-# (5.30) joined (bicubic 30.33 / 6.23); on the kit's ×4 photos with noise σ 0/5/10/20 the joined network is
+# sharpen what it left. Kit, `denoise,sr4` on the old-film clips: 30.52 dB (tMAD 5.53) as two networks, 31.36
+# (5.28) joined (bicubic 30.33 / 6.23); on the kit's ×4 photos with noise σ 0/5/10/20 the joined network is
 # 0.75-0.93 dB ahead (benchmarks/joined_chain.py). Any option on either element keeps them apart.
 _JOINED = {("denoise", "sr4"): ("mc-denoise", "oldfilm")}
 _OUTSCALE = {"denoise": 1, "nlm": 1, "tdenoise": 1, "deblur": 1, "sharpen": 1, "jpeg": 1, "oldfilm": 4,

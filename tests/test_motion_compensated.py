@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from streamrestore.engine.chain import ChainRunner
+from streamrestore.errors import TooLargeError
 from streamrestore.frames import FrameBatch
 from streamrestore.presets import BuiltStage, build_chain, parse_chain
 from streamrestore.registry import Registry
@@ -129,3 +130,15 @@ def test_the_denoise_alias_averages_in_time_first_unless_given_weights() -> None
     own = build_chain(parse_chain("denoise:model=denoise-nafnet16"), registry)
     assert [b.spec.name for b in own] == ["model"]  # a user's network runs as given, without the lead
 
+
+
+def test_the_memory_check_counts_the_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamrestore.engine import budget
+
+    monkeypatch.setattr(budget, "available_memory", lambda: 2 * 1024**3)  # a machine with 2 GiB free
+    registry = Registry()
+    chain = lambda text: build_chain(parse_chain(text), registry)  # noqa: E731
+    budget.check_frames(chain("identity"), 2160, 3840, budget.DEFAULT_MAX_PIXELS)  # one 4K frame: 0.4 GB
+    budget.check_frames(chain("mc-denoise:radius=1"), 1080, 1920, budget.DEFAULT_MAX_PIXELS)
+    with pytest.raises(TooLargeError, match="memory"):  # seven 4K frames and their warps: about 3.6 GB
+        budget.check_frames(chain("mc-denoise"), 2160, 3840, budget.DEFAULT_MAX_PIXELS)
