@@ -100,7 +100,7 @@ _EVERY_TABLE = {
 # Stages an alias runs before its own. `denoise` on video first averages each frame with its 3 neighbours on
 # either side, moved back into place by optical flow (`mc-denoise`; a still image has none and passes through):
 # grain and noise are new in every frame, so time gives the network a cleaner picture without smoothing it. Kit:
-# noisy clips 37.29 -> 38.7 dB (tMAD 3.21 -> 2.3), old-film clips `denoise,sr4` 30.39 -> 30.56 (README).
+# noisy clips 37.29 -> 38.68 dB (tMAD 3.21 -> 2.32); old film, the two networks apart, 30.39 -> 30.52 (README).
 _LEAD = {"denoise": (("mc-denoise", {}),)}
 # Pairs of aliases that run as one network trained for both jobs, with the first alias's lead stages: a denoiser
 # and then a ×4 network trained on clean pictures lose what the denoiser smoothed away at low resolution and

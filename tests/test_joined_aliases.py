@@ -1,5 +1,6 @@
 """Joined aliases: `denoise,sr4` written side by side runs as `mc-denoise,oldfilm` (one network trained to denoise
-and upscale together), says so, and only then: any option, another order or anime content keeps them apart."""
+and upscale together), says so (run, job), and only then: any option, another order or anime content keeps them
+apart."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from streamrestore.jobs import Job, JobOptions
 from streamrestore.media.images import read_image, write_image
 from streamrestore.presets import ChainPlan, StageRequest, join_pairs
 from streamrestore.restore import PreparedChain, RunSettings
-from support.media import photo
+from support.media import make_clip, photo
 
 NOTICE = ("denoise,sr4 runs as mc-denoise,oldfilm: one network trained to do both (README, \"Joined aliases\"; "
           "give either an option to run them apart)")
@@ -55,3 +57,14 @@ def test_the_command_line_prints_the_join_once_and_restores(cli, tmp_path: Path)
     quiet = cli("run", source, "--chain", "denoise,sr4", "-o", tmp_path / "again.png", "-q")
     assert NOTICE not in quiet.stderr
     assert np.array_equal(read_image(tmp_path / "again.png"), restored)
+
+
+def test_a_job_plans_the_joined_chain_and_says_so(tmp_path: Path) -> None:
+    clip = make_clip(tmp_path / "tape.mp4", [photo("astronaut", 64, 48, shift=i) for i in range(6)])
+    job = Job(clip.path, str(tmp_path / "out.mkv"), "denoise,sr4", JobOptions(segment_seconds=1))
+    assert job.notices == []  # nothing is known before the job is planned
+    job.status()
+    assert job.notices == [NOTICE]
+    apart = Job(clip.path, str(tmp_path / "apart.mkv"), "denoise,sr4:tile=0", JobOptions(segment_seconds=1))
+    apart.status()
+    assert apart.notices == []

@@ -112,8 +112,9 @@ def run_job_command(args: argparse.Namespace) -> int:
 
     job = Job(args.input, args.output, chain, options)
     status = job.status()
-    if job.fields.notice and not args.quiet:
-        print(f"streamrestore: {job.fields.notice}", file=sys.stderr)
+    for notice in [*job.notices, job.fields.notice] if not args.quiet else []:
+        if notice:
+            print(f"streamrestore: {notice}", file=sys.stderr)
     progress = JobProgress(status.frames, status.frames_done, quiet=args.quiet)
     if status.segments_done and not args.quiet:
         progress.write(f"resuming {status.job_dir}: {status.segments_done} of {status.segments} segments done")

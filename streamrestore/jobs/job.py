@@ -132,6 +132,11 @@ class Job:
         self._redone = 0
         self._fresh = False
 
+    @property
+    def notices(self) -> list[str]:
+        """One line per joined alias pair in the chain (``PreparedChain.notices``), once the job is planned."""
+        return self._built.notices if self._built is not None else []
+
     # -- plan ------------------------------------------------------------------------------------
     def plan(self) -> manifests.Manifest:
         """Index the input and plan segments; load the job directory's manifest (resume) or start one."""
