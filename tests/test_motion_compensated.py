@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -17,28 +16,12 @@ from streamrestore.frames import FrameBatch
 from streamrestore.presets import BuiltStage, build_chain, parse_chain
 from streamrestore.registry import Registry
 from streamrestore.restore import OutputSettings, restore_image, restore_video
-from support.media import make_clip, photo, player_rgb, video_frames, video_times
+from support.media import camera_pan, make_clip, photo, player_rgb, video_frames, video_times
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)
     return float(10 * np.log10(255.0**2 / mse))
-
-
-def camera_pan(count: int, width: int, height: int, name: str = "astronaut", step: tuple[float, float] = (1.5, 0.75)
-               ) -> list[np.ndarray]:  # fmt: skip
-    """``count`` frames of a camera gliding over a photo by a fraction of a pixel more each frame (``step``, x and y).
-
-    Every frame starts off the pixel grid, so each is resampled as much as the others (a first frame left sharp
-    would differ from all its neighbours by the interpolation's blur, as no real camera's does)."""
-    margin = int(np.ceil(count * max(step))) + 8
-    scene = photo(name, width + margin, height + margin).astype(np.float32)
-    frames = []
-    for index in range(count):
-        move = np.float32([[1, 0, (index + 0.4) * step[0]], [0, 1, (index + 0.4) * step[1]]])
-        moved = cv2.warpAffine(scene, move, (width + margin, height + margin), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP)
-        frames.append(np.clip(np.rint(moved[:height, :width]), 0, 255).astype(np.uint8))
-    return frames
 
 
 def with_noise(pictures: list[np.ndarray], sigma: float, seed: int) -> list[np.ndarray]:

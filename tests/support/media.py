@@ -94,6 +94,22 @@ def panned_frames(count: int, width: int = 320, height: int = 240, name: str = "
     return [photo(name, width, height, i * step, dtype) for i in range(count)]
 
 
+def camera_pan(count: int, width: int, height: int, name: str = "astronaut", step: tuple[float, float] = (1.5, 0.75)
+               ) -> list[np.ndarray]:  # fmt: skip
+    """``count`` frames of a camera gliding over a photo by a fraction of a pixel more each frame (``step``, x and y).
+
+    Every frame starts off the pixel grid, so each is resampled as much as the others (a first frame left sharp
+    would differ from all its neighbours by the interpolation's blur, as no real camera's does)."""
+    margin = int(np.ceil(count * max(step))) + 8
+    scene = photo(name, width + margin, height + margin).astype(np.float32)
+    frames = []
+    for index in range(count):
+        move = np.float32([[1, 0, (index + 0.4) * step[0]], [0, 1, (index + 0.4) * step[1]]])
+        moved = cv2.warpAffine(scene, move, (width + margin, height + margin), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP)
+        frames.append(np.clip(np.rint(moved[:height, :width]), 0, 255).astype(np.uint8))
+    return frames
+
+
 # -- streams to add --------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class AudioTrack:
