@@ -311,7 +311,7 @@ class DemoSession:
         with self._run_lock:
             try:
                 prepared, loading = self.chains.get(_bind(plan, ckpt), content, registry, self.run)
-                shown, models = self._describe(join_pairs(plan, registry.joined)[0], prepared, loading)
+                shown, models = self._describe(plan, prepared, loading)
                 started = time.perf_counter()
                 restored = prepared.restore_array(upload.pixels)  # checks the frames' size first (engine.budget)
                 seconds = time.perf_counter() - started
@@ -351,6 +351,7 @@ class DemoSession:
                   ) -> tuple[ChainPlan, list[str]]:  # fmt: skip
         """The chain as it ran (the tile each element ran in, the upload by its name) and each model's loading."""
         shown, models, index, tiles = [], [], 0, prepared.tiles()
+        plan = join_pairs(plan, prepared.registry.joined)[0]  # as PreparedChain runs it (`denoise,sr4` joined)
         for request in plan.stages:
             index += len(prepared.registry.leads(request.name, request.settings))  # shown as part of the alias
             built = prepared.stages[index]

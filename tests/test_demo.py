@@ -751,6 +751,28 @@ def test_compare_and_previews_read_the_network_once(tmp_path, monkeypatch):
     assert len(loads) == 1, loads
 
 
+def test_a_preview_of_the_joined_pair_shows_the_stages_it_ran(tmp_path):
+    """`denoise,sr4` runs joined (`mc-denoise,oldfilm`) in a video preview and on a photo, and the page says so."""
+    from streamrestore.demo.video import VideoSession
+    from streamrestore.media.images import write_image
+    from support.media import photo
+
+    clip = upload_clip(tmp_path, "clip.mp4", {})
+    session = DemoSession(DemoSettings(device="cpu", tile=TILE), tmp_path / "work")
+    try:
+        upload, preview = VideoSession(session).preview(clip, 0.5, "denoise,sr4", 0.25)
+        assert preview.frames == 6
+        assert preview.chain.startswith("mc-denoise,oldfilm"), preview.chain
+        assert preview.size == (upload.width * 4, upload.height * 4)
+        picture = tmp_path / "small.png"
+        write_image(picture, photo("astronaut", 64, 48))
+        result = session.restore(picture, "denoise,sr4")  # a photo: the same stages, `mc-denoise` passing it through
+        assert result.chain.startswith("mc-denoise,oldfilm") and result.size == (256, 192)
+        assert len(result.models) == 1 and result.models[0].startswith("oldfilm-compact64 "), result.models
+    finally:
+        session.close()
+
+
 def test_the_estimate_counts_fixed_costs_once():
     """4 s to plan, load and warm up before the first frame, 0.5 s a frame after it, 1 s to join: a 1000-frame
     file takes 4 + 1000 × 0.5 + 1 - 0.5 s (the first frame's own half second is in the 4), not 1000 × the
