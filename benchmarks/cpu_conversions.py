@@ -6,7 +6,7 @@
   GIL) against ``from_numpy_buffer`` (after: ``media.writer.rgb_frame``), and the RGB→YUV conversion
   that follows (``rgb_to_frame``, accurate flags); the converted planes are compared byte for byte.
 - decoder output: YUV→RGB with the accurate flags (``frame_to_rgb``), for reference (unchanged).
-- classical stages: OpenCV (the CPU path) against ``classical_torch`` (the CUDA path) run on the CPU.
+- classical stages: OpenCV (the CPU path) against ``tensor_filters`` (the CUDA path) run on the CPU.
 
 Each line gives wall milliseconds per frame and CPU milliseconds per frame (this process, all
 threads) from the same run, so the ratios hold on a shared machine; absolute figures do not.
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from streamrestore.media.color import ColorDescription, frame_to_rgb, rgb_to_frame
-from streamrestore_plugins import classical_torch
+from streamrestore import tensor_filters
 
 SIZES = {"1080p": (1080, 1920), "2160p": (2160, 3840), "4320p": (4320, 7680)}
 BT709_LIMITED = ColorDescription(matrix=1, range=1, primaries=1, transfer=1)
@@ -92,13 +92,13 @@ def classical(size: str, repeat: int) -> None:
                                                                            borderType=cv2.BORDER_REFLECT)), 0, 1),
                    repeat)
     line("unsharp σ1.6: OpenCV (the CPU path)", opencv)
-    line("unsharp σ1.6: classical_torch on the CPU", timed(lambda: classical_torch.unsharp_mask(pixels, 1.2, 1.6, 0),
+    line("unsharp σ1.6: tensor_filters on the CPU", timed(lambda: tensor_filters.unsharp_mask(pixels, 1.2, 1.6, 0),
                                                           repeat), opencv)
     for method, flag in (("bicubic", cv2.INTER_CUBIC), ("lanczos", cv2.INTER_LANCZOS4)):
         opencv = timed(lambda: cv2.resize(image, (width * 2, height * 2), interpolation=flag), repeat)
         line(f"resize ×2 {method}: OpenCV (the CPU path)", opencv)
-        line(f"resize ×2 {method}: classical_torch on the CPU",
-             timed(lambda: classical_torch.resize(pixels, 2, method), repeat), opencv)
+        line(f"resize ×2 {method}: tensor_filters on the CPU",
+             timed(lambda: tensor_filters.resize(pixels, 2, method), repeat), opencv)
 
 
 def main() -> None:

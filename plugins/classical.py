@@ -2,7 +2,7 @@
 
 They run on the CPU in float32, except non-local means, which OpenCV implements for 8-bit colour only:
 those two stages quantise to 8 bits internally (documented in the README). Unsharp mask and resize
-may also run on CUDA, as tensor operations that compute OpenCV's result (``classical_torch``), so a
+may also run on CUDA, as tensor operations that compute OpenCV's result (``streamrestore.tensor_filters``), so a
 chain of networks with a ``sharpen`` between them stays on the GPU. On the CPU OpenCV stays: it is
 10-15× faster there than torch's depthwise convolutions (benchmarks/cpu_conversions.py).
 """
@@ -16,7 +16,7 @@ import torch
 from streamrestore.frames import FrameBatch
 from streamrestore.stage import Capabilities, Option, Stage
 
-from . import classical_torch
+from streamrestore import tensor_filters
 
 
 def _to_hwc(frame: torch.Tensor) -> np.ndarray:
@@ -156,7 +156,7 @@ class UnsharpMask(Stage):
         sigma = self.settings["radius"]
         threshold = self.settings["threshold"] / 255.0
         if batch.pixels.device.type != "cpu":
-            return batch.with_pixels(classical_torch.unsharp_mask(batch.pixels, amount, sigma, threshold))
+            return batch.with_pixels(tensor_filters.unsharp_mask(batch.pixels, amount, sigma, threshold))
         out = []
         for frame in batch.pixels:
             image = _to_hwc(frame)
@@ -184,7 +184,7 @@ class Resize(Stage):
     def process(self, batch: FrameBatch) -> FrameBatch:
         scale = self.settings["scale"]
         if batch.pixels.device.type != "cpu":
-            return batch.with_pixels(classical_torch.resize(batch.pixels, scale, self.settings["method"]))
+            return batch.with_pixels(tensor_filters.resize(batch.pixels, scale, self.settings["method"]))
         size = (batch.width * scale, batch.height * scale)
         interpolation = _INTERPOLATIONS[self.settings["method"]]
         out = [np.clip(cv2.resize(_to_hwc(f), size, interpolation=interpolation), 0.0, 1.0) for f in batch.pixels]

@@ -10,7 +10,7 @@ from skimage import data
 from streamrestore.frames import FrameBatch, image_to_tensor
 from streamrestore.registry import Registry
 from streamrestore.restore import restore_image
-from streamrestore_plugins import classical_torch
+from streamrestore import tensor_filters
 
 
 def spec_of(name: str):
@@ -92,11 +92,11 @@ def test_auto_strength_is_near_the_best_fixed_strength_and_resets_per_stream() -
 
 @pytest.mark.parametrize("settings", [{}, {"amount": 6.0, "radius": 0.8}, {"radius": 5.0, "threshold": 4.0}])
 def test_unsharp_as_tensor_operations_matches_opencv(settings: dict) -> None:
-    """The CUDA path (classical_torch), run here on the CPU, against the OpenCV stage: within a 16-bit level."""
+    """The CUDA path (tensor_filters), run here on the CPU, against the OpenCV stage: within a 16-bit level."""
     stage = spec_of("unsharp").build(settings)
     pixels = image_to_tensor(data.astronaut()[:67, 5:94])
     expected = stage.process(FrameBatch(pixels, (0,))).pixels
-    got = classical_torch.unsharp_mask(pixels, stage.settings["amount"], stage.settings["radius"],
+    got = tensor_filters.unsharp_mask(pixels, stage.settings["amount"], stage.settings["radius"],
                                        stage.settings["threshold"] / 255)
     # A detail exactly at the threshold may fall either side of it in float rounding: allow those pixels.
     close = (got - expected).abs() <= 1 / 65535
@@ -109,6 +109,6 @@ def test_resize_as_tensor_operations_matches_opencv(method: str, scale: int) -> 
     stage = spec_of("resize").build({"scale": scale, "method": method})
     pixels = image_to_tensor(data.astronaut()[100:131, 200:243])
     expected = stage.process(FrameBatch(pixels, (0,))).pixels
-    got = classical_torch.resize(pixels, scale, method)
+    got = tensor_filters.resize(pixels, scale, method)
     assert got.shape == expected.shape
     assert (got - expected).abs().max() <= 1 / 65535  # the same picture at 16 bits

@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 
 import skimage.data as skdata
 from streamrestore.errors import ConfigError, WeightsError
-from streamrestore.models.archs.gated_deblur import Gate, GatedDeblur, unsharp_mask
+from streamrestore.models.archs.gated_deblur import CANDIDATES, Gate, GatedDeblur
 from streamrestore.models.loader import load_model, load_network
 from streamrestore.restore import restore_image
 from streamrestore.training.loop import TrainConfig, initial_network, train
@@ -36,7 +36,9 @@ def test_unsharp_candidate_is_the_classical_stage_s_unsharp_mask(height: int, wi
     # plugins.classical.UnsharpMask: OpenCV's Gaussian (BORDER_REFLECT), amount × detail added, clipped.
     expected = np.clip(image + 6.0 * (image - cv2.GaussianBlur(image, (0, 0), 0.8, borderType=cv2.BORDER_REFLECT)),
                        0, 1)  # fmt: skip
-    ours = unsharp_mask(torch.from_numpy(image).permute(2, 0, 1)[None], 6.0, 0.8)[0].permute(1, 2, 0).numpy()
+    model = GatedDeblur(_nafnet(), Gate(), 6.0, 0.8).eval()
+    candidates = model.candidates(torch.from_numpy(image).permute(2, 0, 1)[None])
+    ours = candidates[CANDIDATES.index("unsharp")][0].permute(1, 2, 0).numpy()
     assert np.abs(ours - expected).max() < 1e-5
 
 

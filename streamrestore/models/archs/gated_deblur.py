@@ -8,9 +8,9 @@ upsampled, so that neighbouring regions blend instead of switching). The candida
 
 1. the input, untouched (for sharp or nearly sharp pictures, which both others over-sharpen);
 2. the network's output;
-3. the unsharp mask ``x + amount * (x - gaussian(x, radius))``, as the ``unsharp`` stage computes it
-   (OpenCV's kernel size for float images and its BORDER_REFLECT edges): amount 6, radius 0.8 in the shipped
-   file, the unsharp mask ``deblur`` was before this network.
+3. the unsharp mask ``x + amount * (x - gaussian(x, radius))``, computed by the ``unsharp`` stage's own tensor
+   code (``streamrestore.tensor_filters``: OpenCV's kernel and BORDER_REFLECT edges): amount 6, radius 0.8 in
+   the shipped file, the unsharp mask ``deblur`` was before this network.
 
 Keys: ``network.*`` (a NAFNet, in its own layout, so that its file's network is read as is), ``gate.body.*``
 (the gate's convolutions) and ``unsharp`` (amount and radius, in thousandths). The gate is trained with the
@@ -24,6 +24,8 @@ import torch.nn.functional as F
 from spandrel import Architecture, ImageModelDescriptor, SizeRequirements, StateDict
 from torch import nn
 
+from ...tensor_filters import unsharp_mask
+
 CANDIDATES = ("input", "network", "unsharp")
 MAX_AMOUNT, MIN_RADIUS, MAX_RADIUS = 10.0, 0.1, 20.0  # the unsharp stage's option bounds
 MAX_LEVELS = 5
@@ -31,38 +33,6 @@ MAX_LEVELS = 5
 LOGIT_BOUND = 4.0
 """Gate logits are squashed into ±this: no candidate's weight reaches exactly 0 or 1, so training cannot
 lock the gate onto one candidate (a saturated softmax passes no gradient to the others)."""
-
-
-def gaussian_taps(sigma: float, device: torch.device | None = None) -> torch.Tensor:
-    """OpenCV's Gaussian kernel for a float image: size round(8σ + 1), made odd."""
-    size = int(round(sigma * 8 + 1)) | 1
-    t = torch.arange(size, dtype=torch.float32, device=device) - (size - 1) / 2
-    taps = torch.exp(-(t**2) / (2 * sigma * sigma))
-    return taps / taps.sum()
-
-
-def _pad_symmetric(x: torch.Tensor, pad: int, dim: int) -> torch.Tensor:
-    """OpenCV's BORDER_REFLECT (edge pixel repeated: ``cba|abc``) along ``dim``; a tiny frame repeats it."""
-    length = x.shape[dim]
-    if pad <= length:
-        head, tail = x.narrow(dim, 0, pad).flip(dim), x.narrow(dim, length - pad, pad).flip(dim)
-        return torch.cat([head, x, tail], dim)
-    index = torch.arange(-pad, length + pad, device=x.device)
-    period = 2 * length
-    index = index % period
-    index = torch.where(index >= length, period - 1 - index, index)
-    return x.index_select(dim, index)
-
-
-def unsharp_mask(x: torch.Tensor, amount: float, sigma: float) -> torch.Tensor:
-    """``x + amount * (x - gaussian(x))`` clipped to [0, 1], N×C×H×W."""
-    taps = gaussian_taps(sigma, x.device).to(x.dtype)
-    radius, channels = taps.numel() // 2, x.shape[1]
-    blurred = F.conv2d(_pad_symmetric(x, radius, 3), taps.view(1, 1, 1, -1).expand(channels, 1, 1, -1),
-                       groups=channels)  # fmt: skip
-    blurred = F.conv2d(_pad_symmetric(blurred, radius, 2), taps.view(1, 1, -1, 1).expand(channels, 1, -1, 1),
-                       groups=channels)  # fmt: skip
-    return (x + amount * (x - blurred)).clamp(0.0, 1.0)
 
 
 class Gate(nn.Module):
@@ -107,7 +77,7 @@ class GatedDeblur(nn.Module):
 
     def candidates(self, x: torch.Tensor) -> list[torch.Tensor]:
         amount, radius = (int(v) / 1000 for v in self.unsharp)
-        return [x, self.network(x).clamp(0.0, 1.0), unsharp_mask(x, amount, radius)]
+        return [x, self.network(x).clamp(0.0, 1.0), unsharp_mask(x, amount, radius, threshold=0.0)]
 
     def blend(self, x: torch.Tensor, candidates: list[torch.Tensor]) -> torch.Tensor:
         weights = self.gate(x, candidates)

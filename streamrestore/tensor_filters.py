@@ -3,7 +3,8 @@
 They compute what OpenCV computes for float32 images, with its kernels and its borders, so that a
 stage gives the same picture on either device (within float rounding: well inside one 16-bit level;
 tests/test_classical.py) and can run where its neighbours in the chain run: on a GPU, a ``sharpen``
-between two networks no longer brings every frame back to the CPU.
+between two networks no longer brings every frame back to the CPU. The one owner of these filters: the
+``unsharp`` and ``resize`` stages (plugins) and the gated deblur network's unsharp candidate use them.
 
 - Gaussian blur: OpenCV's kernel for a float image and a given σ (``ksize = round(8σ + 1) | 1``,
   ``exp(-x²/2σ²)`` normalised), separable, border ``BORDER_REFLECT`` (``cba|abc``).
