@@ -1,10 +1,12 @@
-"""Tensor versions of the classical filters that are linear (Gaussian unsharp mask, integer resize).
+"""Tensor versions of the classical filters that are linear (Gaussian unsharp mask and deconvolution, integer
+resize).
 
 They compute what OpenCV computes for float32 images, with its kernels and its borders, so that a
 stage gives the same picture on either device (within float rounding: well inside one 16-bit level;
 tests/test_classical.py) and can run where its neighbours in the chain run: on a GPU, a ``sharpen``
 between two networks no longer brings every frame back to the CPU. The one owner of these filters: the
-``unsharp`` and ``resize`` stages (plugins) and the gated deblur network's unsharp candidate use them.
+``unsharp`` and ``resize`` stages (plugins) and the gated deblur network's unsharp and deconvolution
+candidates use them.
 
 - Gaussian blur: OpenCV's kernel for a float image and a given σ (``ksize = round(8σ + 1) | 1``,
   ``exp(-x²/2σ²)`` normalised), separable, border ``BORDER_REFLECT`` (``cba|abc``).
@@ -58,6 +60,37 @@ def unsharp_mask(pixels: torch.Tensor, amount: float, sigma: float, threshold: f
     if threshold > 0:
         detail = torch.where(detail.abs() < threshold, torch.zeros_like(detail), detail)
     return (pixels + amount * detail).clamp_(0.0, 1.0)
+
+
+# -- Gaussian deconvolution --------------------------------------------------------------------------
+
+
+def gaussian_deconvolution(pixels: torch.Tensor, sigmas: list[float], regularisation: float) -> list[torch.Tensor]:
+    """``pixels`` deconvolved by a Gaussian blur of each σ in ``sigmas``: one picture per σ, clipped to [0, 1].
+
+    A Wiener-type inverse, ``H / (H² + λ |2πf|²)`` with ``H = exp(-2π²σ²|f|²)`` the Gaussian's transfer
+    function and λ = ``regularisation``: the gradient penalty keeps the boost of the high frequencies the blur
+    all but erased finite, and the mean (f = 0) is kept exactly. Computed in float32 by FFT over the picture
+    reflected (``BORDER_REFLECT``, as the blur above) by 6σ + 8 pixels on each side, so the edges do not wrap
+    around; the one forward transform is shared by all the σ.
+    """
+    dtype = pixels.dtype
+    pad = math.ceil(6 * max(sigmas)) + 8
+    x = pixels.float()
+    height, width = x.shape[-2:]
+    x = x.index_select(2, _reflect_indices(height, pad).to(x.device))
+    x = x.index_select(3, _reflect_indices(width, pad).to(x.device))
+    spectrum = torch.fft.rfft2(x)
+    fy = torch.fft.fftfreq(x.shape[-2], device=x.device)[:, None]
+    fx = torch.fft.rfftfreq(x.shape[-1], device=x.device)[None, :]
+    radial = (2 * math.pi) ** 2 * (fx * fx + fy * fy)  # |2πf|²
+    results = []
+    for sigma in sigmas:
+        transfer = torch.exp(-0.5 * sigma * sigma * radial)
+        inverse = transfer / (transfer * transfer + regularisation * radial)
+        out = torch.fft.irfft2(spectrum * inverse, s=x.shape[-2:])
+        results.append(out[..., pad : pad + height, pad : pad + width].clamp(0.0, 1.0).to(dtype))
+    return results
 
 
 # -- resize by an integer factor ---------------------------------------------------------------------

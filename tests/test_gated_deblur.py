@@ -1,6 +1,7 @@
-"""The gated deblur (``models.archs.gated_deblur``): its unsharp candidate is the classical stage's, a fresh
-gate weighs the three candidates equally, files are detected and run at any size, and ``--arch gated``
-trains the gate alone over a frozen network."""
+"""The gated deblur (``models.archs.gated_deblur``): its unsharp candidate is the classical stage's, its
+deconvolution bank undoes a Gaussian blur of the right σ, a fresh gate weighs the candidates equally, files
+(with and without the bank) are detected and run at any size, crafted settings are refused, and
+``--arch gated`` trains the gate alone over a frozen network."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from safetensors.torch import load_file, save_file
 
 import skimage.data as skdata
 from streamrestore.errors import ConfigError, WeightsError
-from streamrestore.models.archs.gated_deblur import CANDIDATES, Gate, GatedDeblur
+from streamrestore.models.archs.gated_deblur import CANDIDATES, DECONVOLUTION_SIGMAS, Gate, GatedDeblur
 from streamrestore.models.loader import load_model, load_network
 from streamrestore.restore import restore_image
+from streamrestore.tensor_filters import gaussian_deconvolution
+from streamrestore.training.degrade import convolve, gaussian_kernel
 from streamrestore.training.loop import TrainConfig, initial_network, train
 from streamrestore.training.ship import ship
 from support.photos import write_training_photos
@@ -78,6 +81,66 @@ def test_a_gated_file_is_detected_and_restores_odd_sizes(tmp_path) -> None:
     assert np.abs(restored[8:-8, 8:-8].astype(float) - direct8[8:-8, 8:-8]).mean() < 1.0
 
 
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10 * np.log10(255.0**2 / np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)))
+
+
+def test_the_deconvolution_of_the_right_sigma_undoes_a_gaussian_blur() -> None:
+    clean = skdata.astronaut()[60:188, 140:300]  # a face and a helmet: edges and texture
+    blurred = np.clip(np.round(convolve(clean.astype(np.float32), gaussian_kernel(1.2, 25))), 0, 255)
+    x = torch.from_numpy(blurred).permute(2, 0, 1)[None].float() / 255
+    bank = gaussian_deconvolution(x, [0.8, 1.2, 1.8], 1e-3)
+    scores = [_psnr((out[0].permute(1, 2, 0).numpy() * 255).round(), clean) for out in bank]
+    assert scores[1] == max(scores) and scores[1] > _psnr(blurred, clean) + 3.0
+    assert all(abs(float(out.mean() - x.mean())) < 1e-3 for out in bank[:2])  # the mean colour is kept
+    assert scores[2] < scores[1] - 2.0  # too large a σ overshoots (rings): far worse than the right one
+
+
+@pytest.mark.parametrize(("height", "width"), [(37, 53), (2, 3), (1, 1)])
+def test_the_deconvolution_keeps_shape_dtype_and_range_at_any_size(height: int, width: int) -> None:
+    x = torch.rand(2, 3, height, width, dtype=torch.float16)
+    for out in gaussian_deconvolution(x, [0.8, 2.7], 1e-3):
+        assert out.shape == x.shape and out.dtype == torch.float16 and 0 <= out.min() and out.max() <= 1
+    flat = torch.full((1, 3, 9, 7), 0.25)
+    assert torch.allclose(gaussian_deconvolution(flat, [1.8], 1e-3)[0], flat, atol=1e-5)  # nothing to sharpen
+
+
+def _banked(**changes) -> GatedDeblur:
+    bank = changes.pop("deconvolution", DECONVOLUTION_SIGMAS)
+    gate = Gate(candidates=len(CANDIDATES) + len(bank), **changes)
+    return GatedDeblur(_nafnet(), gate, deconvolution=bank)
+
+
+def test_a_file_with_the_deconvolution_bank_is_detected_and_blends_all_candidates(tmp_path) -> None:
+    model = _banked().eval()
+    exported = tmp_path / "banked.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(exported))
+    shipped = tmp_path / "banked-fp16.safetensors"
+    ship(exported, shipped)
+    assert load_file(shipped)["deconvolution"].tolist() == [1000, 800, 1200, 1800, 2700]  # λ 1e-3, then σ
+    loaded = load_model(shipped).descriptor.model
+    assert len(loaded.candidates(torch.rand(1, 3, 16, 16))) == len(CANDIDATES) + len(DECONVOLUTION_SIGMAS)
+    x = torch.rand(1, 3, 29, 35)
+    with torch.no_grad():
+        candidates = model.candidates(x)
+        weights = model.gate(x, candidates)
+    assert weights.shape == (1, 7, 29, 35) and torch.allclose(weights.sum(1), torch.ones(1, 29, 35))
+    image = skdata.coffee()[50:81, 100:147]  # 31×47
+    assert restore_image(image, f"model={shipped}").shape == image.shape
+
+
+@pytest.mark.parametrize(("bank", "message"), [([1000] + [800] * 9, "bank of 9"), ([1000, 10_000_000], "outside"),
+                                               ([0, 800], "outside"), ([1000, 0], "outside")])
+def test_a_crafted_deconvolution_bank_is_refused_in_one_line(tmp_path, bank, message) -> None:
+    state = dict(_banked(deconvolution=(0.8,) * (len(bank) - 1)).state_dict())
+    state["deconvolution"] = torch.tensor(bank, dtype=torch.int32)  # σ 10 000 px: frames padded by 60 000 px
+    path = tmp_path / "crafted.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    with pytest.raises(WeightsError, match=message) as refused:
+        load_model(path)
+    assert "\n" not in str(refused.value)
+
+
 @pytest.mark.parametrize("unsharp", [[6000, 10_000_000], [6000, 0], [-1, 800], [2**31 - 1, 800]])
 def test_a_crafted_unsharp_setting_is_refused_in_one_line(tmp_path, unsharp) -> None:
     state = dict(GatedDeblur(_nafnet(), Gate()).state_dict())
@@ -129,6 +192,7 @@ def test_arch_gated_trains_only_the_gate_and_exports_a_gated_file(photos, small_
     assert all(torch.equal(trained[f"network.{k}"], v) for k, v in start.items())  # frozen
     assert not torch.allclose(trained[LOGITS], fresh)  # the gate has learned
     assert trained["unsharp"].tolist() == [6000, 800]
+    assert trained["deconvolution"].tolist() == [1000, 800, 1200, 1800, 2700]  # a new gate gets the bank
     assert load_network(result.weights).architecture.id == "GatedDeblur"
     # A gated file goes on training as it is: its gate, not a fresh one, and its network still frozen.
     start_again = initial_network(_config(photos, tmp_path / "again", result.weights), scale=1)

@@ -235,8 +235,10 @@ def initial_network(config: TrainConfig, scale: int) -> InitialNetwork:
 
 def _gated_deblur(config: TrainConfig) -> InitialNetwork:
     """``--arch gated``: a gate over the deblurring network of ``--init`` (a NAFNet, or a gated file whose
-    gate goes on training), the unsharp mask and the input. Only the gate learns; the network is frozen."""
-    from streamrestore.models.archs.gated_deblur import Gate, GatedDeblur
+    gate goes on training), the unsharp mask, the Gaussian deconvolution bank and the input. Only the gate
+    learns; the network is frozen."""
+    from streamrestore.models.archs.gated_deblur import (CANDIDATES, DECONVOLUTION_SIGMAS, Gate,
+                                                         GatedDeblur)  # fmt: skip
     from streamrestore.models.loader import load_model
     from streamrestore.models.weights import sha256_file
 
@@ -246,7 +248,8 @@ def _gated_deblur(config: TrainConfig) -> InitialNetwork:
     loaded = load_model(config.init)
     network, arch = loaded.descriptor.model, loaded.descriptor.architecture.id
     if arch == "NAFNet" and loaded.scale == 1:
-        network = GatedDeblur(network, Gate())
+        bank = DECONVOLUTION_SIGMAS
+        network = GatedDeblur(network, Gate(candidates=len(CANDIDATES) + len(bank)), deconvolution=bank)
     elif arch != "GatedDeblur":
         raise ConfigError(f"--arch gated needs a ×1 NAFNet or a gated deblur as --init, not a {arch} network")
     network.network.requires_grad_(False)

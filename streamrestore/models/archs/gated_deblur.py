@@ -1,19 +1,23 @@
-"""A deblur that chooses, region by region, between a deblurring network, an unsharp mask and the input.
+"""A deblur that chooses, region by region, between a deblurring network, classical filters and the input.
 
-Neither half is safe alone: the unsharp mask is best on mild defocus (isotropic, Gaussian-like blur) but
-cannot undo motion blur and makes it worse, and a small blind network undoes motion blur but hedges on
-defocus. ``GatedDeblur`` runs both, and a small gate network, which sees the input and both results,
-weighs the three candidates per pixel (a softmax, decided at 1/2**levels resolution and smoothly
-upsampled, so that neighbouring regions blend instead of switching). The candidates:
+Neither kind is safe alone: the classical filters are best on defocus (isotropic, Gaussian-like blur) but
+cannot undo motion blur and make it worse, and a small blind network undoes motion blur but hedges on
+defocus. ``GatedDeblur`` runs them all, and a small gate network, which sees the input and every result,
+weighs the candidates per pixel (a softmax, decided at 1/2**levels resolution and smoothly upsampled, so
+that neighbouring regions blend instead of switching). The candidates:
 
 1. the input, untouched (for sharp or nearly sharp pictures, which both others over-sharpen);
 2. the network's output;
 3. the unsharp mask ``x + amount * (x - gaussian(x, radius))``, computed by the ``unsharp`` stage's own tensor
    code (``streamrestore.tensor_filters``: OpenCV's kernel and BORDER_REFLECT edges): amount 6, radius 0.8 in
-   the shipped file, the unsharp mask ``deblur`` was before this network.
+   the shipped files, the unsharp mask ``deblur`` was before this network;
+4. optionally, the input deconvolved by Gaussian blurs of a few σ (``tensor_filters.gaussian_deconvolution``,
+   a regularised inverse filter): a bank spanning mild to strong defocus, from which the gate picks, per
+   region, the σ that sharpens without ringing (or a blend of two neighbours).
 
 Keys: ``network.*`` (a NAFNet, in its own layout, so that its file's network is read as is), ``gate.body.*``
-(the gate's convolutions) and ``unsharp`` (amount and radius, in thousandths). The gate is trained with the
+(the gate's convolutions), ``unsharp`` (amount and radius, in thousandths) and, in files with the bank,
+``deconvolution`` (the regulariser λ in millionths, then each σ in thousandths). The gate is trained with the
 network frozen: ``streamrestore train --task deblur --arch gated --init deblur-nafnet16``.
 """
 
@@ -24,10 +28,16 @@ import torch.nn.functional as F
 from spandrel import Architecture, ImageModelDescriptor, SizeRequirements, StateDict
 from torch import nn
 
-from ...tensor_filters import unsharp_mask
+from ...tensor_filters import gaussian_deconvolution, unsharp_mask
 
 CANDIDATES = ("input", "network", "unsharp")
+"""The candidates every gated file has, in this order; the deconvolutions (one per σ) follow them."""
 MAX_AMOUNT, MIN_RADIUS, MAX_RADIUS = 10.0, 0.1, 20.0  # the unsharp stage's option bounds
+DECONVOLUTION_SIGMAS = (0.8, 1.2, 1.8, 2.7)
+"""The bank a new gate gets (``--arch gated --init NAFNET``): ratio 1.5, across the training blurs' σ 0.2–3."""
+DECONVOLUTION_REGULARISATION = 1e-3
+"""λ of the bank: chosen on held-out photos (astronaut, coffee) among 1e-3 / 3e-3 / 1e-2 / 3e-2."""
+MAX_DECONVOLUTIONS, MAX_SIGMA = 8, 20.0  # bounds of a file's bank: each σ pads frames by 6σ + 8 px
 MAX_LEVELS = 5
 """The most halvings a file's gate may have: frames are padded to a multiple of 2**levels."""
 LOGIT_BOUND = 4.0
@@ -36,7 +46,7 @@ lock the gate onto one candidate (a saturated softmax passes no gradient to the 
 
 
 class Gate(nn.Module):
-    """Per-pixel weights of the candidates from the input and the two results (9 channels)."""
+    """Per-pixel weights of the candidates from the input and the other candidates (3 channels each)."""
 
     def __init__(self, width: int = 16, levels: int = 3, candidates: int = len(CANDIDATES)) -> None:
         super().__init__()
@@ -67,17 +77,25 @@ class Gate(nn.Module):
 
 
 class GatedDeblur(nn.Module):
-    def __init__(self, network: nn.Module, gate: Gate, amount: float = 6.0, radius: float = 0.8) -> None:
+    def __init__(self, network: nn.Module, gate: Gate, amount: float = 6.0, radius: float = 0.8,
+                 deconvolution: tuple[float, ...] = (), regularisation: float = DECONVOLUTION_REGULARISATION) -> None:
         super().__init__()
         self.network = network
         self.gate = gate
         # In thousandths, as integers: shipping halves float tensors, and σ 0.8 in float16 is 0.7998.
         self.register_buffer("unsharp", torch.tensor([round(amount * 1000), round(radius * 1000)], dtype=torch.int32))
+        if deconvolution:  # files without the bank keep their exact key set
+            settings = [round(regularisation * 1e6)] + [round(sigma * 1000) for sigma in deconvolution]
+            self.register_buffer("deconvolution", torch.tensor(settings, dtype=torch.int32))
         self.padder_size = getattr(network, "padder_size", 1)  # NAFNet's: the loader pads frames to it
 
     def candidates(self, x: torch.Tensor) -> list[torch.Tensor]:
         amount, radius = (int(v) / 1000 for v in self.unsharp)
-        return [x, self.network(x).clamp(0.0, 1.0), unsharp_mask(x, amount, radius, threshold=0.0)]
+        fixed = [x, self.network(x).clamp(0.0, 1.0), unsharp_mask(x, amount, radius, threshold=0.0)]
+        if not hasattr(self, "deconvolution"):
+            return fixed
+        regularisation, *sigmas = (int(v) for v in self.deconvolution)
+        return fixed + gaussian_deconvolution(x, [s / 1000 for s in sigmas], regularisation / 1e6)
 
     def blend(self, x: torch.Tensor, candidates: list[torch.Tensor]) -> torch.Tensor:
         weights = self.gate(x, candidates)
@@ -87,6 +105,11 @@ class GatedDeblur(nn.Module):
         return self.blend(x, self.candidates(x))
 
 
+def _deconvolutions(state_dict: StateDict) -> int:
+    bank = state_dict.get("deconvolution")
+    return 0 if bank is None else max(bank.numel() - 1, 0)
+
+
 def _gate_shape(state_dict: StateDict) -> tuple[int, int] | None:
     """(width, levels) of the gate's convolutions, or None when they are not a gate's."""
     convs = sorted(int(key.split(".")[2]) for key in state_dict
@@ -94,9 +117,23 @@ def _gate_shape(state_dict: StateDict) -> tuple[int, int] | None:
     if not convs or convs != list(range(0, 2 * len(convs), 2)) or len(convs) < 5:
         return None
     first = state_dict["gate.body.0.weight"]
-    if first.ndim != 4 or first.shape[1] != 3 * len(CANDIDATES):
+    if first.ndim != 4 or first.shape[1] != 3 * (len(CANDIDATES) + _deconvolutions(state_dict)):
         return None
     return int(first.shape[0]), len(convs) - 4  # input conv, levels, two context convs, the logits
+
+
+def _deconvolution_bank(state_dict: StateDict) -> tuple[tuple[float, ...], float]:
+    """(σ list, λ) of a file's bank, checked against the bounds: ((), λ) when it has none."""
+    if "deconvolution" not in state_dict:
+        return (), DECONVOLUTION_REGULARISATION
+    regularisation, *sigmas = (int(v) for v in state_dict["deconvolution"].flatten())
+    sigmas_px = tuple(s / 1000 for s in sigmas)
+    if not sigmas_px or len(sigmas_px) > MAX_DECONVOLUTIONS:
+        raise ValueError(f"deconvolution bank of {len(sigmas_px)} σ (1–{MAX_DECONVOLUTIONS})")
+    if not all(MIN_RADIUS <= s <= MAX_SIGMA for s in sigmas_px) or not 1 <= regularisation <= 1_000_000:
+        raise ValueError(f"deconvolution σ {', '.join(f'{s:g}' for s in sigmas_px)} / λ {regularisation / 1e6:g} "
+                         f"outside {MIN_RADIUS:g}–{MAX_SIGMA:g} / 1e-06–1")
+    return sigmas_px, regularisation / 1e6
 
 
 def _detect(state_dict: StateDict) -> bool:
@@ -120,7 +157,9 @@ class GatedDeblurArch(Architecture[GatedDeblur]):
         if not (0.0 <= amount <= MAX_AMOUNT and MIN_RADIUS <= radius <= MAX_RADIUS):
             raise ValueError(f"unsharp amount {amount:g} / radius {radius:g} outside 0–{MAX_AMOUNT:g} / "
                              f"{MIN_RADIUS:g}–{MAX_RADIUS:g}")
-        model = GatedDeblur(network, Gate(width, levels), amount, radius)
+        sigmas, regularisation = _deconvolution_bank(state_dict)
+        model = GatedDeblur(network, Gate(width, levels, len(CANDIDATES) + len(sigmas)), amount, radius,
+                            sigmas, regularisation)  # fmt: skip
         return ImageModelDescriptor(
             model,
             state_dict,
