@@ -136,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "old-video noise and blocks) or oldvideo4 (×4: the same at a quarter of the size)")
     train.add_argument("--arch", help="compact (default), esrgan, swinir, or nafnet, restormer, mprnet (×1 tasks; "
                        "the last two need the extra-arches extra); with --init, the file's; gated (deblur, with "
-                       "--init a NAFNet: trains only a gate between that network, the unsharp mask and the input)")
+                       "--init a NAFNet: trains only a gate between that network, the unsharp mask, Gaussian deconvolutions and "
+                       "the input)")
     train.add_argument("--init", metavar="WEIGHTS", help="fine-tune these weights (a file or a model name from "
                        "`streamrestore models`) instead of training fresh ones; the architecture is detected")
     train.add_argument("--resize", default="area", choices=("area", "bicubic"),
