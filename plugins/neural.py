@@ -41,8 +41,9 @@ class ModelStage(Stage):
     summary = "a restoration network from a weights file; architecture detected by spandrel"
     options = {
         "model": Option(str, "", "weights: a .pth/.pt/.ckpt/.safetensors path or a known model name"),
-        "tile_overlap": Option(int, 16, "context around each tile, input pixels (half of it is cross-faded); "
-                                        "tiles: --tile, or NAME:tile=N in a chain",
+        "tile_overlap": Option(int, 16, "context around each tile, input pixels (half of it is cross-faded; at "
+                                        "least what the network needs: 98 for deblur's deconvolutions); tiles: "
+                                        "--tile, or NAME:tile=N in a chain",
                                minimum=0, maximum=256),
         "outscale": Option(int, 0, "output scale; 0 = the network's own, else its output is resized "
                                    "(area down, bicubic up), e.g. a ×4 network as a ×1 denoiser",
@@ -109,7 +110,7 @@ class ModelStage(Stage):
             border_mode=loaded.declared.border_mode,
             size_multiple=loaded.size_multiple,
             tileable=net.tiling != spandrel.ModelTiling.INTERNAL,
-            tile_overlap=overlap,
+            tile_overlap=max(overlap, loaded.tile_context),
             tile_align=loaded.tile_align,
             max_batch=None if net.architecture.id in BATCH_VERIFIED else 1,
         )

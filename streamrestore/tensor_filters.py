@@ -65,17 +65,23 @@ def unsharp_mask(pixels: torch.Tensor, amount: float, sigma: float, threshold: f
 # -- Gaussian deconvolution --------------------------------------------------------------------------
 
 
+def deconvolution_reach(sigma: float) -> int:
+    """How far, in pixels, a Gaussian deconvolution of ``sigma`` reaches: beyond it the inverse filter's tail
+    changes no pixel by a level (12σ + 16; measured against a reach of 300 px at λ = 1e-3)."""
+    return math.ceil(12 * sigma) + 16
+
+
 def gaussian_deconvolution(pixels: torch.Tensor, sigmas: list[float], regularisation: float) -> list[torch.Tensor]:
     """``pixels`` deconvolved by a Gaussian blur of each σ in ``sigmas``: one picture per σ, clipped to [0, 1].
 
     A Wiener-type inverse, ``H / (H² + λ |2πf|²)`` with ``H = exp(-2π²σ²|f|²)`` the Gaussian's transfer
     function and λ = ``regularisation``: the gradient penalty keeps the boost of the high frequencies the blur
     all but erased finite, and the mean (f = 0) is kept exactly. Computed in float32 by FFT over the picture
-    reflected (``BORDER_REFLECT``, as the blur above) by 6σ + 8 pixels on each side, so the edges do not wrap
-    around; the one forward transform is shared by all the σ.
+    reflected (``BORDER_REFLECT``, as the blur above) by ``deconvolution_reach(σ)`` pixels on each side, so the
+    edges do not wrap around; the one forward transform is shared by all the σ.
     """
     dtype = pixels.dtype
-    pad = math.ceil(6 * max(sigmas)) + 8
+    pad = deconvolution_reach(max(sigmas))
     x = pixels.float()
     height, width = x.shape[-2:]
     x = x.index_select(2, _reflect_indices(height, pad).to(x.device))

@@ -16,7 +16,9 @@ from streamrestore.errors import ConfigError, WeightsError
 from streamrestore.models.archs.gated_deblur import CANDIDATES, DECONVOLUTION_SIGMAS, Gate, GatedDeblur
 from streamrestore.models.loader import load_model, load_network
 from streamrestore.restore import restore_image
-from streamrestore.tensor_filters import gaussian_deconvolution
+from streamrestore.presets import build_chain, parse_chain
+from streamrestore.registry import Registry
+from streamrestore.tensor_filters import deconvolution_reach, gaussian_deconvolution
 from streamrestore.training.degrade import convolve, gaussian_kernel
 from streamrestore.training.loop import TrainConfig, initial_network, train
 from streamrestore.training.ship import ship
@@ -71,6 +73,7 @@ def test_a_gated_file_is_detected_and_restores_odd_sizes(tmp_path) -> None:
     loaded = load_model(shipped)
     assert loaded.descriptor.architecture.id == "GatedDeblur" and loaded.scale == 1
     assert loaded.size_multiple == 8  # the gate's grid (1/8), which NAFNet's padder here (4) divides
+    assert loaded.tile_context == 0  # no deconvolutions: tiles keep the stage's own overlap
     image = skdata.astronaut()[100:137, 150:203]  # 37×53
     restored = restore_image(image, f"model={shipped}")
     assert restored.shape == image.shape
@@ -105,6 +108,19 @@ def test_the_deconvolution_keeps_shape_dtype_and_range_at_any_size(height: int, 
     assert torch.allclose(gaussian_deconvolution(flat, [1.8], 1e-3)[0], flat, atol=1e-5)  # nothing to sharpen
 
 
+@pytest.mark.parametrize("sigma", [0.8, 1.8, 2.7])
+def test_the_deconvolution_reaches_no_farther_than_it_says(sigma: float) -> None:
+    # A crop with deconvolution_reach(σ) pixels of real picture around it (a tile with that context) comes out
+    # as the same region of the whole frame, within a level: what the tiles' overlap and the padding rely on.
+    frame = torch.from_numpy(skdata.astronaut()).permute(2, 0, 1)[None].float() / 255
+    whole = gaussian_deconvolution(frame, [sigma], 1e-3)[0]
+    reach = deconvolution_reach(sigma)
+    top, left, size = 120, 150, 96
+    tile = frame[..., top - reach : top + size + reach, left - reach : left + size + reach]
+    inside = gaussian_deconvolution(tile, [sigma], 1e-3)[0][..., reach:-reach, reach:-reach]
+    assert float((inside - whole[..., top : top + size, left : left + size]).abs().max()) * 255 < 1.0
+
+
 def _banked(**changes) -> GatedDeblur:
     bank = changes.pop("deconvolution", DECONVOLUTION_SIGMAS)
     gate = Gate(candidates=len(CANDIDATES) + len(bank), **changes)
@@ -118,8 +134,18 @@ def test_a_file_with_the_deconvolution_bank_is_detected_and_blends_all_candidate
     shipped = tmp_path / "banked-fp16.safetensors"
     ship(exported, shipped)
     assert load_file(shipped)["deconvolution"].tolist() == [1000, 800, 1200, 1800, 2700]  # λ 1e-3, then σ
-    loaded = load_model(shipped).descriptor.model
-    assert len(loaded.candidates(torch.rand(1, 3, 16, 16))) == len(CANDIDATES) + len(DECONVOLUTION_SIGMAS)
+    loaded = load_model(shipped).descriptor.model.float()
+    probe = torch.rand(1, 3, 24, 40)
+    with torch.no_grad():
+        read_back = loaded.candidates(probe)[len(CANDIDATES):]
+    assert len(read_back) == len(DECONVOLUTION_SIGMAS)
+    expected = gaussian_deconvolution(probe, list(DECONVOLUTION_SIGMAS), 1e-3)
+    assert all(torch.allclose(c, e, atol=1e-5) for c, e in zip(read_back, expected))  # each σ, in order; λ 1e-3
+    # The model stage gives tiles the context the widest deconvolution needs (a user's larger overlap stays).
+    stage = build_chain(parse_chain(f"model={shipped}"), Registry())[0].stage
+    assert stage.capabilities.tile_overlap == 2 * deconvolution_reach(2.7) == 98
+    wide = build_chain(parse_chain(f"model={shipped}:tile_overlap=128"), Registry())[0].stage
+    assert wide.capabilities.tile_overlap == 128
     x = torch.rand(1, 3, 29, 35)
     with torch.no_grad():
         candidates = model.candidates(x)

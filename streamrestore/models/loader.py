@@ -14,6 +14,8 @@ What comes back (``LoadedModel``) says how to call the network, so that the runt
   for most networks, but not for NAFNet, which pads itself to 16 with zeros (a dark line along the bottom
   and right edges of every frame whose size is not a multiple); its own padder size is read here;
 - ``tile_align``: the window grid of a window-attention network (SwinIR), on which tiles are cut;
+- ``tile_context``: the least overlap of tiles for a network that reaches far (the gated deblur's
+  deconvolutions); the model stage's ``tile_overlap`` is raised to it;
 - ``scale``: the output scale of ``forward`` (the file's declared one, else the network's; a declared
   scale resizes the network's output bicubically: Real-ESRGAN animevideov3 x2 is its ×4, resized).
 
@@ -145,6 +147,13 @@ class LoadedModel:
         """Tiles start on this grid: a window-attention network's window (1 for the others)."""
         window = getattr(self.descriptor.model, "window_size", 1)
         return window if isinstance(window, int) and window > 0 else 1
+
+    @property
+    def tile_context(self) -> int:
+        """The least context around a tile, in input pixels, for a network whose output depends on pixels far
+        away (the gated deblur's deconvolutions say how far); 0 for the others."""
+        context = getattr(self.descriptor.model, "tile_context", 0)
+        return context if isinstance(context, int) and context > 0 else 0
 
     def forward(self, pixels: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
         """One call of the network on N×3×h×w -> N×3×(h·scale)×(w·scale), in [0, 1]. No padding: the

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from spandrel import Architecture, ImageModelDescriptor, SizeRequirements, StateDict
 from torch import nn
 
-from ...tensor_filters import gaussian_deconvolution, unsharp_mask
+from ...tensor_filters import deconvolution_reach, gaussian_deconvolution, unsharp_mask
 
 CANDIDATES = ("input", "network", "unsharp")
 """The candidates every gated file has, in this order; the deconvolutions (one per σ) follow them."""
@@ -37,7 +37,7 @@ DECONVOLUTION_SIGMAS = (0.8, 1.2, 1.8, 2.7)
 """The bank a new gate gets (``--arch gated --init NAFNET``): ratio 1.5, across the training blurs' σ 0.2–3."""
 DECONVOLUTION_REGULARISATION = 1e-3
 """λ of the bank: chosen on held-out photos (astronaut, coffee) among 1e-3 / 3e-3 / 1e-2 / 3e-2."""
-MAX_DECONVOLUTIONS, MAX_SIGMA = 8, 20.0  # bounds of a file's bank: each σ pads frames by 6σ + 8 px
+MAX_DECONVOLUTIONS, MAX_SIGMA = 8, 20.0  # bounds of a file's bank: each σ pads frames by 12σ + 16 px
 MAX_LEVELS = 5
 """The most halvings a file's gate may have: frames are padded to a multiple of 2**levels."""
 LOGIT_BOUND = 4.0
@@ -87,15 +87,18 @@ class GatedDeblur(nn.Module):
         if deconvolution:  # files without the bank keep their exact key set
             settings = [round(regularisation * 1e6)] + [round(sigma * 1000) for sigma in deconvolution]
             self.register_buffer("deconvolution", torch.tensor(settings, dtype=torch.int32))
+        # As plain numbers too, so that a frame on a GPU does not wait to read them back from the buffer.
+        self.bank = ([round(sigma * 1000) / 1000 for sigma in deconvolution], round(regularisation * 1e6) / 1e6)
         self.padder_size = getattr(network, "padder_size", 1)  # NAFNet's: the loader pads frames to it
+        # The context a tile needs (the model stage's tile_overlap is at least this): the deconvolutions reach far,
+        # and a tile's output is used up to half its overlap from the cut.
+        self.tile_context = 2 * deconvolution_reach(max(deconvolution)) if deconvolution else 0
 
     def candidates(self, x: torch.Tensor) -> list[torch.Tensor]:
         amount, radius = (int(v) / 1000 for v in self.unsharp)
         fixed = [x, self.network(x).clamp(0.0, 1.0), unsharp_mask(x, amount, radius, threshold=0.0)]
-        if not hasattr(self, "deconvolution"):
-            return fixed
-        regularisation, *sigmas = (int(v) for v in self.deconvolution)
-        return fixed + gaussian_deconvolution(x, [s / 1000 for s in sigmas], regularisation / 1e6)
+        sigmas, regularisation = self.bank
+        return fixed + gaussian_deconvolution(x, sigmas, regularisation) if sigmas else fixed
 
     def blend(self, x: torch.Tensor, candidates: list[torch.Tensor]) -> torch.Tensor:
         weights = self.gate(x, candidates)
