@@ -22,7 +22,7 @@ from streamrestore.tensor_filters import deconvolution_reach, gaussian_deconvolu
 from streamrestore.training.degrade import convolve, gaussian_kernel
 from streamrestore.training.loop import TrainConfig, initial_network, train
 from streamrestore.training.ship import ship
-from support.photos import write_training_photos
+from support.photos import psnr, write_training_photos
 
 
 LOGITS = f"gate.body.{len(Gate().body) - 1}.weight"
@@ -84,17 +84,13 @@ def test_a_gated_file_is_detected_and_restores_odd_sizes(tmp_path) -> None:
     assert np.abs(restored[8:-8, 8:-8].astype(float) - direct8[8:-8, 8:-8]).mean() < 1.0
 
 
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    return float(10 * np.log10(255.0**2 / np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)))
-
-
 def test_the_deconvolution_of_the_right_sigma_undoes_a_gaussian_blur() -> None:
     clean = skdata.astronaut()[60:188, 140:300]  # a face and a helmet: edges and texture
     blurred = np.clip(np.round(convolve(clean.astype(np.float32), gaussian_kernel(1.2, 25))), 0, 255)
     x = torch.from_numpy(blurred).permute(2, 0, 1)[None].float() / 255
     bank = gaussian_deconvolution(x, [0.8, 1.2, 1.8], 1e-3)
-    scores = [_psnr((out[0].permute(1, 2, 0).numpy() * 255).round(), clean) for out in bank]
-    assert scores[1] == max(scores) and scores[1] > _psnr(blurred, clean) + 3.0
+    scores = [psnr((out[0].permute(1, 2, 0).numpy() * 255).round(), clean) for out in bank]
+    assert scores[1] == max(scores) and scores[1] > psnr(blurred, clean) + 3.0
     assert all(abs(float(out.mean() - x.mean())) < 1e-3 for out in bank[:2])  # the mean colour is kept
     assert scores[2] < scores[1] - 2.0  # too large a σ overshoots (rings): far worse than the right one
 

@@ -82,23 +82,24 @@ class GatedDeblur(nn.Module):
         super().__init__()
         self.network = network
         self.gate = gate
-        # In thousandths, as integers: shipping halves float tensors, and σ 0.8 in float16 is 0.7998.
-        self.register_buffer("unsharp", torch.tensor([round(amount * 1000), round(radius * 1000)], dtype=torch.int32))
+        # Stored as integers, σ and amounts in thousandths, λ in millionths: shipping halves float tensors, and σ 0.8
+        # in float16 is 0.7998. Run from the same integers as plain numbers, so that a frame on a GPU does not wait
+        # to read them back from the buffers.
+        unsharp = [round(amount * 1000), round(radius * 1000)]
+        bank = [round(regularisation * 1e6)] + [round(sigma * 1000) for sigma in deconvolution]
+        self.register_buffer("unsharp", torch.tensor(unsharp, dtype=torch.int32))
         if deconvolution:  # files without the bank keep their exact key set
-            settings = [round(regularisation * 1e6)] + [round(sigma * 1000) for sigma in deconvolution]
-            self.register_buffer("deconvolution", torch.tensor(settings, dtype=torch.int32))
-        # As plain numbers too, so that a frame on a GPU does not wait to read them back from the buffer.
-        self.bank = ([round(sigma * 1000) / 1000 for sigma in deconvolution], round(regularisation * 1e6) / 1e6)
+            self.register_buffer("deconvolution", torch.tensor(bank, dtype=torch.int32))
+        self.amount, self.radius = (v / 1000 for v in unsharp)
+        self.regularisation, self.sigmas = bank[0] / 1e6, [v / 1000 for v in bank[1:]]
         self.padder_size = getattr(network, "padder_size", 1)  # NAFNet's: the loader pads frames to it
         # The context a tile needs (the model stage's tile_overlap is at least this): the deconvolutions reach far,
         # and a tile's output is used up to half its overlap from the cut.
         self.tile_context = 2 * deconvolution_reach(max(deconvolution)) if deconvolution else 0
 
     def candidates(self, x: torch.Tensor) -> list[torch.Tensor]:
-        amount, radius = (int(v) / 1000 for v in self.unsharp)
-        fixed = [x, self.network(x).clamp(0.0, 1.0), unsharp_mask(x, amount, radius, threshold=0.0)]
-        sigmas, regularisation = self.bank
-        return fixed + gaussian_deconvolution(x, sigmas, regularisation) if sigmas else fixed
+        fixed = [x, self.network(x).clamp(0.0, 1.0), unsharp_mask(x, self.amount, self.radius, threshold=0.0)]
+        return fixed + gaussian_deconvolution(x, self.sigmas, self.regularisation) if self.sigmas else fixed
 
     def blend(self, x: torch.Tensor, candidates: list[torch.Tensor]) -> torch.Tensor:
         weights = self.gate(x, candidates)
